@@ -1,0 +1,51 @@
+//! The pure domain of `scores`: exam-result events, their decoding, and the fold of an event log
+//! into a scoreboard that readers query through immutable snapshots.
+//!
+//! Everything here is deterministic: no IO, no clock, no threads, no randomness. Sequence numbers
+//! arrive with the data (the n-th event applied is number n), so replaying a log always gives the
+//! same board, and tests and fuzzers drive the crate directly.
+//!
+//! - [`ScoreEvent`], [`StudentId`], [`ExamId`], [`Score`]: the domain values, validated when built.
+//! - [`decode`]: an SSE event's type and data to a [`Decoded`] event or a typed [`DecodeError`].
+//! - [`Scoreboard`]: the writer's projection; [`Scoreboard::apply`] folds one event.
+//! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries.
+//!
+//! # Example
+//!
+//! ```
+//! use scores_core::{decode, Decoded, ExamId, Page, Scoreboard};
+//!
+//! let feed = [
+//!     r#"{"studentId":"Marvin32","exam":11295,"score":0.64}"#,
+//!     r#"{"studentId":"Susana_Langworth","exam":11295,"score":0.9}"#,
+//!     r#"{"studentId":"Marvin32","exam":11295,"score":0.7}"#, // a regrade
+//! ];
+//! let mut board = Scoreboard::new();
+//! for data in feed {
+//!     if let Decoded::Event(event) = decode("score", data)? {
+//!         board.apply(&event);
+//!     }
+//! }
+//! let snapshot = board.snapshot();
+//! assert_eq!(snapshot.seq(), 3);
+//! assert_eq!(snapshot.students(Page::ALL).items.len(), 2);
+//! let exam = snapshot.exam(ExamId(11295)).expect("the exam has results");
+//! assert_eq!(exam.n_results(), 2);
+//! assert!((exam.average - 0.8).abs() < 1e-15);
+//! assert_eq!(snapshot.student("Marvin32").expect("known").average, 0.7);
+//! # Ok::<(), scores_core::DecodeError>(())
+//! ```
+
+mod chunked;
+mod decode;
+mod event;
+mod running_sum;
+mod scoreboard;
+mod snapshot;
+
+pub use crate::decode::{
+    DecodeError, Decoded, Field, JsonKind, JsonNumber, SCORE_EVENT_TYPES, decode,
+};
+pub use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId};
+pub use crate::scoreboard::{Applied, Scoreboard};
+pub use crate::snapshot::{ExamReport, Listing, Page, Snapshot, StudentReport};

@@ -1,0 +1,367 @@
+//! The fold: [`Scoreboard::apply`] takes events one at a time; [`Scoreboard::snapshot`] publishes.
+//!
+//! The writer keeps what `apply` needs in plain hash maps, so folding costs a hash lookup and a
+//! binary search per event. Changes since the last snapshot are buffered (the dirty students and
+//! the changed exam results) and merged into the persistent maps of [`Snapshot`] only when a
+//! snapshot is taken, so a hot exam that changes a thousand times between two snapshots is merged
+//! once per snapshot, not once per event.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::event::{ExamId, Score, ScoreEvent, StudentId};
+use crate::running_sum::RunningSum;
+use crate::snapshot::{Snapshot, StudentEntry};
+
+/// The projection of the log: every student's and every exam's current results and averages.
+///
+/// One writer owns a `Scoreboard` and folds the log into it with [`apply`](Self::apply); readers
+/// get immutable [`Snapshot`]s from [`snapshot`](Self::snapshot).
+///
+/// Semantics: a result is keyed by (student, exam); a later event for the same key replaces the
+/// score (a regrade), and an event that repeats the current score changes nothing, so applying a
+/// log twice gives the same board as applying it once. Averages are the mean of the current
+/// scores and stay within 1e-15 relative of a recomputation however many regrades happen.
+#[derive(Clone, Debug, Default)]
+pub struct Scoreboard {
+    seq: u64,
+    n_results: u64,
+    /// Each student's dense index into `students`, in order of first appearance.
+    student_index: FxHashMap<StudentId, u32>,
+    students: Vec<StudentRow>,
+    exams: FxHashMap<ExamId, ExamRow>,
+    /// Students changed since the last snapshot, each once.
+    dirty_students: Vec<u32>,
+    /// Exam results changed since the last snapshot, in the order they changed.
+    changed_results: Vec<(ExamId, u32, Score)>,
+    /// The persistent state as of the last snapshot. Snapshots handed out share its structure.
+    published: Snapshot,
+}
+
+#[derive(Clone, Debug)]
+struct StudentRow {
+    id: StudentId,
+    /// Sorted by exam. Shared with the published snapshot until this student next changes.
+    results: Arc<Vec<(ExamId, Score)>>,
+    sum: RunningSum,
+    is_dirty: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ExamRow {
+    n_results: usize,
+    sum: RunningSum,
+}
+
+/// What [`Scoreboard::apply`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The first result for this (student, exam).
+    New,
+    /// A different score replaced the previous one.
+    Regraded {
+        /// The score replaced.
+        previous: Score,
+    },
+    /// The event repeated the current score: nothing changed.
+    Unchanged,
+}
+
+impl Scoreboard {
+    /// An empty board at sequence number 0.
+    pub fn new() -> Scoreboard {
+        Scoreboard::default()
+    }
+
+    /// Folds the next event of the log into the board and advances the sequence number by one.
+    pub fn apply(&mut self, event: &ScoreEvent) -> Applied {
+        self.seq += 1;
+        let ScoreEvent { student_id, exam, score } = event;
+        let student_idx = self.student_idx(student_id);
+        let row = &mut self.students[student_idx as usize];
+        let results = Arc::make_mut(&mut row.results);
+        let applied = match results.binary_search_by_key(exam, |(exam, _)| *exam) {
+            Ok(index) => {
+                let previous = std::mem::replace(&mut results[index].1, *score);
+                if previous == *score {
+                    return Applied::Unchanged;
+                }
+                row.sum.replace(previous.get(), score.get());
+                let exam_row = self.exams.entry(*exam).or_default();
+                exam_row.sum.replace(previous.get(), score.get());
+                Applied::Regraded { previous }
+            }
+            Err(index) => {
+                results.insert(index, (*exam, *score));
+                row.sum.add(score.get());
+                let exam_row = self.exams.entry(*exam).or_default();
+                exam_row.sum.add(score.get());
+                exam_row.n_results += 1;
+                self.n_results += 1;
+                Applied::New
+            }
+        };
+        if !row.is_dirty {
+            row.is_dirty = true;
+            self.dirty_students.push(student_idx);
+        }
+        self.changed_results.push((*exam, student_idx, *score));
+        applied
+    }
+
+    fn student_idx(&mut self, student_id: &StudentId) -> u32 {
+        if let Some(&student_idx) = self.student_index.get(student_id.as_str()) {
+            return student_idx;
+        }
+        // Dense indices are u32: four billion students is beyond any feed this serves, and
+        // saturating keeps a pathological one correct (if slow) rather than panicking.
+        let student_idx = u32::try_from(self.students.len()).unwrap_or(u32::MAX);
+        self.student_index.insert(student_id.clone(), student_idx);
+        self.students.push(StudentRow {
+            id: student_id.clone(),
+            results: Arc::default(),
+            sum: RunningSum::default(),
+            is_dirty: false,
+        });
+        student_idx
+    }
+
+    /// The sequence number of the last event applied (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Publishes the board as it is now: merges the changes buffered since the last snapshot
+    /// into the persistent maps and returns an immutable view at [`seq`](Self::seq).
+    ///
+    /// Costs time proportional to the changes since the last snapshot (times a logarithm), not
+    /// to the size of the board; with no changes it is a clone of a few pointers.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.merge_students();
+        self.merge_exams();
+        self.published.seq = self.seq;
+        self.published.n_results = self.n_results;
+        self.published.clone()
+    }
+
+    fn merge_students(&mut self) {
+        // In index order, new students (all dirty, all at the end) are appended in turn.
+        self.dirty_students.sort_unstable();
+        for student_idx in self.dirty_students.drain(..) {
+            let row = &mut self.students[student_idx as usize];
+            row.is_dirty = false;
+            if !row.sum.is_reliable() {
+                row.sum = RunningSum::of(row.results.iter().map(|(_, score)| score.get()));
+            }
+            let entry = StudentEntry {
+                results: row.results.clone(),
+                average: row.sum.mean(row.results.len()),
+            };
+            let published = &mut self.published;
+            if !published.students.set(student_idx as usize, entry.clone()) {
+                published.students.push(entry);
+                published.student_ids.push(row.id.clone());
+                published.student_index.insert(row.id.clone(), student_idx);
+            }
+        }
+    }
+
+    fn merge_exams(&mut self) {
+        // A stable sort keeps each key's changes in order, so the last one wins below.
+        self.changed_results.sort_by_key(|&(exam, student_idx, _)| (exam, student_idx));
+        let mut changes = std::mem::take(&mut self.changed_results);
+        let mut group = Vec::new();
+        for same_exam in changes.chunk_by(|a, b| a.0 == b.0) {
+            let exam = same_exam[0].0;
+            group.clear();
+            for same_key in same_exam.chunk_by(|a, b| a.1 == b.1) {
+                let &(_, student_idx, score) = &same_key[same_key.len() - 1];
+                group.push((student_idx, score));
+            }
+            let entry = self.published.exams.entry(exam).or_default();
+            merge_sorted_by_student(&mut entry.results, &mut group, &self.students);
+            if let Some(row) = self.exams.get_mut(&exam) {
+                if !row.sum.is_reliable() {
+                    row.sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
+                }
+                entry.average = row.sum.mean(row.n_results);
+            }
+        }
+        changes.clear();
+        changes.shrink_to(4096);
+        self.changed_results = changes;
+    }
+}
+
+/// Merges `changes` (one per student) into `results` (sorted by student id): replaces the scores
+/// of students present, inserts the others. Costs O(k log n) id comparisons and one O(n) copy.
+fn merge_sorted_by_student(
+    results: &mut Arc<Vec<(u32, Score)>>,
+    changes: &mut [(u32, Score)],
+    students: &[StudentRow],
+) {
+    let id = |student_idx: u32| &students[student_idx as usize].id;
+    changes.sort_unstable_by(|a, b| id(a.0).cmp(id(b.0)));
+    let old = results.as_slice();
+    let mut merged = Vec::with_capacity(old.len() + changes.len());
+    let mut copied = 0;
+    for &(student_idx, score) in changes.iter() {
+        let rest = &old[copied..];
+        match rest.binary_search_by(|&(other, _)| id(other).cmp(id(student_idx))) {
+            Ok(position) => {
+                merged.extend_from_slice(&rest[..position]);
+                copied += position + 1;
+            }
+            Err(position) => {
+                merged.extend_from_slice(&rest[..position]);
+                copied += position;
+            }
+        }
+        merged.push((student_idx, score));
+    }
+    merged.extend_from_slice(&old[copied..]);
+    *results = Arc::new(merged);
+}
+
+impl Extend<ScoreEvent> for Scoreboard {
+    fn extend<I: IntoIterator<Item = ScoreEvent>>(&mut self, events: I) {
+        events.into_iter().for_each(|event| {
+            self.apply(&event);
+        });
+    }
+}
+
+impl<'a> Extend<&'a ScoreEvent> for Scoreboard {
+    fn extend<I: IntoIterator<Item = &'a ScoreEvent>>(&mut self, events: I) {
+        events.into_iter().for_each(|event| {
+            self.apply(event);
+        });
+    }
+}
+
+impl FromIterator<ScoreEvent> for Scoreboard {
+    fn from_iter<I: IntoIterator<Item = ScoreEvent>>(events: I) -> Scoreboard {
+        let mut board = Scoreboard::new();
+        board.extend(events);
+        board
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Listing, Page};
+
+    fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {
+        ScoreEvent {
+            student_id: StudentId::new(student).expect("valid id"),
+            exam: ExamId(exam),
+            score: Score::new(score).expect("valid score"),
+        }
+    }
+
+    fn score(value: f64) -> Score {
+        Score::new(value).expect("valid score")
+    }
+
+    #[test]
+    fn a_later_event_for_the_same_key_is_a_regrade() {
+        let mut board = Scoreboard::new();
+        assert_eq!(board.apply(&event("Marvin32", 11295, 0.64)), Applied::New);
+        assert_eq!(
+            board.apply(&event("Marvin32", 11295, 0.9)),
+            Applied::Regraded { previous: score(0.64) }
+        );
+        let snapshot = board.snapshot();
+        let student = snapshot.student("Marvin32").expect("known");
+        assert_eq!(student.results(), &[(ExamId(11295), score(0.9))]);
+        assert_eq!(student.average, 0.9);
+        assert_eq!(snapshot.exam(ExamId(11295)).expect("known").average, 0.9);
+        assert_eq!(snapshot.n_results(), 1);
+    }
+
+    #[test]
+    fn redelivery_changes_nothing_but_the_sequence_number() {
+        let mut board = Scoreboard::new();
+        board.apply(&event("a", 1, 0.5));
+        let first = board.snapshot();
+        assert_eq!(board.apply(&event("a", 1, 0.5)), Applied::Unchanged);
+        let second = board.snapshot();
+        assert_eq!(second.seq(), 2);
+        assert_eq!(second.n_results(), first.n_results());
+        assert_eq!(second.student("a").expect("known").average, 0.5);
+    }
+
+    #[test]
+    fn zero_is_a_score_that_counts() {
+        let mut board = Scoreboard::new();
+        board.apply(&event("a", 1, 0.0));
+        board.apply(&event("b", 1, 1.0));
+        let snapshot = board.snapshot();
+        assert_eq!(snapshot.student("a").expect("known").average, 0.0);
+        let exam = snapshot.exam(ExamId(1)).expect("known");
+        assert_eq!(exam.n_results(), 2);
+        assert_eq!(exam.average, 0.5);
+    }
+
+    #[test]
+    fn unknown_keys_are_none() {
+        let mut board = Scoreboard::new();
+        board.apply(&event("a", 1, 0.5));
+        let snapshot = board.snapshot();
+        assert!(snapshot.student("b").is_none());
+        assert!(snapshot.exam(ExamId(2)).is_none());
+    }
+
+    #[test]
+    fn lists_are_sorted_and_page_to_the_end() {
+        let mut board = Scoreboard::new();
+        for (student, exam) in [("c", 30), ("a", 100), ("b", 2), ("B", 2)] {
+            board.apply(&event(student, exam, 0.5));
+        }
+        let snapshot = board.snapshot();
+        let ids = |listing: Listing<StudentId>| {
+            (
+                listing.items.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
+                listing.next.map(|id| id.to_string()),
+            )
+        };
+        assert_eq!(
+            ids(snapshot.students(Page::ALL)),
+            (vec!["B".into(), "a".into(), "b".into(), "c".into()], None)
+        );
+        let first = snapshot.students(Page { limit: Some(2), after: None });
+        assert_eq!(first.total, 4);
+        assert_eq!(ids(first), (vec!["B".into(), "a".into()], Some("a".into())));
+        let second = snapshot.students(Page { limit: Some(2), after: Some("a") });
+        assert_eq!(ids(second), (vec!["b".into(), "c".into()], None));
+        let past_the_end = snapshot.students(Page { limit: Some(2), after: Some("zzz") });
+        assert_eq!(ids(past_the_end), (vec![], None));
+        // A cursor need not be a current key: paging resumes after where it would sort.
+        assert_eq!(
+            ids(snapshot.students(Page { limit: Some(1), after: Some("ab") })),
+            (vec!["b".into()], Some("b".into()))
+        );
+
+        let exams = snapshot.exams(Page { limit: Some(2), after: None });
+        assert_eq!(exams.items, vec![ExamId(2), ExamId(30)]);
+        assert_eq!(exams.next, Some(ExamId(30)));
+        let rest = snapshot.exams(Page { limit: Some(2), after: Some(&ExamId(30)) });
+        assert_eq!(rest.items, vec![ExamId(100)]);
+        assert_eq!(rest.next, None);
+        assert_eq!(snapshot.exams(Page { limit: Some(0), after: None }).next, None);
+    }
+
+    #[test]
+    fn exam_results_are_sorted_by_student() {
+        let mut board = Scoreboard::new();
+        for student in ["zed", "amy", "Kim"] {
+            board.apply(&event(student, 7, 0.25));
+        }
+        let snapshot = board.snapshot();
+        let exam = snapshot.exam(ExamId(7)).expect("known");
+        let order: Vec<&str> = exam.results().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ["Kim", "amy", "zed"]);
+    }
+}

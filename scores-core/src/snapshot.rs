@@ -1,0 +1,186 @@
+//! Immutable, cheaply cloned views of the scoreboard at one sequence number, and their queries.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::chunked::ChunkedVec;
+use crate::event::{ExamId, Score, StudentId};
+
+/// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
+///
+/// A `Snapshot` never changes. Cloning it is O(1) (it shares structure with the scoreboard and
+/// with other snapshots), so a reader can hold one for a whole request while the writer goes on
+/// folding, and every answer drawn from it reflects the same sequence number.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) n_results: u64,
+    /// Each student's dense index, sorted by id. Changes only when a new student appears.
+    pub(crate) student_index: imbl::OrdMap<StudentId, u32>,
+    /// Each student's id, by dense index. Append-only.
+    pub(crate) student_ids: ChunkedVec<StudentId>,
+    /// Per-student results and average, by dense index.
+    pub(crate) students: ChunkedVec<StudentEntry>,
+    pub(crate) exams: imbl::OrdMap<ExamId, ExamEntry>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct StudentEntry {
+    /// This student's current score per exam, sorted by exam. Shared with the writer until it
+    /// next changes this student.
+    pub(crate) results: Arc<Vec<(ExamId, Score)>>,
+    pub(crate) average: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExamEntry {
+    /// `(student index, score)`, sorted by student id. Rebuilt by a merge when the exam changes,
+    /// which copies plain 16-byte pairs and touches no reference counts.
+    pub(crate) results: Arc<Vec<(u32, Score)>>,
+    pub(crate) average: f64,
+}
+
+/// Which part of a sorted list to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page<'a, K: ?Sized> {
+    /// At most this many items; `None` for all that remain.
+    pub limit: Option<usize>,
+    /// Start after this key (the `next` of the previous page); `None` to start at the beginning.
+    pub after: Option<&'a K>,
+}
+
+impl<K: ?Sized> Page<'_, K> {
+    /// The whole list.
+    pub const ALL: Self = Page { limit: None, after: None };
+}
+
+/// One page of a sorted list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing<K> {
+    /// The items on this page, in order.
+    pub items: Vec<K>,
+    /// How many items the whole list holds.
+    pub total: usize,
+    /// When more items follow this page, the cursor to pass as [`Page::after`] for the next.
+    pub next: Option<K>,
+}
+
+/// A student's current results, sorted by exam, and their average.
+#[derive(Clone, Debug)]
+pub struct StudentReport {
+    /// The student.
+    pub student_id: StudentId,
+    results: Arc<Vec<(ExamId, Score)>>,
+    /// The mean of the student's current score per exam.
+    pub average: f64,
+}
+
+impl StudentReport {
+    /// `(exam, score)` for each exam the student has a result for, by exam number.
+    pub fn results(&self) -> &[(ExamId, Score)] {
+        &self.results
+    }
+}
+
+/// An exam's current results, sorted by student, and their average.
+#[derive(Clone, Debug)]
+pub struct ExamReport {
+    /// The exam.
+    pub exam: ExamId,
+    results: Arc<Vec<(u32, Score)>>,
+    student_ids: ChunkedVec<StudentId>,
+    /// The mean of the exam's current score per student.
+    pub average: f64,
+}
+
+impl ExamReport {
+    /// `(student, score)` for each student with a result on this exam, by student id.
+    pub fn results(&self) -> impl ExactSizeIterator<Item = (&StudentId, Score)> + '_ {
+        self.results.iter().map(|&(student_idx, score)| {
+            // Every index in an exam's results was pushed to `student_ids` in the same merge
+            // or an earlier one, and `student_ids` is append-only.
+            let id = self
+                .student_ids
+                .get(student_idx as usize)
+                .expect("exam results index known students");
+            (id, score)
+        })
+    }
+
+    /// How many students have a result on this exam.
+    pub fn n_results(&self) -> usize {
+        self.results.len()
+    }
+}
+
+impl Snapshot {
+    /// The sequence number of the last event folded into this snapshot (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// How many students have at least one result.
+    pub fn n_students(&self) -> usize {
+        self.student_index.len()
+    }
+
+    /// How many exams have at least one result.
+    pub fn n_exams(&self) -> usize {
+        self.exams.len()
+    }
+
+    /// How many (student, exam) results there are.
+    pub fn n_results(&self) -> u64 {
+        self.n_results
+    }
+
+    /// Student ids in byte order of their UTF-8.
+    pub fn students(&self, page: Page<'_, str>) -> Listing<StudentId> {
+        let lower = page.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = self.student_index.range::<_, str>((lower, Bound::Unbounded)).map(|(id, _)| id);
+        paginate(range, page.limit, self.student_index.len())
+    }
+
+    /// A student's results and average, or `None` for a student with no results.
+    pub fn student(&self, student_id: &str) -> Option<StudentReport> {
+        let (id, index) = self.student_index.get_key_value(student_id)?;
+        let entry = self.students.get(*index as usize)?;
+        Some(StudentReport {
+            student_id: id.clone(),
+            results: entry.results.clone(),
+            average: entry.average,
+        })
+    }
+
+    /// Exam numbers in numeric order.
+    pub fn exams(&self, page: Page<'_, ExamId>) -> Listing<ExamId> {
+        let lower = page.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = self.exams.range::<_, ExamId>((lower, Bound::Unbounded)).map(|(exam, _)| exam);
+        paginate(range, page.limit, self.exams.len())
+    }
+
+    /// An exam's results and average, or `None` for an exam with no results.
+    pub fn exam(&self, exam: ExamId) -> Option<ExamReport> {
+        let entry = self.exams.get(&exam)?;
+        Some(ExamReport {
+            exam,
+            results: entry.results.clone(),
+            student_ids: self.student_ids.clone(),
+            average: entry.average,
+        })
+    }
+}
+
+fn paginate<'a, K: Clone + 'a>(
+    mut keys: impl Iterator<Item = &'a K>,
+    limit: Option<usize>,
+    total: usize,
+) -> Listing<K> {
+    let limit = limit.unwrap_or(usize::MAX);
+    let items: Vec<K> = keys.by_ref().take(limit).cloned().collect();
+    let next = match (items.last(), keys.next()) {
+        (Some(last), Some(_)) => Some(last.clone()),
+        _ => None,
+    };
+    Listing { items, total, next }
+}

@@ -1,0 +1,158 @@
+//! The scoreboard's laws, checked on generated logs.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use scores_core::{ExamId, Page, Score, ScoreEvent, Scoreboard, Snapshot, StudentId, decode};
+
+type Contents = (Vec<(String, Vec<(u64, f64)>, f64)>, Vec<(u64, Vec<(String, f64)>, f64)>);
+
+/// Everything a reader can see in a snapshot, except the sequence number.
+fn contents(snapshot: &Snapshot) -> Contents {
+    let students = snapshot
+        .students(Page::ALL)
+        .items
+        .iter()
+        .map(|id| {
+            let report = snapshot.student(id.as_str()).expect("listed students exist");
+            let results = report.results().iter().map(|(e, s)| (e.0, s.get())).collect();
+            (id.to_string(), results, report.average)
+        })
+        .collect();
+    let exams = snapshot
+        .exams(Page::ALL)
+        .items
+        .iter()
+        .map(|&exam| {
+            let report = snapshot.exam(exam).expect("listed exams exist");
+            let results = report.results().map(|(id, s)| (id.to_string(), s.get())).collect();
+            (exam.0, results, report.average)
+        })
+        .collect();
+    (students, exams)
+}
+
+fn score() -> impl Strategy<Value = f64> {
+    prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0f64, (0.0..1e-6f64)]
+}
+
+/// Events over a small key space, so that regrades and re-deliveries are frequent.
+fn event() -> impl Strategy<Value = ScoreEvent> {
+    (0..6u8, 0..6u64, score()).prop_map(|(student, exam, score)| ScoreEvent {
+        student_id: StudentId::new(&format!("student{student}")).expect("valid"),
+        exam: ExamId(10_000 + exam),
+        score: Score::new(score).expect("in range"),
+    })
+}
+
+fn within_relative(actual: f64, expected: f64, tolerance: f64) -> bool {
+    actual == expected || (actual - expected).abs() <= tolerance * actual.abs().max(expected.abs())
+}
+
+fn naive_mean(scores: &[f64]) -> f64 {
+    scores.iter().sum::<f64>() / scores.len() as f64
+}
+
+proptest! {
+    #[test]
+    fn incremental_averages_equal_recomputation(log in prop::collection::vec(event(), 1..400), every in 1..50usize) {
+        let mut board = Scoreboard::new();
+        let mut model: BTreeMap<(String, u64), f64> = BTreeMap::new();
+        for (i, event) in log.iter().enumerate() {
+            board.apply(event);
+            model.insert((event.student_id.to_string(), event.exam.0), event.score.get());
+            if i % every == 0 {
+                // Publishing part-way exercises the merge of buffered changes into shared maps.
+                prop_assert_eq!(board.snapshot().seq(), i as u64 + 1);
+            }
+        }
+        let snapshot = board.snapshot();
+        prop_assert_eq!(snapshot.seq(), log.len() as u64);
+        prop_assert_eq!(snapshot.n_results(), model.len() as u64);
+
+        let mut by_student: BTreeMap<&str, Vec<(u64, f64)>> = BTreeMap::new();
+        let mut by_exam: BTreeMap<u64, Vec<(String, f64)>> = BTreeMap::new();
+        for ((student, exam), score) in &model {
+            by_student.entry(student).or_default().push((*exam, *score));
+            by_exam.entry(*exam).or_default().push((student.clone(), *score));
+        }
+        let (students, exams) = contents(&snapshot);
+        prop_assert_eq!(students.len(), by_student.len());
+        for ((id, results, average), (expected_id, expected_results)) in students.iter().zip(&by_student) {
+            prop_assert_eq!(id, expected_id);
+            prop_assert_eq!(results, expected_results);
+            let scores: Vec<f64> = expected_results.iter().map(|r| r.1).collect();
+            prop_assert!(within_relative(*average, naive_mean(&scores), 1e-12), "{} vs {}", average, naive_mean(&scores));
+        }
+        prop_assert_eq!(exams.len(), by_exam.len());
+        for ((exam, results, average), (expected_exam, expected_results)) in exams.iter().zip(&by_exam) {
+            prop_assert_eq!(exam, expected_exam);
+            prop_assert_eq!(results, expected_results);
+            let scores: Vec<f64> = expected_results.iter().map(|r| r.1).collect();
+            prop_assert!(within_relative(*average, naive_mean(&scores), 1e-12), "{} vs {}", average, naive_mean(&scores));
+        }
+    }
+
+    #[test]
+    fn folding_distinct_keys_in_any_order_gives_the_same_board(
+        (log, shuffled) in prop::collection::btree_map((0..30u8, 0..30u64), 0.0..=1.0f64, 0..300)
+            .prop_map(|results| results.into_iter().map(|((student, exam), score)| ScoreEvent {
+                student_id: StudentId::new(&format!("s{student}")).expect("valid"),
+                exam: ExamId(exam),
+                score: Score::new(score).expect("in range"),
+            }).collect::<Vec<_>>())
+            .prop_flat_map(|log| (Just(log.clone()), Just(log).prop_shuffle()))
+    ) {
+        let in_order: Scoreboard = log.into_iter().collect();
+        let reordered: Scoreboard = shuffled.into_iter().collect();
+        prop_assert_eq!(contents(&in_order.clone().snapshot()), contents(&reordered.clone().snapshot()));
+    }
+
+    #[test]
+    fn applying_a_log_twice_equals_applying_it_once(log in prop::collection::vec(event(), 0..300)) {
+        let mut once = Scoreboard::new();
+        once.extend(&log);
+        let mut twice = once.clone();
+        let first_pass = twice.snapshot();
+        twice.extend(&log);
+        prop_assert_eq!(contents(&once.snapshot()), contents(&twice.snapshot()));
+        prop_assert_eq!(contents(&first_pass), contents(&once.snapshot()));
+    }
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_text(event_type in prop_oneof![Just("score".to_owned()), ".*"], data in ".*") {
+        let _ = decode(&event_type, &data);
+    }
+
+    #[test]
+    fn decode_never_panics_on_json_like_text(
+        data in prop::collection::vec(prop_oneof![
+            Just("{"), Just("}"), Just("["), Just("]"), Just(","), Just(":"), Just("\""),
+            Just("studentId"), Just("exam"), Just("score"), Just("-"), Just("."), Just("1e999"),
+            Just("0"), Just("18446744073709551616"), Just("null"), Just("Infinity"), Just("'"),
+            Just("\\u0000"), Just(" "),
+        ], 0..40).prop_map(|parts| parts.concat())
+    ) {
+        let _ = decode("score", &data);
+    }
+}
+
+#[test]
+fn snapshots_taken_earlier_do_not_change() {
+    let event = |student: &str, exam: u64, score: f64| ScoreEvent {
+        student_id: StudentId::new(student).expect("valid"),
+        exam: ExamId(exam),
+        score: Score::new(score).expect("in range"),
+    };
+    let mut board = Scoreboard::new();
+    board.apply(&event("a", 1, 0.5));
+    let before = board.snapshot();
+    let before_contents = contents(&before);
+    board.apply(&event("a", 1, 0.9));
+    board.apply(&event("b", 2, 0.1));
+    let after = board.snapshot();
+    assert_eq!(contents(&before), before_contents);
+    assert_eq!(before.seq(), 1);
+    assert_eq!(after.seq(), 3);
+    assert_eq!(after.student("a").expect("known").average, 0.9);
+}

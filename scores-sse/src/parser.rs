@@ -1,0 +1,434 @@
+//! A byte-level, sans-IO parser for `text/event-stream`, following the WHATWG rules.
+//!
+//! Feed it bytes in any chunking with [`Parser::feed`]; it yields the same [`Item`]s whatever the
+//! chunk boundaries. Work is linear in the input: each byte is scanned once, and only the
+//! unfinished line at the end of a chunk is copied. Memory is bounded by [`Limits`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use memchr::{memchr, memchr2};
+
+/// One event as dispatched by the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The event type; `message` when the stream names none.
+    pub event_type: Arc<str>,
+    /// The data lines, joined with LF.
+    pub data: String,
+    /// The last event id in force when the event was dispatched; empty when none.
+    pub id: Arc<str>,
+}
+
+impl Event {
+    /// A `message`-typed event with no id.
+    pub fn message(data: impl Into<String>) -> Event {
+        Event { event_type: Arc::from("message"), data: data.into(), id: Arc::from("") }
+    }
+
+    /// An event of type `event_type` with no id.
+    pub fn new(event_type: &str, data: impl Into<String>) -> Event {
+        Event { event_type: Arc::from(event_type), data: data.into(), id: Arc::from("") }
+    }
+
+    /// The same event with id `id`.
+    pub fn with_id(self, id: &str) -> Event {
+        Event { id: Arc::from(id), ..self }
+    }
+}
+
+/// What the stream carries besides events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A dispatched event.
+    Event(Event),
+    /// The server asked for this reconnection delay (`retry:` with only ASCII digits).
+    Retry(Duration),
+    /// A comment line's text after the colon; only with [`Parser::with_comments`].
+    Comment(String),
+}
+
+/// Why part of the stream was dropped. Parsing always goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A line grew beyond the limit; it and the event it belongs to are dropped.
+    #[error("a line exceeded {limit} bytes; its event was dropped")]
+    LineTooLong {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// An event's data grew beyond the limit; the event is dropped.
+    #[error("an event's data exceeded {limit} bytes; the event was dropped")]
+    EventTooLarge {
+        /// The limit in force.
+        limit: usize,
+    },
+}
+
+/// Bounds on what the parser buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest line kept, in bytes, line ending excluded.
+    pub max_line_len: usize,
+    /// The most data one event may carry, in bytes.
+    pub max_event_len: usize,
+}
+
+impl Default for Limits {
+    /// 1 MiB lines and 4 MiB events: far beyond any score event, small enough for any host.
+    fn default() -> Limits {
+        Limits { max_line_len: 1 << 20, max_event_len: 4 << 20 }
+    }
+}
+
+const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
+/// The parser's state between chunks. See the module docs.
+#[derive(Debug)]
+pub struct Parser {
+    limits: Limits,
+    emit_comments: bool,
+    /// How many bytes of a leading BOM have been seen; `None` once the stream start is past.
+    bom_matched: Option<usize>,
+    /// The previous chunk ended with CR: a leading LF in the next chunk completes that line ending.
+    after_cr: bool,
+    /// The unfinished line carried over from earlier chunks.
+    line: Vec<u8>,
+    /// The current line is over the limit and is being skipped to its end.
+    skipping_line: bool,
+    /// The current event is over a limit and will not be dispatched.
+    dropping_event: bool,
+    data: String,
+    event_type: String,
+    /// WHATWG's "last event ID buffer": set by an `id` field.
+    id_buffer: Arc<str>,
+    /// WHATWG's "last event ID string": committed at each blank line, kept across reconnects.
+    last_event_id: Arc<str>,
+    /// The last dispatched event type, shared by the events that repeat it.
+    last_event_type: Arc<str>,
+    items: Vec<Result<Item, ParseError>>,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::new(Limits::default())
+    }
+}
+
+impl Parser {
+    /// A parser at the start of a stream, with no last event id.
+    pub fn new(limits: Limits) -> Parser {
+        Parser {
+            limits,
+            emit_comments: false,
+            bom_matched: Some(0),
+            after_cr: false,
+            line: Vec::new(),
+            skipping_line: false,
+            dropping_event: false,
+            data: String::new(),
+            event_type: String::new(),
+            id_buffer: Arc::from(""),
+            last_event_id: Arc::from(""),
+            last_event_type: Arc::from("message"),
+            items: Vec::new(),
+        }
+    }
+
+    /// The same parser, also yielding comment lines as [`Item::Comment`].
+    pub fn with_comments(mut self) -> Parser {
+        self.emit_comments = true;
+        self
+    }
+
+    /// The same parser, starting with `last_event_id` as if a previous connection had set it.
+    pub fn with_last_event_id(mut self, last_event_id: &str) -> Parser {
+        self.last_event_id = Arc::from(last_event_id);
+        self.id_buffer = self.last_event_id.clone();
+        self
+    }
+
+    /// The last event id committed by the stream (at a blank line), to send as `Last-Event-ID`.
+    pub fn last_event_id(&self) -> &str {
+        &self.last_event_id
+    }
+
+    /// Parses the next bytes of the stream and returns the items they complete, in order.
+    pub fn feed(&mut self, chunk: &[u8]) -> std::vec::Drain<'_, Result<Item, ParseError>> {
+        let mut input = chunk;
+        if let Some(matched) = self.bom_matched {
+            let mut matched = matched;
+            while matched < BOM.len() {
+                match input.first() {
+                    None => {
+                        self.bom_matched = Some(matched);
+                        return self.items.drain(..);
+                    }
+                    Some(&byte) if byte == BOM[matched] => {
+                        matched += 1;
+                        input = &input[1..];
+                    }
+                    Some(_) => {
+                        // Not a BOM after all: the bytes held back are ordinary stream bytes.
+                        self.bom_matched = None;
+                        self.parse(&BOM[..matched]);
+                        break;
+                    }
+                }
+            }
+            self.bom_matched = None;
+        }
+        self.parse(input);
+        self.items.drain(..)
+    }
+
+    /// Ends the stream (the connection closed): an unfinished event is discarded, as WHATWG
+    /// requires, and the parser is ready for the next connection's stream. The last event id
+    /// committed so far is kept.
+    pub fn finish(&mut self) {
+        self.bom_matched = Some(0);
+        self.after_cr = false;
+        self.line.clear();
+        self.skipping_line = false;
+        self.reset_event();
+        self.id_buffer = self.last_event_id.clone();
+    }
+
+    fn parse(&mut self, input: &[u8]) {
+        let mut rest = input;
+        if self.after_cr && !rest.is_empty() {
+            self.after_cr = false;
+            if rest[0] == b'\n' {
+                rest = &rest[1..];
+            }
+        }
+        while let Some(end) = memchr2(b'\n', b'\r', rest) {
+            let is_cr = rest[end] == b'\r';
+            if self.line.is_empty() && !self.skipping_line {
+                if end > self.limits.max_line_len {
+                    self.line_too_long();
+                } else {
+                    self.process_line(&rest[..end]);
+                }
+            } else {
+                self.append_partial_line(&rest[..end]);
+                if !self.skipping_line {
+                    let line = std::mem::take(&mut self.line);
+                    self.process_line(&line);
+                    self.line = line;
+                    self.line.clear();
+                }
+                self.skipping_line = false;
+            }
+            rest = &rest[end + 1..];
+            if is_cr {
+                match rest.first() {
+                    Some(b'\n') => rest = &rest[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        self.append_partial_line(rest);
+    }
+
+    fn append_partial_line(&mut self, bytes: &[u8]) {
+        if self.skipping_line || bytes.is_empty() {
+            return;
+        }
+        if self.line.len() + bytes.len() > self.limits.max_line_len {
+            self.line.clear();
+            self.skipping_line = true;
+            self.line_too_long();
+        } else {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    fn line_too_long(&mut self) {
+        self.items.push(Err(ParseError::LineTooLong { limit: self.limits.max_line_len }));
+        self.dropping_event = true;
+        self.data.clear();
+    }
+
+    fn process_line(&mut self, line: &[u8]) {
+        if line.is_empty() {
+            self.dispatch();
+            return;
+        }
+        if line[0] == b':' {
+            if self.emit_comments {
+                self.items
+                    .push(Ok(Item::Comment(String::from_utf8_lossy(&line[1..]).into_owned())));
+            }
+            return;
+        }
+        let (name, value) = match memchr(b':', line) {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                if self.dropping_event {
+                    return;
+                }
+                if self.data.len() + value.len() + 1 > self.limits.max_event_len {
+                    self.items
+                        .push(Err(ParseError::EventTooLarge { limit: self.limits.max_event_len }));
+                    self.dropping_event = true;
+                    self.data.clear();
+                    return;
+                }
+                push_utf8_lossy(&mut self.data, value);
+                self.data.push('\n');
+            }
+            b"event" => {
+                self.event_type.clear();
+                push_utf8_lossy(&mut self.event_type, value);
+            }
+            // An id containing NUL is ignored entirely, as WHATWG requires; an unchanged one
+            // keeps its allocation.
+            b"id" if memchr(0, value).is_none() && *value != *self.id_buffer.as_bytes() => {
+                self.id_buffer = Arc::from(String::from_utf8_lossy(value));
+            }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let millis = value.iter().fold(0u64, |n, digit| {
+                    n.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
+                });
+                self.items.push(Ok(Item::Retry(Duration::from_millis(millis))));
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self) {
+        self.last_event_id = self.id_buffer.clone();
+        if self.dropping_event || self.data.is_empty() {
+            self.reset_event();
+            return;
+        }
+        self.data.pop();
+        let event_type = match self.event_type.as_str() {
+            "" => "message",
+            named => named,
+        };
+        if *self.last_event_type != *event_type {
+            self.last_event_type = Arc::from(event_type);
+        }
+        let event = Event {
+            event_type: self.last_event_type.clone(),
+            data: self.data.as_str().to_owned(),
+            id: self.last_event_id.clone(),
+        };
+        self.items.push(Ok(Item::Event(event)));
+        self.reset_event();
+    }
+
+    fn reset_event(&mut self) {
+        self.data.clear();
+        self.event_type.clear();
+        self.dropping_event = false;
+    }
+}
+
+/// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD.
+fn push_utf8_lossy(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(parser: &mut Parser, chunks: &[&[u8]]) -> Vec<Result<Item, ParseError>> {
+        chunks.iter().flat_map(|chunk| parser.feed(chunk).collect::<Vec<_>>()).collect()
+    }
+
+    fn events(items: &[Result<Item, ParseError>]) -> Vec<(String, String, String)> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Ok(Item::Event(e)) => {
+                    Some((e.event_type.to_string(), e.data.clone(), e.id.to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn trailing_cr_dispatches_without_waiting_for_the_next_byte() {
+        let mut parser = Parser::default();
+        let items = parse_all(&mut parser, &[b"data: a\r\r"]);
+        assert_eq!(events(&items), [("message".into(), "a".into(), "".into())]);
+        // The LF that may follow a CR is swallowed, not taken as a blank line.
+        assert!(parse_all(&mut parser, &[b"\ndata: b\r\n\r\n"]).len() == 1);
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_stalled() {
+        let mut parser = Parser::default();
+        let items = parse_all(&mut parser, &[b"data: a\xff\xfeb\n\n"]);
+        assert_eq!(events(&items), [("message".into(), "a\u{fffd}\u{fffd}b".into(), "".into())]);
+    }
+
+    #[test]
+    fn an_overlong_line_drops_its_event_and_parsing_resynchronises() {
+        let mut parser = Parser::new(Limits { max_line_len: 16, max_event_len: 64 });
+        let long = [b'x'; 40];
+        let items = parse_all(
+            &mut parser,
+            &[b"data: ", &long[..20], &long[20..], b"\ndata: tail\n\ndata: ok\n\n"],
+        );
+        assert_eq!(items[0], Err(ParseError::LineTooLong { limit: 16 }));
+        assert_eq!(events(&items), [("message".into(), "ok".into(), "".into())]);
+    }
+
+    #[test]
+    fn an_oversized_event_is_dropped_with_an_error() {
+        let mut parser = Parser::new(Limits { max_line_len: 16, max_event_len: 20 });
+        let items =
+            parse_all(&mut parser, &[b"data: 0123456789\ndata: 0123456789\n\ndata: ok\n\n"]);
+        assert_eq!(items[0], Err(ParseError::EventTooLarge { limit: 20 }));
+        assert_eq!(events(&items), [("message".into(), "ok".into(), "".into())]);
+    }
+
+    #[test]
+    fn an_unfinished_events_id_does_not_leak_past_the_end_of_the_stream() {
+        let mut parser = Parser::default();
+        parse_all(&mut parser, &[b"id: 1\ndata: a\n\nid: 2\ndata: b\n"]);
+        parser.finish();
+        assert_eq!(parser.last_event_id(), "1");
+        let items = parse_all(&mut parser, &[b"data: c\n\n"]);
+        assert_eq!(events(&items), [("message".into(), "c".into(), "1".into())]);
+    }
+
+    #[test]
+    fn a_blank_line_commits_the_id_even_without_data() {
+        let mut parser = Parser::default();
+        assert!(parse_all(&mut parser, &[b"id: 7\n\n"]).is_empty());
+        assert_eq!(parser.last_event_id(), "7");
+    }
+
+    #[test]
+    fn retry_needs_only_digits() {
+        let mut parser = Parser::default();
+        let items = parse_all(
+            &mut parser,
+            &[b"retry: 1500\nretry: 15x\nretry:\nretry: 99999999999999999999999\n"],
+        );
+        assert_eq!(
+            items,
+            [
+                Ok(Item::Retry(Duration::from_millis(1500))),
+                Ok(Item::Retry(Duration::from_millis(u64::MAX)))
+            ]
+        );
+    }
+}
