@@ -8,7 +8,8 @@
 //! - [`ScoreEvent`], [`StudentId`], [`ExamId`], [`Score`]: the domain values, validated when built.
 //! - [`decode`]: an SSE event's type and data to a [`Decoded`] event or a typed [`DecodeError`].
 //! - [`Scoreboard`]: the writer's projection; [`Scoreboard::apply`] folds one event.
-//! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries.
+//! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries; it
+//!   encodes to checkpoint bytes, and [`Scoreboard::from`] a decoded one resumes the fold.
 //!
 //! # Example
 //!
@@ -36,6 +37,7 @@
 //! # Ok::<(), scores_core::DecodeError>(())
 //! ```
 
+mod checkpoint;
 mod chunked;
 mod decode;
 mod event;
@@ -43,6 +45,7 @@ mod running_sum;
 mod scoreboard;
 mod snapshot;
 
+pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{
     DecodeError, Decoded, Field, JsonKind, JsonNumber, SCORE_EVENT_TYPES, decode,
 };

@@ -224,6 +224,46 @@ fn merge_sorted_by_student(
     *results = Arc::new(merged);
 }
 
+impl From<Snapshot> for Scoreboard {
+    /// A board that goes on folding from `snapshot`, as restored from a checkpoint: the next
+    /// event applied gets sequence number `snapshot.seq() + 1`.
+    fn from(snapshot: Snapshot) -> Scoreboard {
+        let mut students = Vec::with_capacity(snapshot.n_students());
+        let mut student_index = FxHashMap::default();
+        student_index.reserve(snapshot.n_students());
+        while let (Some(id), Some(entry)) =
+            (snapshot.student_ids.get(students.len()), snapshot.students.get(students.len()))
+        {
+            let student_idx = students.len() as u32;
+            student_index.insert(id.clone(), student_idx);
+            students.push(StudentRow {
+                id: id.clone(),
+                results: entry.results.clone(),
+                sum: RunningSum::of(entry.results.iter().map(|(_, score)| score.get())),
+                is_dirty: false,
+            });
+        }
+        let exams = snapshot
+            .exams
+            .iter()
+            .map(|(exam, entry)| {
+                let sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
+                (*exam, ExamRow { n_results: entry.results.len(), sum })
+            })
+            .collect();
+        Scoreboard {
+            seq: snapshot.seq,
+            n_results: snapshot.n_results,
+            student_index,
+            students,
+            exams,
+            dirty_students: Vec::new(),
+            changed_results: Vec::new(),
+            published: snapshot,
+        }
+    }
+}
+
 impl Extend<ScoreEvent> for Scoreboard {
     fn extend<I: IntoIterator<Item = ScoreEvent>>(&mut self, events: I) {
         events.into_iter().for_each(|event| {

@@ -120,6 +120,41 @@ proptest! {
     }
 
     #[test]
+    fn a_board_restored_from_a_checkpoint_answers_and_folds_like_the_original(
+        log in prop::collection::vec(event(), 0..200),
+        more in prop::collection::vec(event(), 0..50),
+    ) {
+        let mut original: Scoreboard = log.into_iter().collect();
+        let snapshot = original.snapshot();
+        let bytes = snapshot.encode_checkpoint();
+        let decoded = Snapshot::decode_checkpoint(&bytes).expect("a checkpoint decodes");
+        prop_assert_eq!(decoded.seq(), snapshot.seq());
+        prop_assert_eq!(decoded.n_results(), snapshot.n_results());
+        prop_assert_eq!(contents(&decoded), contents(&snapshot));
+        let mut restored = Scoreboard::from(decoded);
+        original.extend(&more);
+        restored.extend(&more);
+        let (original, restored) = (original.snapshot(), restored.snapshot());
+        prop_assert_eq!(restored.seq(), original.seq());
+        prop_assert_eq!(contents(&restored), contents(&original));
+    }
+
+    #[test]
+    fn checkpoint_decoding_never_panics(
+        log in prop::collection::vec(event(), 0..40),
+        flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in any::<usize>(),
+    ) {
+        let mut bytes = Scoreboard::from_iter(log).snapshot().encode_checkpoint();
+        for (at, byte) in flips {
+            let at = at % bytes.len();
+            bytes[at] ^= byte;
+        }
+        bytes.truncate(cut % (bytes.len() + 1));
+        let _ = Snapshot::decode_checkpoint(&bytes);
+    }
+
+    #[test]
     fn decode_never_panics_on_arbitrary_text(event_type in prop_oneof![Just("score".to_owned()), ".*"], data in ".*") {
         let _ = decode(&event_type, &data);
     }

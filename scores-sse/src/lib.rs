@@ -1,10 +1,14 @@
-//! Server-Sent Events for `scores`: a byte-level parser and an encoder.
+//! Server-Sent Events for `scores`: a byte-level parser, an encoder, and the reconnecting client
+//! that reads the upstream feed.
 //!
 //! - [`Parser`]: sans-IO and WHATWG-conformant. Feed it bytes in any chunking; get [`Item`]s:
 //!   events, `retry` values and, optionally, comments. Bad input never stalls it: invalid UTF-8
 //!   becomes U+FFFD, and a line or event over its [`Limits`] is dropped with a [`ParseError`]
 //!   while parsing goes on.
 //! - [`encode`]: writes an [`Event`] as SSE text that parses back to the same event.
+//! - [`Feed`]: pulls a live feed over HTTP, yields decoded `scores-core` events, rejected events
+//!   and connection states, and reconnects with jittered exponential backoff and `Last-Event-ID`
+//!   until the server answers 204.
 //!
 //! # Example
 //!
@@ -26,7 +30,11 @@
 //! ```
 
 mod encoder;
+mod feed;
 mod parser;
 
 pub use crate::encoder::{EncodeError, encode, encode_comment, encode_retry};
-pub use crate::parser::{Event, Item, Limits, ParseError, Parser};
+pub use crate::feed::{
+    BuildError, ConnectionState, Disconnect, Feed, FeedConfig, FeedError, FeedItem,
+};
+pub use crate::parser::{Event, EventRef, Item, ItemRef, Limits, ParseError, Parser};

@@ -48,6 +48,28 @@ pub enum Item {
     Comment(String),
 }
 
+/// An [`Item`] borrowed from the parser's buffers, as [`Parser::feed_with`] hands it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemRef<'a> {
+    /// A dispatched event.
+    Event(EventRef<'a>),
+    /// The server asked for this reconnection delay.
+    Retry(Duration),
+    /// A comment line's text after the colon; only with [`Parser::with_comments`].
+    Comment(&'a str),
+}
+
+/// An [`Event`] borrowed from the parser's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// The event type; `message` when the stream names none.
+    pub event_type: &'a str,
+    /// The data lines, joined with LF.
+    pub data: &'a str,
+    /// The last event id in force when the event was dispatched; empty when none.
+    pub id: &'a str,
+}
+
 /// Why part of the stream was dropped. Parsing always goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -101,12 +123,42 @@ pub struct Parser {
     data: String,
     event_type: String,
     /// WHATWG's "last event ID buffer": set by an `id` field.
-    id_buffer: Arc<str>,
+    id_buffer: String,
     /// WHATWG's "last event ID string": committed at each blank line, kept across reconnects.
-    last_event_id: Arc<str>,
-    /// The last dispatched event type, shared by the events that repeat it.
-    last_event_type: Arc<str>,
+    last_event_id: String,
+    /// Owned items for [`Parser::feed`], and the last type and id they shared, so that a stream
+    /// that repeats them allocates them once.
+    owned: OwnedItems,
+}
+
+#[derive(Debug, Default)]
+struct OwnedItems {
     items: Vec<Result<Item, ParseError>>,
+    event_type: Option<Arc<str>>,
+    id: Option<Arc<str>>,
+}
+
+impl OwnedItems {
+    fn push(&mut self, item: Result<ItemRef<'_>, ParseError>) {
+        let owned = item.map(|item| match item {
+            ItemRef::Event(event) => Item::Event(Event {
+                event_type: shared(&mut self.event_type, event.event_type),
+                data: event.data.to_owned(),
+                id: shared(&mut self.id, event.id),
+            }),
+            ItemRef::Retry(delay) => Item::Retry(delay),
+            ItemRef::Comment(text) => Item::Comment(text.to_owned()),
+        });
+        self.items.push(owned);
+    }
+}
+
+/// `text` as an `Arc`, reusing `cache` when it already holds the same text.
+fn shared(cache: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match cache {
+        Some(cached) if **cached == *text => cached.clone(),
+        _ => cache.insert(Arc::from(text)).clone(),
+    }
 }
 
 impl Default for Parser {
@@ -128,10 +180,9 @@ impl Parser {
             dropping_event: false,
             data: String::new(),
             event_type: String::new(),
-            id_buffer: Arc::from(""),
-            last_event_id: Arc::from(""),
-            last_event_type: Arc::from("message"),
-            items: Vec::new(),
+            id_buffer: String::new(),
+            last_event_id: String::new(),
+            owned: OwnedItems::default(),
         }
     }
 
@@ -143,8 +194,8 @@ impl Parser {
 
     /// The same parser, starting with `last_event_id` as if a previous connection had set it.
     pub fn with_last_event_id(mut self, last_event_id: &str) -> Parser {
-        self.last_event_id = Arc::from(last_event_id);
-        self.id_buffer = self.last_event_id.clone();
+        self.last_event_id = last_event_id.to_owned();
+        self.id_buffer = last_event_id.to_owned();
         self
     }
 
@@ -155,14 +206,28 @@ impl Parser {
 
     /// Parses the next bytes of the stream and returns the items they complete, in order.
     pub fn feed(&mut self, chunk: &[u8]) -> std::vec::Drain<'_, Result<Item, ParseError>> {
+        let mut owned = std::mem::take(&mut self.owned);
+        owned.items.clear();
+        self.feed_with(chunk, |item| owned.push(item));
+        self.owned = owned;
+        self.owned.items.drain(..)
+    }
+
+    /// Parses the next bytes of the stream and hands each item they complete to `on_item`,
+    /// borrowed from the parser's buffers: no allocation per event. [`feed`](Self::feed) is
+    /// this plus a copy of each item.
+    pub fn feed_with(
+        &mut self,
+        chunk: &[u8],
+        mut on_item: impl FnMut(Result<ItemRef<'_>, ParseError>),
+    ) {
         let mut input = chunk;
-        if let Some(matched) = self.bom_matched {
-            let mut matched = matched;
+        if let Some(mut matched) = self.bom_matched {
             while matched < BOM.len() {
                 match input.first() {
                     None => {
                         self.bom_matched = Some(matched);
-                        return self.items.drain(..);
+                        return;
                     }
                     Some(&byte) if byte == BOM[matched] => {
                         matched += 1;
@@ -171,15 +236,14 @@ impl Parser {
                     Some(_) => {
                         // Not a BOM after all: the bytes held back are ordinary stream bytes.
                         self.bom_matched = None;
-                        self.parse(&BOM[..matched]);
+                        self.parse(&BOM[..matched], &mut on_item);
                         break;
                     }
                 }
             }
             self.bom_matched = None;
         }
-        self.parse(input);
-        self.items.drain(..)
+        self.parse(input, &mut on_item);
     }
 
     /// Ends the stream (the connection closed): an unfinished event is discarded, as WHATWG
@@ -191,10 +255,10 @@ impl Parser {
         self.line.clear();
         self.skipping_line = false;
         self.reset_event();
-        self.id_buffer = self.last_event_id.clone();
+        self.id_buffer.clone_from(&self.last_event_id);
     }
 
-    fn parse(&mut self, input: &[u8]) {
+    fn parse(&mut self, input: &[u8], on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>)) {
         let mut rest = input;
         if self.after_cr && !rest.is_empty() {
             self.after_cr = false;
@@ -206,15 +270,15 @@ impl Parser {
             let is_cr = rest[end] == b'\r';
             if self.line.is_empty() && !self.skipping_line {
                 if end > self.limits.max_line_len {
-                    self.line_too_long();
+                    self.line_too_long(on_item);
                 } else {
-                    self.process_line(&rest[..end]);
+                    self.process_line(&rest[..end], on_item);
                 }
             } else {
-                self.append_partial_line(&rest[..end]);
+                self.append_partial_line(&rest[..end], on_item);
                 if !self.skipping_line {
                     let line = std::mem::take(&mut self.line);
-                    self.process_line(&line);
+                    self.process_line(&line, on_item);
                     self.line = line;
                     self.line.clear();
                 }
@@ -229,37 +293,44 @@ impl Parser {
                 }
             }
         }
-        self.append_partial_line(rest);
+        self.append_partial_line(rest, on_item);
     }
 
-    fn append_partial_line(&mut self, bytes: &[u8]) {
+    fn append_partial_line(
+        &mut self,
+        bytes: &[u8],
+        on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>),
+    ) {
         if self.skipping_line || bytes.is_empty() {
             return;
         }
         if self.line.len() + bytes.len() > self.limits.max_line_len {
             self.line.clear();
             self.skipping_line = true;
-            self.line_too_long();
+            self.line_too_long(on_item);
         } else {
             self.line.extend_from_slice(bytes);
         }
     }
 
-    fn line_too_long(&mut self) {
-        self.items.push(Err(ParseError::LineTooLong { limit: self.limits.max_line_len }));
+    fn line_too_long(&mut self, on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>)) {
+        on_item(Err(ParseError::LineTooLong { limit: self.limits.max_line_len }));
         self.dropping_event = true;
         self.data.clear();
     }
 
-    fn process_line(&mut self, line: &[u8]) {
+    fn process_line(
+        &mut self,
+        line: &[u8],
+        on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>),
+    ) {
         if line.is_empty() {
-            self.dispatch();
+            self.dispatch(on_item);
             return;
         }
         if line[0] == b':' {
             if self.emit_comments {
-                self.items
-                    .push(Ok(Item::Comment(String::from_utf8_lossy(&line[1..]).into_owned())));
+                on_item(Ok(ItemRef::Comment(&String::from_utf8_lossy(&line[1..]))));
             }
             return;
         }
@@ -271,59 +342,49 @@ impl Parser {
             None => (line, &b""[..]),
         };
         match name {
-            b"data" => {
-                if self.dropping_event {
-                    return;
-                }
-                if self.data.len() + value.len() + 1 > self.limits.max_event_len {
-                    self.items
-                        .push(Err(ParseError::EventTooLarge { limit: self.limits.max_event_len }));
-                    self.dropping_event = true;
-                    self.data.clear();
-                    return;
-                }
+            b"data" if !self.dropping_event => {
                 push_utf8_lossy(&mut self.data, value);
                 self.data.push('\n');
+                // Checked after decoding: replacement characters can make the text longer than
+                // the bytes it came from. The trailing LF is removed at dispatch.
+                if self.data.len() - 1 > self.limits.max_event_len {
+                    on_item(Err(ParseError::EventTooLarge { limit: self.limits.max_event_len }));
+                    self.dropping_event = true;
+                    self.data.clear();
+                }
             }
             b"event" => {
                 self.event_type.clear();
                 push_utf8_lossy(&mut self.event_type, value);
             }
-            // An id containing NUL is ignored entirely, as WHATWG requires; an unchanged one
-            // keeps its allocation.
-            b"id" if memchr(0, value).is_none() && *value != *self.id_buffer.as_bytes() => {
-                self.id_buffer = Arc::from(String::from_utf8_lossy(value));
+            // An id containing NUL is ignored entirely, as WHATWG requires.
+            b"id" if memchr(0, value).is_none() => {
+                self.id_buffer.clear();
+                push_utf8_lossy(&mut self.id_buffer, value);
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 let millis = value.iter().fold(0u64, |n, digit| {
                     n.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
                 });
-                self.items.push(Ok(Item::Retry(Duration::from_millis(millis))));
+                on_item(Ok(ItemRef::Retry(Duration::from_millis(millis))));
             }
             _ => {}
         }
     }
 
-    fn dispatch(&mut self) {
-        self.last_event_id = self.id_buffer.clone();
-        if self.dropping_event || self.data.is_empty() {
-            self.reset_event();
-            return;
+    fn dispatch(&mut self, on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>)) {
+        if self.last_event_id != self.id_buffer {
+            self.last_event_id.clone_from(&self.id_buffer);
         }
-        self.data.pop();
-        let event_type = match self.event_type.as_str() {
-            "" => "message",
-            named => named,
-        };
-        if *self.last_event_type != *event_type {
-            self.last_event_type = Arc::from(event_type);
+        if !self.dropping_event && !self.data.is_empty() {
+            self.data.pop();
+            let event_type = match self.event_type.as_str() {
+                "" => "message",
+                named => named,
+            };
+            let event = EventRef { event_type, data: &self.data, id: &self.last_event_id };
+            on_item(Ok(ItemRef::Event(event)));
         }
-        let event = Event {
-            event_type: self.last_event_type.clone(),
-            data: self.data.as_str().to_owned(),
-            id: self.last_event_id.clone(),
-        };
-        self.items.push(Ok(Item::Event(event)));
         self.reset_event();
     }
 

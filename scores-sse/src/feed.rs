@@ -1,0 +1,362 @@
+//! [`Feed`]: a client for an upstream score feed that never gives up.
+//!
+//! The feed is pulled: each [`Feed::next`] returns the next [`FeedItem`], which is a decoded
+//! event, an ignored event, a rejected one, or a change of connection state. Nothing but an HTTP
+//! 204 from the server ends it: bad events become [`FeedItem::Rejected`], and every failure to
+//! connect or to keep reading becomes [`ConnectionState::Disconnected`] followed by a jittered,
+//! exponentially growing wait and a new attempt that sends `Last-Event-ID`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use reqwest::{StatusCode, redirect};
+use scores_core::{DecodeError, Decoded, ScoreEvent, decode};
+use tokio::time::Instant;
+
+use crate::parser::{ItemRef, Limits, ParseError, Parser};
+
+/// How a [`Feed`] connects and reconnects. Build one with [`FeedConfig::new`] and change fields
+/// with struct update syntax.
+#[derive(Clone, Debug)]
+pub struct FeedConfig {
+    /// The upstream SSE endpoint.
+    pub url: String,
+    /// Sent as `Last-Event-ID` on the first connection when not empty (resuming a stored feed).
+    pub last_event_id: String,
+    /// The base reconnection delay until the server sends `retry:`.
+    pub retry: Duration,
+    /// The longest wait between two attempts, whatever the server or the backoff says.
+    pub max_retry: Duration,
+    /// A connection that lasted this long resets the backoff; shorter ones keep growing it.
+    pub healthy_after: Duration,
+    /// A connection silent for this long is taken as dead. `None` waits forever.
+    pub idle_timeout: Option<Duration>,
+    /// How long establishing a TCP (and TLS) connection may take.
+    pub connect_timeout: Duration,
+    /// How many redirects one attempt follows.
+    pub max_redirects: usize,
+    /// Parser limits on line and event size.
+    pub limits: Limits,
+}
+
+impl FeedConfig {
+    /// Defaults for `url`: 1 s base delay, 30 s cap, backoff reset after 30 s of health, 30 s
+    /// idle timeout (the feed sends a burst every 5 s), 10 s to connect, 10 redirects.
+    pub fn new(url: impl Into<String>) -> FeedConfig {
+        FeedConfig {
+            url: url.into(),
+            last_event_id: String::new(),
+            retry: Duration::from_secs(1),
+            max_retry: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(30)),
+            connect_timeout: Duration::from_secs(10),
+            max_redirects: 10,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What the feed yields.
+#[derive(Debug)]
+pub enum FeedItem {
+    /// A valid score event, with the SSE last event id in force when it was dispatched.
+    Event {
+        /// The decoded event.
+        event: ScoreEvent,
+        /// The stream's last event id (empty when the upstream sends none).
+        id: Arc<str>,
+    },
+    /// An event of a type that carries no score. Count it; it is not an error.
+    Ignored {
+        /// Its event type.
+        event_type: Arc<str>,
+    },
+    /// An event or part of the stream that had to be dropped. The feed goes on.
+    Rejected(FeedError),
+    /// The connection changed state.
+    State(ConnectionState),
+}
+
+/// Why part of the upstream stream was dropped.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FeedError {
+    /// An event whose data is not a valid score event.
+    #[error("rejected event (id {id:?}): {error}")]
+    Decode {
+        /// Why.
+        error: DecodeError,
+        /// The stream's last event id at that event.
+        id: Arc<str>,
+        /// The event's data, for the log.
+        data: String,
+    },
+    /// A line or event over the parser's limits.
+    #[error("{0}")]
+    Parse(ParseError),
+}
+
+/// The connection's life cycle, as reported through [`FeedItem::State`].
+#[derive(Clone, Debug)]
+pub enum ConnectionState {
+    /// Attempt number `attempt` (1 for the first after a healthy period) is starting.
+    Connecting {
+        /// Consecutive attempts without a healthy connection, this one included.
+        attempt: u32,
+    },
+    /// The server answered 200 with `text/event-stream`; events follow.
+    Connected,
+    /// The attempt or the connection ended, for `reason`.
+    Disconnected(Disconnect),
+    /// The next attempt starts after `delay`.
+    Retrying {
+        /// The wait before the next attempt.
+        delay: Duration,
+    },
+    /// The server answered 204 No Content: it asks clients to stop. The feed ends.
+    Stopped,
+}
+
+/// Why a connection attempt failed or a connection ended.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Disconnect {
+    /// The request could not be sent or its response not received.
+    #[error("request failed: {0}")]
+    Request(Arc<reqwest::Error>),
+    /// The server answered with a status other than 200 or 204.
+    #[error("server answered {0}")]
+    Status(StatusCode),
+    /// The server answered 200 with a content type other than `text/event-stream`.
+    #[error("server answered with content type {0:?}, not text/event-stream")]
+    ContentType(Option<String>),
+    /// Reading the stream failed (the connection was reset or broke mid-body).
+    #[error("reading the stream failed: {0}")]
+    Read(Arc<reqwest::Error>),
+    /// The server ended the response.
+    #[error("the server closed the stream")]
+    Closed,
+    /// Nothing arrived for the idle timeout.
+    #[error("no bytes for {0:?}; the connection is taken as dead")]
+    Idle(Duration),
+}
+
+/// The HTTP client could not be built (for example, no TLS backend could be initialised).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct BuildError(#[from] reqwest::Error);
+
+/// A reconnecting SSE client that yields decoded score events. See the module docs.
+#[derive(Debug)]
+pub struct Feed {
+    config: FeedConfig,
+    client: reqwest::Client,
+    parser: Parser,
+    /// The base delay: `config.retry` until the server sends `retry:`.
+    retry: Duration,
+    /// Consecutive attempts without a healthy connection.
+    attempt: u32,
+    phase: Phase,
+    pending: VecDeque<FeedItem>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Connect,
+    Streaming { response: reqwest::Response, connected_at: Instant },
+    Waiting { until: Instant },
+    Stopped,
+}
+
+impl Feed {
+    /// A feed that connects on the first call to [`next`](Self::next).
+    pub fn new(config: FeedConfig) -> Result<Feed, BuildError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .redirect(redirect::Policy::limited(config.max_redirects))
+            .tcp_keepalive(Duration::from_secs(15))
+            .build()?;
+        let parser = Parser::new(config.limits).with_last_event_id(&config.last_event_id);
+        Ok(Feed {
+            retry: config.retry,
+            config,
+            client,
+            parser,
+            attempt: 0,
+            phase: Phase::Connect,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The last event id the upstream committed, sent as `Last-Event-ID` on reconnect.
+    pub fn last_event_id(&self) -> &str {
+        self.parser.last_event_id()
+    }
+
+    /// The next item; `None` only after the server answered 204.
+    ///
+    /// Cancel-safe: dropping the future loses no event (an unread chunk stays in the socket),
+    /// so `next` can be raced against a shutdown signal.
+    pub async fn next(&mut self) -> Option<FeedItem> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            match &mut self.phase {
+                Phase::Stopped => return None,
+                Phase::Waiting { until } => {
+                    tokio::time::sleep_until(*until).await;
+                    self.phase = Phase::Connect;
+                }
+                Phase::Connect => self.connect().await,
+                Phase::Streaming { response, connected_at } => {
+                    let connected_at = *connected_at;
+                    let chunk = match self.config.idle_timeout {
+                        Some(idle) => match tokio::time::timeout(idle, response.chunk()).await {
+                            Ok(chunk) => chunk,
+                            Err(_) => {
+                                self.disconnect(Disconnect::Idle(idle), Some(connected_at));
+                                continue;
+                            }
+                        },
+                        None => response.chunk().await,
+                    };
+                    match chunk {
+                        Ok(Some(bytes)) => self.parse(&bytes),
+                        Ok(None) => self.disconnect(Disconnect::Closed, Some(connected_at)),
+                        Err(error) => {
+                            self.disconnect(Disconnect::Read(Arc::new(error)), Some(connected_at));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self) {
+        self.attempt += 1;
+        self.pending
+            .push_back(FeedItem::State(ConnectionState::Connecting { attempt: self.attempt }));
+        let mut request = self
+            .client
+            .get(&self.config.url)
+            .header(ACCEPT, "text/event-stream")
+            .header(CACHE_CONTROL, "no-cache");
+        let last_event_id = self.parser.last_event_id();
+        if !last_event_id.is_empty() {
+            match HeaderValue::from_bytes(last_event_id.as_bytes()) {
+                Ok(value) => request = request.header("Last-Event-ID", value),
+                Err(_) => tracing::warn!(
+                    last_event_id,
+                    "last event id cannot be sent as a header (it has control characters); \
+                     connecting without it"
+                ),
+            }
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => return self.disconnect(Disconnect::Request(Arc::new(error)), None),
+        };
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NO_CONTENT => {
+                tracing::info!(url = %self.config.url, "upstream answered 204 No Content: stopping");
+                self.phase = Phase::Stopped;
+                self.pending.push_back(FeedItem::State(ConnectionState::Stopped));
+                return;
+            }
+            status => return self.disconnect(Disconnect::Status(status), None),
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        if !content_type.as_deref().is_some_and(is_event_stream) {
+            return self.disconnect(Disconnect::ContentType(content_type), None);
+        }
+        tracing::info!(url = %self.config.url, "connected to upstream");
+        self.phase = Phase::Streaming { response, connected_at: Instant::now() };
+        self.pending.push_back(FeedItem::State(ConnectionState::Connected));
+    }
+
+    fn parse(&mut self, bytes: &[u8]) {
+        let (pending, retry) = (&mut self.pending, &mut self.retry);
+        self.parser.feed_with(bytes, |item| {
+            let fed = match item {
+                Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
+                    Ok(Decoded::Event(score_event)) => {
+                        FeedItem::Event { event: score_event, id: Arc::from(event.id) }
+                    }
+                    Ok(Decoded::Ignored) => {
+                        FeedItem::Ignored { event_type: Arc::from(event.event_type) }
+                    }
+                    Err(error) => FeedItem::Rejected(FeedError::Decode {
+                        error,
+                        id: Arc::from(event.id),
+                        data: event.data.to_owned(),
+                    }),
+                },
+                Ok(ItemRef::Retry(delay)) => {
+                    *retry = delay;
+                    return;
+                }
+                Ok(ItemRef::Comment(_)) => return,
+                Err(error) => FeedItem::Rejected(FeedError::Parse(error)),
+            };
+            pending.push_back(fed);
+        });
+    }
+
+    fn disconnect(&mut self, reason: Disconnect, connected_at: Option<Instant>) {
+        self.parser.finish();
+        if connected_at.is_some_and(|at| at.elapsed() >= self.config.healthy_after) {
+            self.attempt = 0;
+        }
+        let delay = backoff(self.retry, self.config.max_retry, self.attempt, fastrand::f64());
+        tracing::warn!(url = %self.config.url, %reason, ?delay, attempt = self.attempt, "upstream disconnected; retrying");
+        self.pending.push_back(FeedItem::State(ConnectionState::Disconnected(reason)));
+        self.pending.push_back(FeedItem::State(ConnectionState::Retrying { delay }));
+        self.phase = Phase::Waiting { until: Instant::now() + delay };
+    }
+}
+
+/// Exponential backoff with full jitter: a uniform wait in `[0, min(cap, base × 2^(attempt−1))]`,
+/// where `unit` is a uniform sample in `[0, 1)`. Attempt 0 or 1 waits up to `base`.
+pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32, unit: f64) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(32);
+    let ceiling = base.saturating_mul(1 << doublings.min(31)).min(cap);
+    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+}
+
+fn is_event_stream(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("text/event-stream")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_full_jitter() {
+        let (base, cap) = (Duration::from_secs(1), Duration::from_secs(30));
+        let ceiling = |attempt| backoff(base, cap, attempt, 1.0);
+        assert_eq!(ceiling(1), Duration::from_secs(1));
+        assert_eq!(ceiling(2), Duration::from_secs(2));
+        assert_eq!(ceiling(5), Duration::from_secs(16));
+        assert_eq!(ceiling(6), cap);
+        assert_eq!(ceiling(u32::MAX), cap);
+        assert_eq!(backoff(base, cap, 3, 0.0), Duration::ZERO);
+        assert_eq!(backoff(base, cap, 3, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(Duration::ZERO, cap, 9, 1.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn content_type_parameters_and_case_are_ignored() {
+        assert!(is_event_stream("text/event-stream"));
+        assert!(is_event_stream("Text/Event-Stream; charset=utf-8"));
+        assert!(!is_event_stream("text/plain"));
+        assert!(!is_event_stream(""));
+    }
+}
