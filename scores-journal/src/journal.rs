@@ -1,0 +1,381 @@
+//! The writer: opening (with torn-tail recovery), group-committed appends, segment rotation.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::error::JournalError;
+use crate::format::{
+    self, Corruption, Entry, SEGMENT_HEADER_LEN, decode_records, encode_batch, find_batch_header,
+    parse_batch_header, parse_segment_header, segment_header,
+};
+use crate::reader::{ReadHandle, Reader, segment_path};
+
+/// When appended batches are forced to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` after every batch, before `append` returns. Loses nothing that `append`
+    /// acknowledged, even on power loss. The default.
+    Always,
+    /// `fdatasync` at most once per interval (at the first append after it elapses, and on
+    /// [`Journal::sync`]). A process crash loses nothing (the bytes are in the OS page cache);
+    /// an OS crash or power loss can lose up to one interval of acknowledged batches.
+    Interval(Duration),
+    /// Never `fdatasync`; the OS writes back when it likes. A process crash loses nothing; an OS
+    /// crash or power loss can lose anything not yet written back. For tests and benchmarks.
+    Never,
+}
+
+/// How a journal is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// When batches reach stable storage.
+    pub fsync: FsyncPolicy,
+    /// A new segment is started once the current one reaches this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for Options {
+    /// `FsyncPolicy::Always` and 64 MiB segments.
+    fn default() -> Options {
+        Options { fsync: FsyncPolicy::Always, segment_bytes: 64 << 20 }
+    }
+}
+
+/// What opening the journal found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The last segment ended in an incomplete or torn batch (a crash during an append that
+    /// therefore never returned), which was cut off.
+    pub torn_tail: Option<TornTail>,
+    /// The sequence number of the last record (0 for an empty journal).
+    pub last_seq: u64,
+    /// How many segment files the journal has.
+    pub n_segments: usize,
+}
+
+/// A torn tail cut off on open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment it was in.
+    pub segment: PathBuf,
+    /// Where the segment now ends.
+    pub offset: u64,
+    /// How many bytes were dropped.
+    pub bytes_dropped: u64,
+}
+
+/// The ordered, durable event log: one writer appends; any number of readers read.
+///
+/// Opening a directory that does not exist or is empty starts a new log. See the crate docs
+/// for the file format and what each [`FsyncPolicy`] can lose.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    options: Options,
+    segments: Arc<RwLock<Vec<u64>>>,
+    file: File,
+    segment_len: u64,
+    /// Records in the active segment.
+    n_segment_records: u64,
+    next_seq: u64,
+    last_upstream_id: Arc<str>,
+    batch: Vec<u8>,
+    last_sync: Instant,
+    durable: watch::Sender<u64>,
+    /// A write failed part-way and could not be undone: appending more could corrupt the log.
+    poisoned: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (creating it if needed), cutting off a torn tail.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Journal, Recovery), JournalError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir)
+            .map_err(|e| JournalError::io("creating journal directory", &dir, e))?;
+        let mut segments = list_segments(&dir)?;
+        let mut recovery = Recovery::default();
+        if segments.is_empty() {
+            create_segment(&dir, 1)?;
+            segments.push(1);
+        }
+        let last_first_seq = *segments.last().unwrap_or(&1);
+        let path = segment_path(&dir, last_first_seq);
+        let scan = recover_segment(&path, last_first_seq, &mut recovery)?;
+        let (next_seq, last_upstream_id) = match scan.last_upstream_id {
+            Some(id) => (scan.next_seq, id),
+            // An empty last segment: the previous one (if any) holds the last record.
+            None => (scan.next_seq, last_id_before(&dir, &segments, last_first_seq)?),
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| JournalError::io("opening journal segment", &path, e))?;
+        recovery.last_seq = next_seq - 1;
+        recovery.n_segments = segments.len();
+        if let Some(torn) = &recovery.torn_tail {
+            tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes_dropped, "cut off a torn tail (an append interrupted by a crash)");
+        }
+        let journal = Journal {
+            dir,
+            options,
+            segments: Arc::new(RwLock::new(segments)),
+            file,
+            segment_len: scan.len,
+            n_segment_records: next_seq - last_first_seq,
+            next_seq,
+            last_upstream_id,
+            batch: Vec::new(),
+            last_sync: Instant::now(),
+            durable: watch::Sender::new(next_seq - 1),
+            poisoned: false,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Appends `entries` as one batch and returns the sequence number of the last one. Returns
+    /// once the batch is durable as the [`FsyncPolicy`] defines it; readers see it from then on.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<u64, JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned);
+        }
+        let Some(last) = entries.last() else {
+            return Ok(self.next_seq - 1);
+        };
+        self.batch.clear();
+        encode_batch(entries, self.next_seq, &mut self.batch);
+        let batch_len = self.batch.len() as u64;
+        if self.n_segment_records > 0 && self.segment_len + batch_len > self.options.segment_bytes {
+            self.rotate()?;
+        }
+        if let Err(error) = self.file.write_all(&self.batch) {
+            self.undo_partial_write();
+            return Err(JournalError::io(
+                "appending to journal segment",
+                &self.active_path(),
+                error,
+            ));
+        }
+        self.segment_len += batch_len;
+        self.n_segment_records += entries.len() as u64;
+        self.next_seq += entries.len() as u64;
+        self.last_upstream_id = last.upstream_id.clone();
+        let due = match self.options.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(interval) => self.last_sync.elapsed() >= interval,
+            FsyncPolicy::Never => false,
+        };
+        if due {
+            self.sync()?;
+        }
+        let last_seq = self.next_seq - 1;
+        self.durable.send_replace(last_seq);
+        Ok(last_seq)
+    }
+
+    /// Forces everything appended so far to stable storage (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(|e| JournalError::io("syncing journal segment", &self.active_path(), e))?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The upstream event id stored with the last record (empty for an empty journal): where the
+    /// feed resumes.
+    pub fn last_upstream_id(&self) -> &str {
+        &self.last_upstream_id
+    }
+
+    /// A cheap, cloneable handle for reading from other threads and for waiting on appends.
+    pub fn read_handle(&self) -> ReadHandle {
+        ReadHandle::new(self.dir.clone(), self.segments.clone(), self.durable.subscribe())
+    }
+
+    /// Reads the records from `from_seq` up to the last one appended.
+    pub fn read_from(&self, from_seq: u64) -> Reader {
+        self.read_handle().read_from(from_seq)
+    }
+
+    fn active_path(&self) -> PathBuf {
+        let first_seq = self.next_seq - self.n_segment_records;
+        segment_path(&self.dir, first_seq)
+    }
+
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        self.sync()?;
+        let path = create_segment(&self.dir, self.next_seq)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| JournalError::io("opening journal segment", &path, e))?;
+        self.segment_len = SEGMENT_HEADER_LEN as u64;
+        self.n_segment_records = 0;
+        if let Ok(mut segments) = self.segments.write() {
+            segments.push(self.next_seq);
+        }
+        Ok(())
+    }
+
+    /// After a failed write, cuts the segment back to its last whole batch, or refuses further
+    /// appends if even that fails.
+    fn undo_partial_write(&mut self) {
+        if self.file.set_len(self.segment_len).and_then(|()| self.file.sync_data()).is_err() {
+            tracing::error!(segment = %self.active_path().display(), "a failed append could not be undone; the journal accepts no more appends");
+            self.poisoned = true;
+        }
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| JournalError::io("listing journal directory", dir, e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io("listing journal directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".seg")) else {
+            continue;
+        };
+        if let Ok(first_seq) = stem.parse::<u64>() {
+            segments.push(first_seq);
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Creates a segment file holding only its header, durably (file and directory synced).
+fn create_segment(dir: &Path, first_seq: u64) -> Result<PathBuf, JournalError> {
+    let path = segment_path(dir, first_seq);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("creating journal segment", &path, e))?;
+    file.write_all(&segment_header(first_seq))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| JournalError::io("writing journal segment header", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io("syncing directory", dir, e))
+}
+
+struct SegmentScan {
+    next_seq: u64,
+    /// The upstream id of the segment's last record; `None` when it has no records.
+    last_upstream_id: Option<Arc<str>>,
+    /// The segment's length after recovery.
+    len: u64,
+}
+
+/// Reads the last segment whole, verifies every batch, and cuts off a torn tail.
+fn recover_segment(
+    path: &Path,
+    first_seq: u64,
+    recovery: &mut Recovery,
+) -> Result<SegmentScan, JournalError> {
+    let bytes = fs::read(path).map_err(|e| JournalError::io("reading journal segment", path, e))?;
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        // Created, then interrupted before its header was whole: nothing was ever stored in it.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        create_segment(dir, first_seq)?;
+        recovery.torn_tail = Some(TornTail {
+            segment: path.to_path_buf(),
+            offset: 0,
+            bytes_dropped: bytes.len() as u64,
+        });
+        return Ok(SegmentScan {
+            next_seq: first_seq,
+            last_upstream_id: None,
+            len: SEGMENT_HEADER_LEN as u64,
+        });
+    }
+    let corrupt = |offset: usize, corruption| JournalError::Corrupt {
+        segment: path.to_path_buf(),
+        offset: offset as u64,
+        corruption,
+    };
+    if parse_segment_header(&bytes) != Ok(first_seq) {
+        return Err(corrupt(0, Corruption::SegmentHeader));
+    }
+    let mut offset = SEGMENT_HEADER_LEN;
+    let mut next_seq = first_seq;
+    let mut last_upstream_id = None;
+    let torn_at = loop {
+        if offset == bytes.len() {
+            break None;
+        }
+        if bytes.len() - offset < format::BATCH_HEADER_LEN {
+            break Some(offset);
+        }
+        let header = match parse_batch_header(&bytes[offset..]) {
+            Ok(header) => header,
+            Err(corruption) => {
+                // Torn only if nothing valid follows; otherwise the log itself is damaged.
+                if find_batch_header(&bytes, offset + 1).is_some() {
+                    return Err(corrupt(offset, corruption));
+                }
+                break Some(offset);
+            }
+        };
+        let records_at = offset + format::BATCH_HEADER_LEN;
+        let Some(records) = bytes.get(records_at..records_at + header.records_len) else {
+            break Some(offset);
+        };
+        if crc32c::crc32c(records) != header.records_crc {
+            if find_batch_header(&bytes, records_at + header.records_len).is_some() {
+                return Err(corrupt(offset, Corruption::BatchChecksum));
+            }
+            break Some(offset);
+        }
+        next_seq = decode_records(records, next_seq, |record| {
+            last_upstream_id = Some(record.upstream_id);
+        })
+        .map_err(|(at, corruption)| corrupt(records_at + at, corruption))?;
+        offset = records_at + header.records_len;
+    };
+    if let Some(offset) = torn_at {
+        let file = OpenOptions::new().write(true).open(path);
+        file.and_then(|f| f.set_len(offset as u64).and_then(|()| f.sync_all()))
+            .map_err(|e| JournalError::io("cutting off a torn tail", path, e))?;
+        recovery.torn_tail = Some(TornTail {
+            segment: path.to_path_buf(),
+            offset: offset as u64,
+            bytes_dropped: (bytes.len() - offset) as u64,
+        });
+    }
+    Ok(SegmentScan { next_seq, last_upstream_id, len: torn_at.unwrap_or(bytes.len()) as u64 })
+}
+
+/// The upstream id of the last record before segment `first_seq`, or empty when there is none.
+fn last_id_before(dir: &Path, segments: &[u64], first_seq: u64) -> Result<Arc<str>, JournalError> {
+    let Some(&previous) = segments.iter().rev().find(|&&s| s < first_seq) else {
+        return Ok(Arc::from(""));
+    };
+    let reader = Reader::over(dir.to_path_buf(), vec![previous], previous, Some(first_seq - 1));
+    let mut last = Arc::from("");
+    for record in reader {
+        last = record?.upstream_id;
+    }
+    Ok(last)
+}

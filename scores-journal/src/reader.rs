@@ -1,0 +1,263 @@
+//! Reading records back: from any sequence number, across segments, verifying as it goes.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::error::JournalError;
+use crate::format::{
+    BATCH_HEADER_LEN, Record, SEGMENT_HEADER_LEN, decode_records, parse_batch_header,
+    parse_segment_header,
+};
+
+pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.seg"))
+}
+
+/// A cloneable handle on a journal for readers on other threads or tasks: reads what has been
+/// appended and waits for more.
+#[derive(Clone, Debug)]
+pub struct ReadHandle {
+    dir: PathBuf,
+    segments: Arc<RwLock<Vec<u64>>>,
+    durable: watch::Receiver<u64>,
+}
+
+/// The journal was dropped: no more records will come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the journal is closed")]
+pub struct Closed;
+
+impl ReadHandle {
+    pub(crate) fn new(
+        dir: PathBuf,
+        segments: Arc<RwLock<Vec<u64>>>,
+        durable: watch::Receiver<u64>,
+    ) -> ReadHandle {
+        ReadHandle { dir, segments, durable }
+    }
+
+    /// The sequence number of the last record appended (and durable, per the fsync policy).
+    pub fn last_seq(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    /// Waits until a record after `seq` has been appended; returns the new last sequence number.
+    pub async fn wait_beyond(&mut self, seq: u64) -> Result<u64, Closed> {
+        let last = self.durable.wait_for(|&last| last > seq).await.map_err(|_| Closed)?;
+        Ok(*last)
+    }
+
+    /// Reads the records from `from_seq` to the last one appended now.
+    pub fn read_from(&self, from_seq: u64) -> Reader {
+        let end = self.last_seq();
+        let segments = self.segments.read().map(|segments| segments.clone()).unwrap_or_default();
+        Reader::over(self.dir.clone(), segments, from_seq.max(1), Some(end))
+    }
+}
+
+/// An iterator over records in sequence order, each verified against its checksums. After an
+/// error it ends.
+#[derive(Debug)]
+pub struct Reader {
+    dir: PathBuf,
+    /// First sequence numbers of the segments still to read, in order.
+    segments: VecDeque<u64>,
+    from_seq: u64,
+    end_seq: Option<u64>,
+    open: Option<OpenSegment>,
+    /// The sequence number the next record must have.
+    next_seq: Option<u64>,
+    records: VecDeque<Record>,
+    batch: Vec<u8>,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    path: PathBuf,
+    file: BufReader<File>,
+    offset: u64,
+}
+
+impl Reader {
+    pub(crate) fn over(
+        dir: PathBuf,
+        segments: Vec<u64>,
+        from_seq: u64,
+        end_seq: Option<u64>,
+    ) -> Reader {
+        // Start in the last segment that begins at or before `from_seq`.
+        let start = segments.partition_point(|&first| first <= from_seq).saturating_sub(1);
+        Reader {
+            dir,
+            segments: segments[start..].iter().copied().collect(),
+            from_seq,
+            end_seq,
+            open: None,
+            next_seq: None,
+            records: VecDeque::new(),
+            batch: Vec::new(),
+            done: end_seq.is_some_and(|end| end < from_seq),
+        }
+    }
+
+    /// Reads a whole journal directory, every segment to its end, without opening it for
+    /// writing (so nothing is repaired: a torn tail is reported as an error).
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<Reader, JournalError> {
+        let dir = dir.as_ref();
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| JournalError::io("listing journal directory", dir, e))?;
+        let mut segments = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| JournalError::io("listing journal directory", dir, e))?;
+            let name = entry.file_name();
+            if let Some(first_seq) =
+                name.to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|s| s.parse().ok())
+            {
+                segments.push(first_seq);
+            }
+        }
+        segments.sort_unstable();
+        Ok(Reader::over(dir.to_path_buf(), segments, 1, None))
+    }
+
+    fn next_batch(&mut self) -> Result<bool, JournalError> {
+        loop {
+            if self.open.is_none() {
+                let Some(first_seq) = self.segments.pop_front() else {
+                    return Ok(false);
+                };
+                self.open_segment(first_seq)?;
+            }
+            let Some(segment) = self.open.as_mut() else {
+                continue;
+            };
+            let mut header = [0; BATCH_HEADER_LEN];
+            match read_full(&mut segment.file, &mut header) {
+                Err(e) => {
+                    return Err(JournalError::io("reading journal segment", &segment.path, e));
+                }
+                Ok(0) => {
+                    self.open = None;
+                    continue;
+                }
+                Ok(n) if n < BATCH_HEADER_LEN => {
+                    return Err(JournalError::TornTail {
+                        segment: segment.path.clone(),
+                        offset: segment.offset,
+                    });
+                }
+                Ok(_) => {}
+            }
+            let corrupt = |segment: &OpenSegment, offset: u64, corruption| JournalError::Corrupt {
+                segment: segment.path.clone(),
+                offset,
+                corruption,
+            };
+            let batch_header =
+                parse_batch_header(&header).map_err(|c| corrupt(segment, segment.offset, c))?;
+            self.batch.resize(batch_header.records_len, 0);
+            let n_read = read_full(&mut segment.file, &mut self.batch)
+                .map_err(|e| JournalError::io("reading journal segment", &segment.path, e))?;
+            if n_read < batch_header.records_len {
+                return Err(JournalError::TornTail {
+                    segment: segment.path.clone(),
+                    offset: segment.offset,
+                });
+            }
+            if crc32c::crc32c(&self.batch) != batch_header.records_crc {
+                return Err(corrupt(
+                    segment,
+                    segment.offset,
+                    crate::format::Corruption::BatchChecksum,
+                ));
+            }
+            let records_offset = segment.offset + BATCH_HEADER_LEN as u64;
+            let expected = self.next_seq.unwrap_or(1);
+            let (from_seq, end_seq, records) = (self.from_seq, self.end_seq, &mut self.records);
+            let next = decode_records(&self.batch, expected, |record| {
+                if record.seq >= from_seq && end_seq.is_none_or(|end| record.seq <= end) {
+                    records.push_back(record);
+                }
+            })
+            .map_err(|(at, c)| corrupt(segment, records_offset + at as u64, c))?;
+            segment.offset = records_offset + batch_header.records_len as u64;
+            self.next_seq = Some(next);
+            if end_seq.is_some_and(|end| next > end) {
+                self.segments.clear();
+                self.open = None;
+            }
+            return Ok(true);
+        }
+    }
+
+    fn open_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
+        let path = segment_path(&self.dir, first_seq);
+        let file =
+            File::open(&path).map_err(|e| JournalError::io("opening journal segment", &path, e))?;
+        let mut file = BufReader::with_capacity(256 << 10, file);
+        let mut header = [0; SEGMENT_HEADER_LEN];
+        let n_read = read_full(&mut file, &mut header)
+            .map_err(|e| JournalError::io("reading journal segment", &path, e))?;
+        if n_read < SEGMENT_HEADER_LEN {
+            return Err(JournalError::TornTail { segment: path, offset: 0 });
+        }
+        if parse_segment_header(&header) != Ok(first_seq) {
+            return Err(JournalError::Corrupt {
+                segment: path,
+                offset: 0,
+                corruption: crate::format::Corruption::SegmentHeader,
+            });
+        }
+        match self.next_seq {
+            Some(expected) if expected != first_seq => {
+                return Err(JournalError::Gap { segment: path, expected, found: first_seq });
+            }
+            _ => self.next_seq = Some(first_seq),
+        }
+        self.open = Some(OpenSegment { path, file, offset: SEGMENT_HEADER_LEN as u64 });
+        Ok(())
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<Record, JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.records.pop_front() {
+                return Some(Ok(record));
+            }
+            if self.done {
+                return None;
+            }
+            match self.next_batch() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns how many bytes were read.
+fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,258 @@
+//! The journal's documented outcomes: round trips, torn tails, corruption, empty segments,
+//! checkpoints, and waiting for appends.
+
+// Test helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use scores_core::{ExamId, Score, ScoreEvent, Scoreboard, StudentId};
+use scores_journal::{
+    Corruption, Entry, FsyncPolicy, Journal, JournalError, Options, Reader, load_checkpoint,
+    save_checkpoint,
+};
+
+/// The entry stored at `seq` in these tests: content derived from the number, so any record
+/// can be checked on its own.
+fn entry(seq: u64) -> Entry {
+    Entry {
+        event: ScoreEvent {
+            student_id: StudentId::new(&format!("Student.{}", seq % 97)).unwrap(),
+            exam: ExamId(10_000 + seq / 50),
+            score: Score::new((seq % 101) as f64 / 100.0).unwrap(),
+        },
+        upstream_id: Arc::from(seq.to_string()),
+    }
+}
+
+fn entries(seqs: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    seqs.map(entry).collect()
+}
+
+const SMALL_SEGMENTS: Options = Options { fsync: FsyncPolicy::Never, segment_bytes: 4096 };
+
+fn read_all(journal: &Journal, from: u64) -> Vec<u64> {
+    journal
+        .read_from(from)
+        .map(|record| {
+            let record = record.unwrap();
+            assert_eq!(
+                Entry { event: record.event, upstream_id: record.upstream_id },
+                entry(record.seq)
+            );
+            record.seq
+        })
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Appends batches of 10 up to `n` records and closes the journal.
+fn journal_with(dir: &Path, n: u64, options: Options) {
+    let (mut journal, _) = Journal::open(dir, options).unwrap();
+    for start in (1..=n).step_by(10) {
+        journal.append(&entries(start..=(start + 9).min(n))).unwrap();
+    }
+}
+
+#[test]
+fn records_come_back_in_order_from_any_sequence_number_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    assert!(segments(dir.path()).len() > 3, "small segments rotate");
+    let (journal, recovery) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(recovery.last_seq, 500);
+    assert_eq!(recovery.torn_tail, None);
+    assert_eq!(journal.next_seq(), 501);
+    assert_eq!(journal.last_upstream_id(), "500");
+    assert_eq!(read_all(&journal, 1), (1..=500).collect::<Vec<_>>());
+    assert_eq!(read_all(&journal, 0), (1..=500).collect::<Vec<_>>());
+    assert_eq!(read_all(&journal, 237), (237..=500).collect::<Vec<_>>());
+    assert_eq!(read_all(&journal, 500), [500]);
+    assert_eq!(read_all(&journal, 501), Vec::<u64>::new());
+    let offline: Vec<u64> = Reader::open_dir(dir.path()).unwrap().map(|r| r.unwrap().seq).collect();
+    assert_eq!(offline, (1..=500).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_missing_or_empty_directory_starts_a_new_log() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("not/yet/there");
+    let (mut journal, recovery) = Journal::open(&dir, Options::default()).unwrap();
+    assert_eq!((recovery.last_seq, journal.next_seq(), journal.last_upstream_id()), (0, 1, ""));
+    assert_eq!(journal.append(&[]).unwrap(), 0);
+    assert_eq!(journal.append(&entries(1..=3)).unwrap(), 3);
+    assert_eq!(read_all(&journal, 1), [1, 2, 3]);
+}
+
+#[test]
+fn a_tail_cut_at_any_byte_of_the_last_batch_is_cut_off_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 20, Options::default());
+    let segment = segments(dir.path()).pop().unwrap();
+    let whole = fs::read(&segment).unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+    journal.append(&entries(21..=25)).unwrap();
+    drop(journal);
+    let with_last_batch = fs::read(&segment).unwrap();
+    for cut in whole.len() + 1..with_last_batch.len() {
+        fs::write(&segment, &with_last_batch[..cut]).unwrap();
+        let (journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
+        let torn = recovery.torn_tail.expect("a torn tail is reported");
+        assert_eq!(
+            (torn.offset, torn.bytes_dropped),
+            (whole.len() as u64, (cut - whole.len()) as u64)
+        );
+        assert_eq!(recovery.last_seq, 20);
+        assert_eq!(journal.last_upstream_id(), "20");
+        assert_eq!(read_all(&journal, 1), (1..=20).collect::<Vec<_>>());
+        assert_eq!(fs::metadata(&segment).unwrap().len(), whole.len() as u64);
+    }
+}
+
+#[test]
+fn a_torn_batch_with_garbage_or_zeros_is_cut_off_and_appending_goes_on() {
+    for tail in [vec![0u8; 3000], vec![0xAB; 40], b"SJB1 not really a batch".to_vec()] {
+        let dir = tempfile::tempdir().unwrap();
+        journal_with(dir.path(), 30, Options::default());
+        let segment = segments(dir.path()).pop().unwrap();
+        OpenOptions::new().append(true).open(&segment).unwrap().write_all(&tail).unwrap();
+        let (mut journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(recovery.torn_tail.unwrap().bytes_dropped, tail.len() as u64);
+        assert_eq!(journal.append(&entries(31..=40)).unwrap(), 40);
+        drop(journal);
+        let (journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(recovery.torn_tail, None);
+        assert_eq!(read_all(&journal, 1), (1..=40).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn damage_before_a_valid_batch_is_corruption_named_with_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 30, Options::default());
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&segment).unwrap();
+    // Byte 16 is the first batch's header; 16 + 16 + 20 lies inside its first record.
+    for (at, expected) in [(16usize, Corruption::BatchHeader), (52, Corruption::BatchChecksum)] {
+        bytes[at] ^= 0x40;
+        fs::write(&segment, &bytes).unwrap();
+        match Journal::open(dir.path(), Options::default()) {
+            Err(JournalError::Corrupt { segment: reported, offset, corruption }) => {
+                assert_eq!((reported, offset, corruption), (segment.clone(), 16, expected));
+            }
+            other => panic!("expected corruption at byte 16, got {other:?}"),
+        }
+        bytes[at] ^= 0x40;
+    }
+}
+
+#[test]
+fn damage_in_an_earlier_segment_is_reported_by_readers_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    let first = segments(dir.path()).remove(0);
+    let mut bytes = fs::read(&first).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&first, &bytes).unwrap();
+    let (journal, _) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let results: Vec<_> = journal.read_from(1).collect();
+    let error = results.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        matches!(error, JournalError::Corrupt { segment, corruption: Corruption::BatchChecksum, .. } if *segment == first),
+        "{error}"
+    );
+    assert!(
+        results[..results.len() - 1].iter().all(Result::is_ok),
+        "records before the damage still read"
+    );
+    assert!(error.to_string().contains("is corrupt at byte"), "{error}");
+}
+
+#[test]
+fn a_zero_length_last_segment_is_recreated_and_the_previous_id_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 30, Options::default());
+    fs::write(dir.path().join(format!("{:020}.seg", 31)), b"").unwrap();
+    let (mut journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(recovery.torn_tail.unwrap().bytes_dropped, 0);
+    assert_eq!((recovery.last_seq, journal.last_upstream_id()), (30, "30"));
+    journal.append(&entries(31..=35)).unwrap();
+    assert_eq!(read_all(&journal, 1), (1..=35).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_zero_length_segment_between_others_is_reported_by_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    let middle = segments(dir.path()).remove(1);
+    fs::write(&middle, b"").unwrap();
+    let errors: Vec<JournalError> =
+        Reader::open_dir(dir.path()).unwrap().filter_map(Result::err).collect();
+    assert!(
+        matches!(&errors[..], [JournalError::TornTail { segment, offset: 0 }] if *segment == middle),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_truncated_segment_copy_read_offline_reports_its_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 30, Options::default());
+    let segment = segments(dir.path()).pop().unwrap();
+    let bytes = fs::read(&segment).unwrap();
+    fs::write(&segment, &bytes[..bytes.len() - 5]).unwrap();
+    let results: Vec<_> = Reader::open_dir(dir.path()).unwrap().collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 20);
+    assert!(matches!(results.last().unwrap(), Err(JournalError::TornTail { .. })));
+}
+
+#[test]
+fn checkpoints_round_trip_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint");
+    assert!(load_checkpoint(&path).unwrap().is_none());
+    let mut board: Scoreboard = (1..=200).map(|seq| entry(seq).event).collect();
+    let snapshot = board.snapshot();
+    save_checkpoint(&path, &snapshot).unwrap();
+    let loaded = load_checkpoint(&path).unwrap().unwrap();
+    assert_eq!(loaded.seq(), 200);
+    assert_eq!(loaded.n_results(), snapshot.n_results());
+    assert_eq!(loaded.encode_checkpoint(), snapshot.encode_checkpoint());
+    assert!(!dir.path().join("checkpoint.tmp").exists());
+
+    let mut bytes = fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let error = load_checkpoint(&path).unwrap_err();
+    assert!(error.to_string().contains("bad header or checksum"), "{error}");
+}
+
+#[tokio::test]
+async fn readers_wait_for_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+    let mut handle = journal.read_handle();
+    let waiter = tokio::spawn(async move {
+        let last = handle.wait_beyond(0).await.unwrap();
+        handle.read_from(1).map(|r| r.unwrap().seq).take(last as usize).collect::<Vec<_>>()
+    });
+    journal.append(&entries(1..=3)).unwrap();
+    assert_eq!(waiter.await.unwrap(), [1, 2, 3]);
+    let mut handle = journal.read_handle();
+    drop(journal);
+    assert!(handle.wait_beyond(3).await.is_err(), "a closed journal ends the wait");
+}
