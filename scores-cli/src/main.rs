@@ -1,14 +1,27 @@
-//! The `scores` command. Its subcommands (`serve`, `simulate`, `tail`, `record`, `replay`) are
-//! specified in DESIGN.md and arrive with their issues; until then it says so and exits 2.
+//! The `scores` command: parses arguments, sets up logging, and calls the library crates.
+
+mod cli;
+mod serve;
+mod simulate;
 
 use std::process::ExitCode;
 
-#[allow(clippy::print_stderr)]
+use clap::Parser as _;
+
 fn main() -> ExitCode {
-    eprintln!(
-        "scores {}: no subcommand is implemented yet (serve, simulate, tail, record and replay \
-         are being built; see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Simulate(args) => simulate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::from(2)
+        }
+    }
 }

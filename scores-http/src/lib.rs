@@ -1,1 +1,132 @@
-//! Filled by its own issue; see README.md.
+//! The HTTP face of `scores`, and the service runtime behind it.
+//!
+//! - [`router`]: an `axum::Router` over an [`AppState`]: the JSON API (`/students`,
+//!   `/students/{id}`, `/exams`, `/exams/{number}`), the live re-broadcast `GET /scores`, the
+//!   dashboard at `/`, and `/healthz`, `/readyz`, `/metrics`. Every query answers from one
+//!   immutable snapshot, named by `X-Scores-Seq` and an `ETag`.
+//! - [`api`]: the response shapes and [`ApiError`]; its `*_json` functions render a snapshot
+//!   exactly as the endpoints do, for `scores replay`.
+//! - [`service`]: feed → journal → fold → snapshot → HTTP, with restore on start and graceful
+//!   shutdown.
+//! - [`simulator`]: a stand-in for the upstream feed, deterministic from a seed.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::http::Request;
+//! use scores_core::{decode, Decoded, Scoreboard};
+//! use scores_http::{router, AppState};
+//! use tower::ServiceExt as _;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut board = Scoreboard::new();
+//! if let Decoded::Event(event) = decode("score", r#"{"studentId":"Marvin32","exam":11295,"score":0.64}"#)? {
+//!     board.apply(&event);
+//! }
+//! let app = router(AppState::serving(board.snapshot()));
+//! let response = app.oneshot(Request::get("/students").body(Body::empty())?).await?;
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(response.headers()["x-scores-seq"], "1");
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod api;
+mod dashboard;
+mod metrics;
+pub mod service;
+pub mod simulator;
+mod state;
+mod stream;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::api::ApiError;
+pub use crate::metrics::Metrics;
+pub use crate::state::AppState;
+
+/// How long a query may take before it is answered 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The whole HTTP surface over `state`. See the crate docs.
+pub fn router(state: AppState) -> Router {
+    let queries = Router::new()
+        .route("/", get(dashboard::page))
+        .route("/students", get(api::students))
+        .route("/students/{id}", get(api::student))
+        .route("/exams", get(api::exams))
+        .route("/exams/{number}", get(api::exam))
+        .route("/healthz", get(health))
+        .route("/readyz", get(readiness))
+        .route("/metrics", get(metrics))
+        // Compression never applies to the event stream (tower-http's default predicate skips
+        // text/event-stream), but the stream is kept outside these layers all the same.
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+    Router::new()
+        .route("/scores", get(stream::scores))
+        .merge(queries)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record_request))
+        .layer(RequestBodyLimitLayer::new(16 * 1024))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    ([(CONTENT_TYPE, "application/json; charset=utf-8")], r#"{"status":"ok"}"#)
+}
+
+async fn readiness(State(state): State<AppState>) -> Response {
+    if !state.is_ready() {
+        return ApiError::NotReady.into_response();
+    }
+    let body = format!(r#"{{"status":"ready","seq":{}}}"#, state.snapshot().seq());
+    ([(CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.metrics().render(state.snapshot().seq());
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+async fn no_route(request: Request) -> Response {
+    ApiError::NoRoute(request.uri().path().to_owned()).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
+async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    state.metrics().record_request(&route, response.status().as_u16(), started.elapsed());
+    // Every response names a sequence number; query handlers set the one they answered from.
+    if !response.headers().contains_key(api::SEQ_HEADER) && state.is_ready() {
+        let seq = HeaderValue::from(state.snapshot().seq());
+        response.headers_mut().insert(api::SEQ_HEADER, seq);
+    }
+    response
+}

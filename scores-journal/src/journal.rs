@@ -87,6 +87,7 @@ pub struct Journal {
     batch: Vec<u8>,
     last_sync: Instant,
     durable: watch::Sender<u64>,
+    n_syncs: u64,
     /// A write failed part-way and could not be undone: appending more could corrupt the log.
     poisoned: bool,
 }
@@ -135,6 +136,7 @@ impl Journal {
             batch: Vec::new(),
             last_sync: Instant::now(),
             durable: watch::Sender::new(next_seq - 1),
+            n_syncs: 0,
             poisoned: false,
         };
         Ok((journal, recovery))
@@ -186,7 +188,13 @@ impl Journal {
             .sync_data()
             .map_err(|e| JournalError::io("syncing journal segment", &self.active_path(), e))?;
         self.last_sync = Instant::now();
+        self.n_syncs += 1;
         Ok(())
+    }
+
+    /// How many times this journal has called `fdatasync` since it was opened.
+    pub fn n_syncs(&self) -> u64 {
+        self.n_syncs
     }
 
     /// The sequence number the next record will get.

@@ -1,0 +1,149 @@
+//! The command line: subcommands, options, their defaults and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use scores_http::simulator::Rate;
+use scores_journal::FsyncPolicy;
+
+/// Live exam scores you can trust: ingest an SSE feed durably and serve it.
+#[derive(Debug, Parser)]
+#[command(name = "scores", version, after_help = "Run `scores <command> --help` for examples.")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the service: ingest the feed, keep the journal, serve the API and dashboard.
+    #[command(after_help = "Examples:\n  \
+        scores serve                                   # the built-in simulated feed on 127.0.0.1:8000\n  \
+        scores serve --upstream http://host/scores     # a real feed\n  \
+        scores serve --data-dir /var/lib/scores --fsync 10ms")]
+    Serve(ServeArgs),
+    /// Serve a simulated upstream feed, like the original's, for testing.
+    #[command(after_help = "Examples:\n  \
+        scores simulate                                # bursts of 20 events every 5 s on 127.0.0.1:8001/scores\n  \
+        scores simulate --rate max --count 1000000 --ids\n  \
+        scores simulate --bad-every 10 --drop-every 100  # inject faults")]
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The upstream SSE feed; without it, a built-in simulated feed is started in-process.
+    #[arg(long, env = "SCORES_UPSTREAM")]
+    pub(crate) upstream: Option<String>,
+    /// Address to serve HTTP on.
+    #[arg(long, env = "SCORES_LISTEN", default_value = "127.0.0.1:8000")]
+    pub(crate) listen: SocketAddr,
+    /// Where the journal and checkpoints live.
+    #[arg(long, env = "SCORES_DATA_DIR", default_value = "scores-data")]
+    pub(crate) data_dir: PathBuf,
+    /// When journal appends reach the disk: `always` (every batch), `never`, or an interval
+    /// such as `10ms` or `1s`.
+    #[arg(long, env = "SCORES_FSYNC", default_value = "always", value_parser = parse_fsync)]
+    pub(crate) fsync: FsyncPolicy,
+    /// Write a projection checkpoint after this many new events.
+    #[arg(long, env = "SCORES_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
+    pub(crate) checkpoint_every: u64,
+    /// Take the upstream as dead after this long without a byte (e.g. `30s`).
+    #[arg(long, env = "SCORES_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimulateArgs {
+    /// Address to serve the feed on (at path /scores).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub(crate) listen: SocketAddr,
+    /// Events per second, or `max` for as fast as the client reads.
+    #[arg(long, default_value = "4", value_parser = parse_rate)]
+    pub(crate) rate: Rate,
+    /// Events per burst; a burst shares one exam.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) burst: u64,
+    /// Distinct students.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) students: u64,
+    /// Distinct exams.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) exams: u64,
+    /// Same seed, same events.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// End each stream after this many events.
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Send `id:` lines and resume from Last-Event-ID.
+    #[arg(long)]
+    pub(crate) ids: bool,
+    /// Make every n-th event malformed JSON.
+    #[arg(long, value_name = "N")]
+    pub(crate) bad_every: Option<u64>,
+    /// Close the connection after every n events.
+    #[arg(long, value_name = "N")]
+    pub(crate) drop_every: Option<u64>,
+}
+
+fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
+    match text {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        interval => parse_duration(interval).map(FsyncPolicy::Interval).map_err(|_| {
+            format!("expected `always`, `never` or an interval such as `10ms`, got {text:?}")
+        }),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as `10ms` or `30s`, got {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    if text == "max" {
+        return Ok(Rate::Max);
+    }
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(Rate::PerSecond(rate)),
+        _ => Err(format!("expected events per second (a positive number) or `max`, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_policies_parse() {
+        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_fsync("always"), Ok(FsyncPolicy::Always));
+        assert_eq!(parse_fsync("50ms"), Ok(FsyncPolicy::Interval(Duration::from_millis(50))));
+        assert!(parse_fsync("sometimes").is_err());
+        assert_eq!(parse_rate("max"), Ok(Rate::Max));
+        assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+}

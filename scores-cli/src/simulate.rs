@@ -1,0 +1,33 @@
+//! `scores simulate`: the simulated upstream feed on a socket of its own.
+
+use anyhow::Context as _;
+use scores_http::simulator::{self, SimulatorConfig};
+
+use crate::cli::SimulateArgs;
+
+pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let config = SimulatorConfig {
+        rate: args.rate,
+        burst: args.burst.max(1),
+        students: args.students.max(1),
+        exams: args.exams.max(1),
+        seed: args.seed,
+        count: args.count,
+        ids: args.ids,
+        bad_every: args.bad_every,
+        drop_every: args.drop_every,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!("simulated feed at http://{}/scores ({config:?})", args.listen);
+        axum::serve(listener, simulator::router(config))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving the simulated feed")
+    })
+}

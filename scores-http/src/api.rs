@@ -1,0 +1,367 @@
+//! The four query endpoints: their wire shapes, their errors, and the rendering that `scores
+//! replay` shares so that both print the same bytes for the same events.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use scores_core::{ExamId, Page, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::state::AppState;
+
+/// The header that carries the snapshot's sequence number.
+pub const SEQ_HEADER: HeaderName = HeaderName::from_static("x-scores-seq");
+const JSON: &str = "application/json; charset=utf-8";
+
+/// A request the API cannot answer. Each maps to a status and a JSON body
+/// `{"error": {"code": …, "message": …}}`; none is ever a 500 for bad input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// No student with this id has any results.
+    #[error("no student {0:?} has any results")]
+    UnknownStudent(String),
+    /// No exam with this number has any results.
+    #[error("exam {0} has no results")]
+    UnknownExam(u64),
+    /// The exam number is not an integer from 0 to `u64::MAX`.
+    #[error("exam number must be an integer from 0 to {max}, got {0:?}", max = u64::MAX)]
+    InvalidExamNumber(String),
+    /// A query parameter is malformed.
+    #[error("invalid query parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A path segment does not decode (say, percent-encoding that is not UTF-8).
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    /// The query string does not parse at all.
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    /// No such endpoint.
+    #[error("no endpoint {0}")]
+    NoRoute(String),
+    /// The endpoint exists, but not for this method.
+    #[error("method not allowed; this endpoint answers GET")]
+    MethodNotAllowed,
+    /// The service is still restoring its projections from the journal.
+    #[error("the service is restoring its state from the journal; try again shortly")]
+    NotReady,
+    /// A request took longer than the service allows.
+    #[error("the request took too long")]
+    Timeout,
+    /// Something failed inside the service. The detail is logged, never sent.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownStudent(_) | ApiError::UnknownExam(_) | ApiError::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::InvalidExamNumber(_)
+            | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidPath(_)
+            | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownStudent(_) => "student_not_found",
+            ApiError::UnknownExam(_) => "exam_not_found",
+            ApiError::InvalidExamNumber(_) => "invalid_exam_number",
+            ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::NoRoute(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::NotReady => "not_ready",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// The JSON body: `{"error":{"code":…,"message":…}}`.
+    pub fn to_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Detail<'a>,
+        }
+        #[derive(Serialize)]
+        struct Detail<'a> {
+            code: &'a str,
+            message: String,
+        }
+        let body = Body { error: Detail { code: self.code(), message: self.to_string() } };
+        to_json(&body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        (self.status(), [(CONTENT_TYPE, HeaderValue::from_static(JSON))], self.to_json())
+            .into_response()
+    }
+}
+
+/// `?limit=N&after=CURSOR` as they arrive, validated when a list is rendered: `limit` must be
+/// a positive integer, and for exams `after` an exam number.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ListParams {
+    /// At most this many items.
+    pub limit: Option<String>,
+    /// Start after this cursor (the previous page's `next`).
+    pub after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StudentsBody<'a> {
+    students: Vec<&'a str>,
+    total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StudentBody<'a> {
+    student_id: &'a str,
+    results: Vec<ExamResult>,
+    average: f64,
+}
+
+#[derive(Serialize)]
+struct ExamResult {
+    exam: u64,
+    score: f64,
+}
+
+#[derive(Serialize)]
+struct ExamsBody {
+    exams: Vec<u64>,
+    total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ExamBody<'a> {
+    exam: u64,
+    results: Vec<StudentResult<'a>>,
+    average: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StudentResult<'a> {
+    student_id: &'a str,
+    score: f64,
+}
+
+fn to_json(body: &impl Serialize) -> Vec<u8> {
+    // Serializing these plain structs (strings, integers, finite floats) into memory cannot
+    // fail; an empty body would be the only outcome of a bug here.
+    serde_json::to_vec(body).unwrap_or_default()
+}
+
+fn page_limit(limit: Option<&str>) -> Result<Option<usize>, ApiError> {
+    let Some(limit) = limit else { return Ok(None) };
+    match limit.parse::<usize>() {
+        Ok(0) | Err(_) => Err(ApiError::InvalidParameter {
+            name: "limit",
+            reason: format!("expected a positive integer, got {limit:?}"),
+        }),
+        Ok(n) => Ok(Some(n)),
+    }
+}
+
+/// `GET /students` as JSON.
+pub fn students_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, ApiError> {
+    let limit = page_limit(params.limit.as_deref())?;
+    let listing = snapshot.students(Page { limit, after: params.after.as_deref() });
+    Ok(to_json(&StudentsBody {
+        students: listing.items.iter().map(|id| id.as_str()).collect(),
+        total: listing.total,
+        next: listing.next.as_ref().map(|id| id.as_str()),
+    }))
+}
+
+/// `GET /students/{id}` as JSON.
+pub fn student_json(snapshot: &Snapshot, student_id: &str) -> Result<Vec<u8>, ApiError> {
+    let report = snapshot
+        .student(student_id)
+        .ok_or_else(|| ApiError::UnknownStudent(student_id.to_owned()))?;
+    let results = report.results().iter();
+    Ok(to_json(&StudentBody {
+        student_id: report.student_id.as_str(),
+        results: results
+            .map(|(exam, score)| ExamResult { exam: exam.0, score: score.get() })
+            .collect(),
+        average: report.average,
+    }))
+}
+
+/// `GET /exams` as JSON.
+pub fn exams_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, ApiError> {
+    let limit = page_limit(params.limit.as_deref())?;
+    let after = match params.after.as_deref() {
+        None => None,
+        Some(after) => Some(ExamId(after.parse().map_err(|_| ApiError::InvalidParameter {
+            name: "after",
+            reason: format!("expected an exam number, got {after:?}"),
+        })?)),
+    };
+    let listing = snapshot.exams(Page { limit, after: after.as_ref() });
+    Ok(to_json(&ExamsBody {
+        exams: listing.items.iter().map(|exam| exam.0).collect(),
+        total: listing.total,
+        next: listing.next.map(|exam| exam.0),
+    }))
+}
+
+/// Parses the `{number}` of `/exams/{number}`.
+pub fn parse_exam(number: &str) -> Result<ExamId, ApiError> {
+    // `u64::from_str` accepts a leading `+`; an exam number is digits only.
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidExamNumber(number.to_owned()));
+    }
+    number.parse().map(ExamId).map_err(|_| ApiError::InvalidExamNumber(number.to_owned()))
+}
+
+/// `GET /exams/{number}` as JSON.
+pub fn exam_json(snapshot: &Snapshot, exam: ExamId) -> Result<Vec<u8>, ApiError> {
+    let report = snapshot.exam(exam).ok_or(ApiError::UnknownExam(exam.0))?;
+    let results = report.results();
+    Ok(to_json(&ExamBody {
+        exam: exam.0,
+        results: results
+            .map(|(id, score)| StudentResult { student_id: id.as_str(), score: score.get() })
+            .collect(),
+        average: report.average,
+    }))
+}
+
+/// A JSON answer drawn from one snapshot: its sequence number in `X-Scores-Seq`, an `ETag`
+/// derived from it, and 304 when the client already has it.
+fn respond(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    render: impl FnOnce(&Snapshot) -> Result<Vec<u8>, ApiError>,
+) -> Response {
+    let etag = format!("W/\"{}\"", snapshot.seq());
+    let seq = snapshot.seq().to_string();
+    let validators = [(ETAG, etag.clone()), (SEQ_HEADER, seq)];
+    if if_none_match(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
+    match render(snapshot) {
+        Ok(body) => {
+            let content_type = [(CONTENT_TYPE, JSON.to_owned())];
+            (StatusCode::OK, validators, content_type, body).into_response()
+        }
+        Err(error) => {
+            let mut response = error.into_response();
+            if let Ok(value) = HeaderValue::from_str(&snapshot.seq().to_string()) {
+                response.headers_mut().insert(SEQ_HEADER, value);
+            }
+            response
+        }
+    }
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison) or is `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let weak_value = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let ours = weak_value(etag);
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|value| value.split(',').any(|tag| tag.trim() == "*" || weak_value(tag) == ours))
+}
+
+fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, ApiError> {
+    query
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
+}
+
+pub(crate) async fn students(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    let snapshot = match state.ready_snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(error) => return error.into_response(),
+    };
+    match params(query) {
+        Ok(params) => respond(&snapshot, &headers, |s| students_json(s, &params)),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(crate) async fn student(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let student_id = match path {
+        Ok(Path(student_id)) => student_id,
+        Err(rejection) => return ApiError::InvalidPath(rejection.body_text()).into_response(),
+    };
+    match state.ready_snapshot() {
+        Ok(snapshot) => respond(&snapshot, &headers, |s| student_json(s, &student_id)),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(crate) async fn exams(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    let snapshot = match state.ready_snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(error) => return error.into_response(),
+    };
+    match params(query) {
+        Ok(params) => respond(&snapshot, &headers, |s| exams_json(s, &params)),
+        Err(error) => error.into_response(),
+    }
+}
+
+pub(crate) async fn exam(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let number = match path {
+        Ok(Path(number)) => number,
+        Err(rejection) => return ApiError::InvalidPath(rejection.body_text()).into_response(),
+    };
+    let exam = match parse_exam(&number) {
+        Ok(exam) => exam,
+        Err(error) => return error.into_response(),
+    };
+    match state.ready_snapshot() {
+        Ok(snapshot) => respond(&snapshot, &headers, |s| exam_json(s, exam)),
+        Err(error) => error.into_response(),
+    }
+}

@@ -1,0 +1,201 @@
+//! The service's counters, and their Prometheus text exposition for `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the request latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
+
+/// Everything `/metrics` reports. Counters are lock-free; the per-reason and per-route maps
+/// take a short lock.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Valid events handed to the journal writer.
+    pub events_received: AtomicU64,
+    /// Events appended durably and folded.
+    pub events_accepted: AtomicU64,
+    /// Events of other types.
+    pub events_ignored: AtomicU64,
+    /// Connections (re-)established to the upstream after the first.
+    pub reconnects: AtomicU64,
+    /// Whether the upstream connection is up.
+    pub upstream_connected: AtomicBool,
+    /// Journal appends (batches).
+    pub journal_appends: AtomicU64,
+    /// Journal fdatasync calls.
+    pub journal_fsyncs: AtomicU64,
+    /// Journal appends that failed and were retried.
+    pub journal_errors: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// The last sequence number made durable.
+    pub journal_last_seq: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latencies: Mutex<BTreeMap<String, Histogram>>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Metrics {
+    /// Counts an event rejected for `reason` (a `DecodeError::reason` or a parse error's).
+    pub fn count_rejected(&self, reason: &'static str) {
+        if let Ok(mut rejected) = self.rejected.lock() {
+            *rejected.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Rejected events, in total.
+    pub fn events_rejected(&self) -> u64 {
+        self.rejected.lock().map(|r| r.values().sum()).unwrap_or(0)
+    }
+
+    /// Counts a request to `route` answered with `status` in `elapsed`.
+    pub fn record_request(&self, route: &str, status: u16, elapsed: Duration) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry((route.to_owned(), status)).or_default() += 1;
+        }
+        if let Ok(mut latencies) = self.latencies.lock() {
+            let histogram = match latencies.get_mut(route) {
+                Some(histogram) => histogram,
+                None => latencies.entry(route.to_owned()).or_default(),
+            };
+            let seconds = elapsed.as_secs_f64();
+            histogram.count += 1;
+            histogram.sum += seconds;
+            for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+                if seconds <= bound {
+                    *bucket += 1;
+                }
+            }
+        }
+    }
+
+    /// The Prometheus text exposition, given the published snapshot's sequence number.
+    pub fn render(&self, snapshot_seq: u64) -> String {
+        let mut out = String::new();
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let received = load(&self.events_received);
+        let accepted = load(&self.events_accepted);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        metric(
+            "scores_events_accepted_total",
+            "counter",
+            "Events made durable and folded.",
+            accepted,
+        );
+        metric(
+            "scores_events_ignored_total",
+            "counter",
+            "Events of types other than score.",
+            load(&self.events_ignored),
+        );
+        metric(
+            "scores_upstream_reconnects_total",
+            "counter",
+            "Upstream connections re-established.",
+            load(&self.reconnects),
+        );
+        let connected = u64::from(self.upstream_connected.load(Ordering::Relaxed));
+        metric(
+            "scores_upstream_connected",
+            "gauge",
+            "1 while the upstream connection is up.",
+            connected,
+        );
+        metric(
+            "scores_journal_appends_total",
+            "counter",
+            "Journal batches appended.",
+            load(&self.journal_appends),
+        );
+        metric(
+            "scores_journal_fsyncs_total",
+            "counter",
+            "Journal fdatasync calls.",
+            load(&self.journal_fsyncs),
+        );
+        metric(
+            "scores_journal_errors_total",
+            "counter",
+            "Journal appends that failed and were retried.",
+            load(&self.journal_errors),
+        );
+        metric(
+            "scores_journal_last_seq",
+            "gauge",
+            "Last durable sequence number.",
+            load(&self.journal_last_seq),
+        );
+        metric(
+            "scores_journal_lag_events",
+            "gauge",
+            "Events received but not yet durable.",
+            received.saturating_sub(accepted),
+        );
+        metric(
+            "scores_checkpoints_total",
+            "counter",
+            "Projection checkpoints written.",
+            load(&self.checkpoints),
+        );
+        metric(
+            "scores_snapshot_seq",
+            "gauge",
+            "Sequence number of the published snapshot.",
+            snapshot_seq,
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP scores_events_rejected_total Events rejected, by reason.\n# TYPE scores_events_rejected_total counter"
+        );
+        if let Ok(rejected) = self.rejected.lock() {
+            for (reason, n) in rejected.iter() {
+                let _ = writeln!(out, "scores_events_rejected_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP scores_http_requests_total HTTP requests, by route and status.\n# TYPE scores_http_requests_total counter"
+        );
+        if let Ok(requests) = self.requests.lock() {
+            for ((route, status), n) in requests.iter() {
+                let _ = writeln!(
+                    out,
+                    "scores_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP scores_http_request_duration_seconds HTTP request latency, by route.\n# TYPE scores_http_request_duration_seconds histogram"
+        );
+        if let Ok(latencies) = self.latencies.lock() {
+            for (route, histogram) in latencies.iter() {
+                let name = "scores_http_request_duration_seconds";
+                for (bound, n) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
+                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
+                }
+                let (count, sum) = (histogram.count, histogram.sum);
+                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{{route=\"{route}\"}} {sum}\n{name}_count{{route=\"{route}\"}} {count}"
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,355 @@
+//! The running service: feed → journal → fold → snapshot → HTTP.
+//!
+//! One task pulls the upstream [`Feed`] and hands valid events to the journal writer, a
+//! dedicated thread that appends whatever has accumulated as one batch (group commit), folds
+//! it, and publishes a new snapshot, so an event becomes visible only once it is durable. On
+//! start the writer restores the board from the last checkpoint and the journal's tail, and the
+//! feed resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
+//! drain and sync, writes a final checkpoint, and lets HTTP requests finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use scores_core::Scoreboard;
+use scores_journal::{
+    Entry, FsyncPolicy, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
+};
+use scores_sse::{ConnectionState, Feed, FeedConfig, FeedError, FeedItem};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::router;
+use crate::simulator::{self, SimulatorConfig};
+use crate::state::AppState;
+
+/// Where events come from.
+#[derive(Clone, Debug)]
+pub enum Upstream {
+    /// A real SSE feed.
+    Url(String),
+    /// The built-in simulator, started in-process on a free loopback port.
+    Simulated(SimulatorConfig),
+}
+
+/// How the service runs. [`ServiceConfig::new`] gives the defaults.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Where events come from.
+    pub upstream: Upstream,
+    /// The data directory: the journal in `journal/`, the checkpoint in `checkpoint`.
+    pub data_dir: PathBuf,
+    /// When journal appends reach stable storage.
+    pub fsync: FsyncPolicy,
+    /// Write a checkpoint after this many new events.
+    pub checkpoint_every: u64,
+    /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
+    /// by the service.
+    pub feed: FeedConfig,
+}
+
+impl ServiceConfig {
+    /// Defaults: fsync every batch, a checkpoint every million events, the feed's defaults.
+    pub fn new(upstream: Upstream, data_dir: impl Into<PathBuf>) -> ServiceConfig {
+        ServiceConfig {
+            upstream,
+            data_dir: data_dir.into(),
+            fsync: FsyncPolicy::Always,
+            checkpoint_every: 1_000_000,
+            feed: FeedConfig::new(""),
+        }
+    }
+}
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The journal or checkpoint could not be opened or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The feed's HTTP client could not be built.
+    #[error(transparent)]
+    Feed(#[from] scores_sse::BuildError),
+    /// A socket could not be bound or served.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The journal writer thread ended unexpectedly.
+    #[error("the journal writer stopped unexpectedly")]
+    WriterFailed,
+}
+
+/// The most events one journal append takes.
+const MAX_BATCH: usize = 16_384;
+
+/// Runs the service on `listener` until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: ServiceConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let journal_dir = config.data_dir.join("journal");
+    let checkpoint_path = config.data_dir.join("checkpoint");
+    let options = Options { fsync: config.fsync, ..Options::default() };
+    let (journal, recovery) =
+        tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))
+            .await
+            .map_err(|_| ServiceError::WriterFailed)??;
+    if let Some(torn) = &recovery.torn_tail {
+        tracing::warn!(segment = %torn.segment.display(), bytes = torn.bytes_dropped, "journal: cut off a torn tail left by a crash");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState::new(Some(journal.read_handle()), stop_rx.clone());
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Io { action: "reading the listen address", source })?;
+    tracing::info!(%address, journaled = recovery.last_seq, "scores is listening; restoring projections");
+
+    // Serve from the start: /healthz answers and /readyz says 503 while restoring.
+    let app = router(state.clone());
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stopped| *stopped).await;
+            })
+            .await
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: stopping the feed, flushing the journal, draining requests");
+        let _ = stop_tx.send(true);
+    });
+
+    let upstream_url = match &config.upstream {
+        Upstream::Url(url) => url.clone(),
+        Upstream::Simulated(simulator) => {
+            start_simulator(simulator.clone(), stop_rx.clone()).await?
+        }
+    };
+    let last_upstream_id = journal.last_upstream_id().to_owned();
+    let (events_tx, events_rx) = mpsc::channel::<Entry>(MAX_BATCH * 4);
+    let writer_state = state.clone();
+    let checkpoint_every = config.checkpoint_every;
+    let writer = std::thread::Builder::new()
+        .name("journal-writer".into())
+        .spawn(move || {
+            write_and_fold(journal, checkpoint_path, checkpoint_every, events_rx, writer_state)
+        })
+        .map_err(|source| ServiceError::Io { action: "starting the journal writer", source })?;
+
+    let feed_config =
+        FeedConfig { url: upstream_url, last_event_id: last_upstream_id, ..config.feed };
+    let feed = Feed::new(feed_config)?;
+    let feed_task = tokio::spawn(pull_feed(feed, events_tx, state.clone(), stop_rx.clone()));
+
+    let _ = feed_task.await;
+    // The feed has stopped and dropped its sender: the writer drains, syncs and checkpoints.
+    let written = tokio::task::spawn_blocking(move || writer.join()).await;
+    let served = server.await;
+    match written {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => return Err(error.into()),
+        _ => return Err(ServiceError::WriterFailed),
+    }
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(ServiceError::Io { action: "serving HTTP", source }),
+        Err(_) => Err(ServiceError::WriterFailed),
+    }
+}
+
+async fn start_simulator(
+    config: SimulatorConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<String, ServiceError> {
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .map_err(|source| ServiceError::Io { action: "binding the simulated feed", source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServiceError::Io { action: "binding the simulated feed", source })?;
+    let url = format!("http://{address}/scores");
+    tracing::info!(%url, "no --upstream given: using the built-in simulated feed");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, simulator::router(config))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the simulated feed stopped");
+        }
+    });
+    Ok(url)
+}
+
+/// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.
+async fn pull_feed(
+    mut feed: Feed,
+    events: mpsc::Sender<Entry>,
+    state: AppState,
+    mut stop: watch::Receiver<bool>,
+) {
+    let metrics = state.metrics();
+    let mut connections = 0u64;
+    loop {
+        let item = tokio::select! {
+            item = feed.next() => item,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let Some(item) = item else {
+            tracing::info!("the upstream asked clients to stop (204); no more events will arrive");
+            let _ = stop.wait_for(|stopped| *stopped).await;
+            return;
+        };
+        match item {
+            FeedItem::Event { event, id } => {
+                metrics.events_received.fetch_add(1, Ordering::Relaxed);
+                if events.send(Entry { event, upstream_id: id }).await.is_err() {
+                    return;
+                }
+            }
+            FeedItem::Ignored { event_type } => {
+                metrics.events_ignored.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%event_type, "ignored an event of another type");
+            }
+            FeedItem::Rejected(error) => {
+                let reason = match &error {
+                    FeedError::Decode { error, .. } => error.reason(),
+                    FeedError::Parse(scores_sse::ParseError::LineTooLong { .. }) => "line_too_long",
+                    FeedError::Parse(scores_sse::ParseError::EventTooLarge { .. }) => {
+                        "event_too_large"
+                    }
+                };
+                metrics.count_rejected(reason);
+                tracing::warn!(%error, "rejected an upstream event");
+            }
+            FeedItem::State(ConnectionState::Connected) => {
+                connections += 1;
+                if connections > 1 {
+                    metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                metrics.upstream_connected.store(true, Ordering::Relaxed);
+            }
+            FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
+                metrics.upstream_connected.store(false, Ordering::Relaxed);
+            }
+            FeedItem::State(_) => {}
+        }
+    }
+}
+
+/// The journal writer: restores the board, then appends, folds and publishes until the
+/// channel closes; then syncs and writes a final checkpoint.
+fn write_and_fold(
+    mut journal: Journal,
+    checkpoint_path: PathBuf,
+    checkpoint_every: u64,
+    mut events: mpsc::Receiver<Entry>,
+    state: AppState,
+) -> Result<(), JournalError> {
+    let started = Instant::now();
+    let mut board = match load_checkpoint(&checkpoint_path) {
+        Ok(Some(snapshot)) => Scoreboard::from(snapshot),
+        Ok(None) => Scoreboard::new(),
+        Err(error) => {
+            tracing::warn!(%error, "ignoring the checkpoint; folding the whole journal");
+            Scoreboard::new()
+        }
+    };
+    if board.seq() >= journal.next_seq() {
+        tracing::warn!(
+            checkpoint = board.seq(),
+            journal = journal.next_seq() - 1,
+            "the checkpoint is ahead of the journal; folding the whole journal"
+        );
+        board = Scoreboard::new();
+    }
+    let from = board.seq() + 1;
+    for record in journal.read_from(from) {
+        board.apply(&record?.event);
+    }
+    let metrics = state.metrics();
+    metrics.events_accepted.store(board.seq(), Ordering::Relaxed);
+    metrics.events_received.store(board.seq(), Ordering::Relaxed);
+    metrics.journal_last_seq.store(board.seq(), Ordering::Relaxed);
+    state.publish(board.snapshot());
+    state.set_ready();
+    tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored; ready");
+
+    let mut last_checkpoint = board.seq();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = events.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        append_until_durable(&mut journal, &batch, &state)?;
+        for entry in &batch {
+            board.apply(&entry.event);
+        }
+        state.publish(board.snapshot());
+        metrics.events_accepted.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        batch.clear();
+        if board.seq() - last_checkpoint >= checkpoint_every {
+            checkpoint(&checkpoint_path, &state);
+            last_checkpoint = board.seq();
+        }
+    }
+    journal.sync()?;
+    if board.seq() != last_checkpoint {
+        checkpoint(&checkpoint_path, &state);
+    }
+    tracing::info!(seq = board.seq(), "journal flushed and checkpointed");
+    Ok(())
+}
+
+/// Appends `batch`, retrying with a pause while the disk refuses (full, say): the feed waits
+/// behind the channel meanwhile, and nothing is dropped. A journal that cannot undo a failed
+/// write stops the service rather than risk the log.
+fn append_until_durable(
+    journal: &mut Journal,
+    batch: &[Entry],
+    state: &AppState,
+) -> Result<(), JournalError> {
+    let metrics = state.metrics();
+    loop {
+        match journal.append(batch) {
+            Ok(last_seq) => {
+                metrics.journal_appends.fetch_add(1, Ordering::Relaxed);
+                metrics.journal_fsyncs.store(journal.n_syncs(), Ordering::Relaxed);
+                metrics.journal_last_seq.store(last_seq, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(JournalError::Poisoned) => return Err(JournalError::Poisoned),
+            Err(error) => {
+                metrics.journal_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "journal append failed; retrying in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn checkpoint(path: &std::path::Path, state: &AppState) {
+    let snapshot = state.snapshot();
+    match save_checkpoint(path, &snapshot) {
+        Ok(()) => {
+            state.metrics().checkpoints.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(seq = snapshot.seq(), "checkpoint written");
+        }
+        Err(error) => {
+            tracing::error!(%error, "checkpoint failed; the journal still holds everything")
+        }
+    }
+}

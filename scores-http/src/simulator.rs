@@ -1,0 +1,237 @@
+//! A stand-in for the upstream feed: `GET /scores` streams score events that look like the
+//! original's (`event: score`, compact JSON in the order studentId, exam, score, faker-style
+//! ids, 5-digit exams, full-precision scores), deterministic from a seed.
+//!
+//! Every connection replays the same sequence from its start, or, with [`SimulatorConfig::ids`],
+//! from after the `Last-Event-ID` it sends; a finished stream answers reconnects with 204.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+/// How fast the simulator sends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    /// About this many events per second, in bursts.
+    PerSecond(f64),
+    /// As fast as the connection takes them.
+    Max,
+}
+
+/// What the simulated feed sends. [`Default`] looks like the original: bursts of 20 events
+/// every 5 seconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatorConfig {
+    /// Events per second, or as fast as possible.
+    pub rate: Rate,
+    /// Events per burst; a burst shares one exam.
+    pub burst: u64,
+    /// How many distinct students.
+    pub students: u64,
+    /// How many distinct exams (bursts cycle through them).
+    pub exams: u64,
+    /// Same seed, same events.
+    pub seed: u64,
+    /// End each stream after this many events (valid and malformed together).
+    pub count: Option<u64>,
+    /// Send `id:` lines and resume from `Last-Event-ID`.
+    pub ids: bool,
+    /// Make every n-th event malformed JSON.
+    pub bad_every: Option<u64>,
+    /// Close the connection after every n events sent on it.
+    pub drop_every: Option<u64>,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> SimulatorConfig {
+        SimulatorConfig {
+            rate: Rate::PerSecond(4.0),
+            burst: 20,
+            students: 200,
+            exams: 1_000,
+            seed: 1,
+            count: None,
+            ids: false,
+            bad_every: None,
+            drop_every: None,
+        }
+    }
+}
+
+/// A router with the simulated feed at `GET /scores`.
+pub fn router(config: SimulatorConfig) -> Router {
+    Router::new().route("/scores", get(feed)).with_state(config)
+}
+
+const FIRST: [&str; 24] = [
+    "Marvin", "Susana", "Hannah", "Gretchen", "Otto", "Lavina", "Kaden", "Ruthie", "Cleve",
+    "Brisa", "Tomas", "Zella", "Amos", "Ilene", "Jaunita", "Ward", "Delphia", "Ewell", "Freida",
+    "Gunner", "Hilario", "Isom", "Jazmyne", "Kirstin",
+];
+const LAST: [&str; 24] = [
+    "Langworth",
+    "Herman",
+    "Mayert",
+    "Kuhn",
+    "Bartell",
+    "Schowalter",
+    "Gleason",
+    "Hilll",
+    "Okuneva",
+    "Runolfsdottir",
+    "Wiza",
+    "Ziemann",
+    "Pfannerstill",
+    "Kautzer",
+    "Rau",
+    "Dach",
+    "Crooks",
+    "Durgan",
+    "Ernser",
+    "Feeney",
+    "Goyette",
+    "Heller",
+    "Jacobi",
+    "Kessler",
+];
+
+/// The faker-style user name of student `index`: `Marvin32`, `Susana_Langworth7`,
+/// `Hannah.Herman76`. Distinct indices give distinct names.
+pub fn student_name(index: u64) -> String {
+    let first = FIRST[(index % FIRST.len() as u64) as usize];
+    let k = index / FIRST.len() as u64;
+    let last = LAST[(k % LAST.len() as u64) as usize];
+    match mix(index) % 3 {
+        0 => format!("{first}{k}"),
+        1 => format!("{first}_{last}{k}"),
+        _ => format!("{first}.{last}{k}"),
+    }
+}
+
+/// SplitMix64's finaliser: a well-mixed function of `x`.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Event `index` of the sequence `config` describes, as SSE text appended to `out`.
+pub fn write_event(config: &SimulatorConfig, names: &[String], index: u64, out: &mut String) {
+    let random = mix(config.seed ^ mix(index));
+    let burst = index / config.burst.max(1);
+    let exam = 10_000 + mix(config.seed ^ burst) % config.exams.clamp(1, 90_000);
+    let student = &names[(random % names.len() as u64) as usize];
+    let score = (mix(random) >> 11) as f64 / (1u64 << 53) as f64;
+    out.push_str("event: score\n");
+    if config.ids {
+        let _ = writeln!(out, "id: {}", index + 1);
+    }
+    if config.bad_every.is_some_and(|n| n > 0 && (index + 1).is_multiple_of(n)) {
+        let _ = write!(out, "data: {{\"studentId\":\"{student}\",\"exam\":{exam},\"score\":\n\n");
+    } else {
+        let _ = write!(
+            out,
+            "data: {{\"studentId\":\"{student}\",\"exam\":{exam},\"score\":{score}}}\n\n"
+        );
+    }
+}
+
+async fn feed(State(config): State<SimulatorConfig>, headers: HeaderMap) -> Response {
+    let resume_after = if config.ids {
+        let id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+        id.and_then(|id| id.trim().parse::<u64>().ok()).unwrap_or(0)
+    } else {
+        0
+    };
+    if config.count.is_some_and(|count| resume_after >= count) {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let names: Vec<String> = (0..config.students.max(1)).map(student_name).collect();
+    let stream = Stream { config, names, next: resume_after, sent_here: 0 };
+    let body = Body::from_stream(futures_util::stream::unfold(stream, Stream::next_chunk));
+    ([(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+struct Stream {
+    config: SimulatorConfig,
+    names: Vec<String>,
+    /// Index of the next event to send.
+    next: u64,
+    /// Events sent on this connection.
+    sent_here: u64,
+}
+
+impl Stream {
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Stream)> {
+        let remaining = self.config.count.map_or(u64::MAX, |count| count.saturating_sub(self.next));
+        // `--drop-every n` ends this connection after n events; the client reconnects.
+        let before_drop = match self.config.drop_every {
+            Some(n) if n > 0 => n.saturating_sub(self.sent_here),
+            _ => u64::MAX,
+        };
+        if remaining == 0 || before_drop == 0 {
+            return None;
+        }
+        let n = match self.config.rate {
+            Rate::Max => 512,
+            Rate::PerSecond(rate) => {
+                if self.sent_here > 0 || self.next > 0 {
+                    let pause = self.config.burst as f64 / rate.max(1e-3);
+                    tokio::time::sleep(Duration::from_secs_f64(pause.min(3600.0))).await;
+                }
+                self.config.burst.max(1)
+            }
+        };
+        let n = n.min(remaining).min(before_drop);
+        let mut text = String::with_capacity(n as usize * 96);
+        for index in self.next..self.next + n {
+            write_event(&self.config, &self.names, index, &mut text);
+        }
+        self.next += n;
+        self.sent_here += n;
+        Some((Ok(Bytes::from(text)), self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_look_like_faker_user_names_and_are_distinct() {
+        let names: Vec<String> = (0..10_000).map(student_name).collect();
+        let distinct: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(distinct.len(), names.len());
+        assert!(names.iter().all(|n| scores_core::StudentId::new(n).is_ok()));
+        assert!(names.iter().any(|n| n.contains('.')) && names.iter().any(|n| n.contains('_')));
+    }
+
+    #[test]
+    fn events_are_deterministic_and_decode() {
+        let config = SimulatorConfig { ids: true, ..SimulatorConfig::default() };
+        let names: Vec<String> = (0..config.students).map(student_name).collect();
+        let (mut a, mut b) = (String::new(), String::new());
+        for index in 0..100 {
+            write_event(&config, &names, index, &mut a);
+            write_event(&config, &names, index, &mut b);
+        }
+        assert_eq!(a, b);
+        let mut parser = scores_sse::Parser::default();
+        let events: Vec<_> = parser.feed(a.as_bytes()).collect();
+        assert_eq!(events.len(), 100);
+        for item in events {
+            let Ok(scores_sse::Item::Event(event)) = item else { panic!("an event") };
+            let decoded = scores_core::decode(&event.event_type, &event.data);
+            assert!(matches!(decoded, Ok(scores_core::Decoded::Event(_))), "{}", event.data);
+        }
+    }
+}

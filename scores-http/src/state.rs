@@ -1,0 +1,86 @@
+//! What every handler shares: the published snapshot, readiness, metrics, the journal's read
+//! side, and the shutdown signal that ends live streams.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use scores_core::Snapshot;
+use scores_journal::ReadHandle;
+use tokio::sync::watch;
+
+use crate::api::ApiError;
+use crate::metrics::Metrics;
+
+/// Shared state behind the router; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    snapshot: ArcSwap<Snapshot>,
+    ready: AtomicBool,
+    metrics: Metrics,
+    journal: Option<ReadHandle>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// State that is not ready until [`publish`](Self::publish) and [`set_ready`](Self::set_ready)
+    /// are called. `journal` serves `GET /scores`; `shutdown` turning `true` ends live streams.
+    pub fn new(journal: Option<ReadHandle>, shutdown: watch::Receiver<bool>) -> AppState {
+        AppState(Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            ready: AtomicBool::new(false),
+            metrics: Metrics::default(),
+            journal,
+            shutdown,
+        }))
+    }
+
+    /// Ready state serving a fixed snapshot: for tests and offline use.
+    pub fn serving(snapshot: Snapshot) -> AppState {
+        let (_, shutdown) = watch::channel(false);
+        let state = AppState::new(None, shutdown);
+        state.publish(snapshot);
+        state.set_ready();
+        state
+    }
+
+    /// Makes `snapshot` the one every new request reads.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.0.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The service has restored its projections and answers queries.
+    pub fn set_ready(&self) {
+        self.0.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether queries are answered yet.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// The published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.0.snapshot.load_full()
+    }
+
+    pub(crate) fn ready_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        if self.is_ready() { Ok(self.snapshot()) } else { Err(ApiError::NotReady) }
+    }
+
+    /// The service's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn journal(&self) -> Option<ReadHandle> {
+        self.0.journal.clone()
+    }
+
+    pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
+        self.0.shutdown.clone()
+    }
+}

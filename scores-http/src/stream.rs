@@ -1,0 +1,145 @@
+//! `GET /scores`: the accepted events as SSE, read from the journal, so any instance can serve
+//! as another's upstream. `id:` is the sequence number; a client resumes with `Last-Event-ID`
+//! (or `?after=SEQ`) and gets every event after it, then live ones as they become durable.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use scores_journal::{ReadHandle, Record};
+use scores_sse::{Event, encode, encode_comment, encode_retry};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::api::ApiError;
+use crate::state::AppState;
+
+/// How often an idle stream sends a comment, so proxies and clients know it is alive.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Records read from the journal per chunk sent.
+const CHUNK_RECORDS: usize = 4096;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct StreamParams {
+    after: Option<u64>,
+}
+
+pub(crate) async fn scores(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StreamParams>, QueryRejection>,
+) -> Response {
+    let Some(journal) = state.journal() else {
+        return ApiError::NotReady.into_response();
+    };
+    let params = match query {
+        Ok(Query(params)) => params,
+        Err(rejection) => return ApiError::InvalidQuery(rejection.body_text()).into_response(),
+    };
+    let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
+    let after = match last_event_id.map(str::trim) {
+        Some("") | None => params.after.unwrap_or(0),
+        Some(id) => match id.parse::<u64>() {
+            Ok(seq) => seq,
+            Err(_) => {
+                return ApiError::InvalidParameter {
+                    name: "Last-Event-ID",
+                    reason: format!("expected a sequence number, got {id:?}"),
+                }
+                .into_response();
+            }
+        },
+    };
+    let mut preamble = String::new();
+    encode_retry(Duration::from_secs(1), &mut preamble);
+    let stream = Replay {
+        journal,
+        next_seq: after + 1,
+        shutdown: state.shutdown(),
+        ready: VecDeque::from([Bytes::from(preamble)]),
+    };
+    let body = Body::from_stream(futures_util::stream::unfold(stream, Replay::next_chunk));
+    (
+        StatusCode::OK,
+        [
+            (CONTENT_TYPE, "text/event-stream"),
+            (CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+struct Replay {
+    journal: ReadHandle,
+    next_seq: u64,
+    shutdown: watch::Receiver<bool>,
+    ready: VecDeque<Bytes>,
+}
+
+impl Replay {
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Replay)> {
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Some((Ok(chunk), self));
+            }
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            if self.journal.last_seq() >= self.next_seq {
+                let (journal, from) = (self.journal.clone(), self.next_seq);
+                let read = tokio::task::spawn_blocking(move || {
+                    journal.read_from(from).take(CHUNK_RECORDS).collect::<Result<Vec<Record>, _>>()
+                });
+                match read.await {
+                    Ok(Ok(records)) if !records.is_empty() => {
+                        self.next_seq = records[records.len() - 1].seq + 1;
+                        return Some((Ok(Bytes::from(encode_records(&records))), self));
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot read the journal for /scores; ending the stream");
+                        return None;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "journal reader task failed; ending the stream");
+                        return None;
+                    }
+                }
+            }
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                waited = self.journal.wait_beyond(self.next_seq - 1) => {
+                    if waited.is_err() {
+                        return None;
+                    }
+                }
+                _ = tokio::time::sleep(KEEP_ALIVE) => {
+                    let mut comment = String::new();
+                    encode_comment("keep-alive", &mut comment);
+                    return Some((Ok(Bytes::from(comment)), self));
+                }
+                _ = shutdown.changed() => return None,
+            }
+        }
+    }
+}
+
+fn encode_records(records: &[Record]) -> String {
+    let mut text = String::with_capacity(records.len() * 112);
+    for record in records {
+        // A ScoreEvent always serializes; `score` is the feed's own event type.
+        let data = serde_json::to_string(&record.event).unwrap_or_default();
+        let event = Event::new("score", data).with_id(&record.seq.to_string());
+        // Neither "score" nor a decimal id contains a line break or NUL.
+        let _ = encode(&event, &mut text);
+    }
+    text
+}

@@ -1,0 +1,213 @@
+//! The router's answers, checked without a socket (`oneshot`) against a known board.
+
+// Test helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::response::Response;
+use scores_core::{ExamId, Score, ScoreEvent, Scoreboard, StudentId};
+use scores_http::{AppState, router};
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {
+    ScoreEvent {
+        student_id: StudentId::new(student).unwrap(),
+        exam: ExamId(exam),
+        score: Score::new(score).unwrap(),
+    }
+}
+
+/// Six events, one a regrade, one a zero: seq 6.
+fn state() -> AppState {
+    let mut board = Scoreboard::new();
+    for e in [
+        event("Marvin32", 11295, 0.5),
+        event("Susana_Langworth", 11295, 0.25),
+        event("Marvin32", 11295, 0.75),
+        event("Marvin32", 9, 0.0),
+        event("Hannah.Herman76", 20000, 1.0),
+        event("a b/c", 9, 0.5),
+    ] {
+        board.apply(&e);
+    }
+    AppState::serving(board.snapshot())
+}
+
+async fn send(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    if_none_match: Option<&str>,
+) -> Response {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    router(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+async fn body(response: Response) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// GETs `uri` and checks status, JSON content type, the sequence header, and the exact body.
+async fn check(uri: &str, status: u16, expected: &str) {
+    let response = send(&state(), Method::GET, uri, None).await;
+    assert_eq!(response.status().as_u16(), status, "{uri}");
+    assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8", "{uri}");
+    assert_eq!(response.headers()["x-scores-seq"], "6", "{uri}");
+    assert_eq!(body(response).await, expected, "{uri}");
+}
+
+#[tokio::test]
+async fn lists_are_sorted_and_whole_without_parameters() {
+    check(
+        "/students",
+        200,
+        r#"{"students":["Hannah.Herman76","Marvin32","Susana_Langworth","a b/c"],"total":4}"#,
+    )
+    .await;
+    check("/exams", 200, r#"{"exams":[9,11295,20000],"total":3}"#).await;
+}
+
+#[tokio::test]
+async fn one_student_and_one_exam_with_regrades_and_zero() {
+    check(
+        "/students/Marvin32",
+        200,
+        r#"{"studentId":"Marvin32","results":[{"exam":9,"score":0.0},{"exam":11295,"score":0.75}],"average":0.375}"#,
+    )
+    .await;
+    check(
+        "/exams/11295",
+        200,
+        r#"{"exam":11295,"results":[{"studentId":"Marvin32","score":0.75},{"studentId":"Susana_Langworth","score":0.25}],"average":0.5}"#,
+    )
+    .await;
+    check("/exams/00009", 200, r#"{"exam":9,"results":[{"studentId":"Marvin32","score":0.0},{"studentId":"a b/c","score":0.5}],"average":0.25}"#).await;
+}
+
+#[tokio::test]
+async fn percent_encoded_ids_are_decoded() {
+    check(
+        "/students/Hannah%2EHerman76",
+        200,
+        r#"{"studentId":"Hannah.Herman76","results":[{"exam":20000,"score":1.0}],"average":1.0}"#,
+    )
+    .await;
+    check(
+        "/students/a%20b%2Fc",
+        200,
+        r#"{"studentId":"a b/c","results":[{"exam":9,"score":0.5}],"average":0.5}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn paging_walks_to_the_end_with_next_cursors() {
+    check(
+        "/students?limit=2",
+        200,
+        r#"{"students":["Hannah.Herman76","Marvin32"],"total":4,"next":"Marvin32"}"#,
+    )
+    .await;
+    check(
+        "/students?limit=2&after=Marvin32",
+        200,
+        r#"{"students":["Susana_Langworth","a b/c"],"total":4}"#,
+    )
+    .await;
+    check("/students?after=a%20b%2Fc", 200, r#"{"students":[],"total":4}"#).await;
+    check("/exams?limit=1", 200, r#"{"exams":[9],"total":3,"next":9}"#).await;
+    check("/exams?limit=1&after=9", 200, r#"{"exams":[11295],"total":3,"next":11295}"#).await;
+    check("/exams?limit=1&after=11295", 200, r#"{"exams":[20000],"total":3}"#).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_error_never_a_500() {
+    check("/students/nobody", 404, r#"{"error":{"code":"student_not_found","message":"no student \"nobody\" has any results"}}"#).await;
+    check(
+        "/exams/12345",
+        404,
+        r#"{"error":{"code":"exam_not_found","message":"exam 12345 has no results"}}"#,
+    )
+    .await;
+    check("/exams/abc", 400, r#"{"error":{"code":"invalid_exam_number","message":"exam number must be an integer from 0 to 18446744073709551615, got \"abc\""}}"#).await;
+    check("/exams/18446744073709551616", 400, r#"{"error":{"code":"invalid_exam_number","message":"exam number must be an integer from 0 to 18446744073709551615, got \"18446744073709551616\""}}"#).await;
+    check("/exams/-1", 400, r#"{"error":{"code":"invalid_exam_number","message":"exam number must be an integer from 0 to 18446744073709551615, got \"-1\""}}"#).await;
+    check("/exams/+5", 400, r#"{"error":{"code":"invalid_exam_number","message":"exam number must be an integer from 0 to 18446744073709551615, got \"+5\""}}"#).await;
+    check("/students?limit=0", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"0\""}}"#).await;
+    check("/students?limit=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"x\""}}"#).await;
+    check("/exams?after=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"x\""}}"#).await;
+    check("/nowhere", 404, r#"{"error":{"code":"not_found","message":"no endpoint /nowhere"}}"#)
+        .await;
+    let response = send(&state(), Method::GET, "/students/%FF", None).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(body(response).await.starts_with(r#"{"error":{"code":"invalid_path""#));
+    let response = send(&state(), Method::POST, "/students", None).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        body(response).await,
+        r#"{"error":{"code":"method_not_allowed","message":"method not allowed; this endpoint answers GET"}}"#
+    );
+}
+
+#[tokio::test]
+async fn etags_name_the_snapshot_and_match_with_304() {
+    let state = state();
+    let response = send(&state, Method::GET, "/exams", None).await;
+    assert_eq!(response.headers()["etag"], "W/\"6\"");
+    for tag in ["W/\"6\"", "\"6\"", "\"1\", W/\"6\"", "*"] {
+        let response = send(&state, Method::GET, "/exams", Some(tag)).await;
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{tag}");
+        assert_eq!(response.headers()["x-scores-seq"], "6");
+        assert_eq!(body(response).await, "");
+    }
+    let response = send(&state, Method::GET, "/exams", Some("W/\"5\"")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let (_, shutdown) = watch::channel(false);
+    let restoring = AppState::new(None, shutdown);
+    let response = send(&restoring, Method::GET, "/healthz", None).await;
+    assert_eq!(
+        (response.status(), body(response).await.as_str()),
+        (StatusCode::OK, r#"{"status":"ok"}"#)
+    );
+    let response = send(&restoring, Method::GET, "/readyz", None).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = send(&restoring, Method::GET, "/students", None).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no answers from a board still restoring"
+    );
+
+    let state = state();
+    let response = send(&state, Method::GET, "/readyz", None).await;
+    assert_eq!(body(response).await, r#"{"status":"ready","seq":6}"#);
+    send(&state, Method::GET, "/students", None).await;
+    let metrics = body(send(&state, Method::GET, "/metrics", None).await).await;
+    assert!(metrics.contains("scores_snapshot_seq 6"), "{metrics}");
+    assert!(
+        metrics.contains(r#"scores_http_requests_total{route="/students",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"scores_http_request_duration_seconds_count{route="/students"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_is_html() {
+    let response = send(&state(), Method::GET, "/", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(body(response).await.contains("<title>scores</title>"));
+}

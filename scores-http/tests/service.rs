@@ -1,0 +1,429 @@
+//! The whole service over real loopback TCP: a scripted upstream feeds it, and every endpoint's
+//! JSON is compared with a model computed here from the valid events sent, through upstream
+//! faults and a restart.
+
+// Test helpers may unwrap: a failure is the test failing.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use scores_http::service::{self, ServiceConfig, Upstream};
+use scores_journal::FsyncPolicy;
+use scores_sse::FeedConfig;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+// ---- the scripted upstream ----
+
+enum Plan {
+    /// Stream these chunks, then end as `End` says.
+    Stream(Vec<String>, End),
+    Status(StatusCode),
+}
+
+enum End {
+    Close,
+    Hang,
+}
+
+#[derive(Clone, Default)]
+struct Script {
+    plans: Arc<Mutex<VecDeque<Plan>>>,
+    last_event_ids: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Script {
+    fn push(&self, plan: Plan) {
+        self.plans.lock().unwrap().push_back(plan);
+    }
+
+    fn last_event_ids(&self) -> Vec<Option<String>> {
+        self.last_event_ids.lock().unwrap().clone()
+    }
+}
+
+async fn serve_plan(State(script): State<Script>, headers: HeaderMap) -> Response {
+    let id = headers.get("last-event-id").map(|v| v.to_str().unwrap().to_owned());
+    script.last_event_ids.lock().unwrap().push(id);
+    let plan = script.plans.lock().unwrap().pop_front();
+    let response = Response::builder();
+    match plan {
+        // Out of script: an idle but healthy feed.
+        None => response
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(stream::pending::<Result<String, std::io::Error>>())),
+        Some(Plan::Status(status)) => response.status(status).body(Body::from("unavailable")),
+        Some(Plan::Stream(chunks, end)) => {
+            let chunks = stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+            let end: BoxStream<'static, Result<String, std::io::Error>> = match end {
+                End::Close => stream::empty().boxed(),
+                End::Hang => stream::pending().boxed(),
+            };
+            response
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(chunks.chain(end)))
+        }
+    }
+    .unwrap()
+}
+
+/// Serves `script` on `address` (a free port when it ends in `:0`).
+async fn start_upstream(script: Script, address: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind(address).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = Router::new().route("/scores", get(serve_plan)).with_state(script);
+    (address, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+// ---- the service under test ----
+
+struct Running {
+    base: String,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), service::ServiceError>>,
+}
+
+async fn start_service(upstream: SocketAddr, data_dir: &Path) -> Running {
+    let feed = FeedConfig {
+        retry: Duration::from_millis(10),
+        max_retry: Duration::from_millis(100),
+        idle_timeout: Some(Duration::from_millis(400)),
+        ..FeedConfig::new("")
+    };
+    let config = ServiceConfig {
+        fsync: FsyncPolicy::Always,
+        feed,
+        ..ServiceConfig::new(Upstream::Url(format!("http://{upstream}/scores")), data_dir)
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(service::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    Running { base, stop, task }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Waits until the service has made `seq` events durable and visible.
+    async fn wait_for_seq(&self, seq: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = reqwest::get(format!("{}/readyz", self.base)).await;
+            let body = match response {
+                Ok(response) => response.json::<Value>().await.ok(),
+                Err(_) => None,
+            };
+            let reached = body.as_ref().and_then(|body| body["seq"].as_u64()).unwrap_or(0);
+            assert!(reached <= seq, "went past {seq}: {body:?}");
+            if reached == seq && body.is_some() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the service never reached seq {seq}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn metric(&self, line_start: &str) -> Option<u64> {
+        let text =
+            reqwest::get(format!("{}/metrics", self.base)).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|line| line.starts_with(line_start))?;
+        line.rsplit(' ').next()?.parse().ok()
+    }
+}
+
+// ---- events and the model ----
+
+fn score_event(id: u64, student: &str, exam: u64, score: f64) -> String {
+    let data = json!({"studentId": student, "exam": exam, "score": score});
+    format!("event: score\nid: {id}\ndata: {data}\n\n")
+}
+
+#[derive(Default)]
+struct Model(BTreeMap<(String, u64), f64>);
+
+impl Model {
+    fn apply(&mut self, student: &str, exam: u64, score: f64) {
+        self.0.insert((student.to_owned(), exam), score);
+    }
+
+    fn students(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.0.keys().map(|(s, _)| s.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    fn exams(&self) -> Vec<u64> {
+        let mut exams: Vec<u64> = self.0.keys().map(|(_, e)| *e).collect();
+        exams.sort_unstable();
+        exams.dedup();
+        exams
+    }
+
+    fn student(&self, id: &str) -> Value {
+        let results: Vec<(u64, f64)> =
+            self.0.iter().filter(|((s, _), _)| s == id).map(|((_, e), v)| (*e, *v)).collect();
+        let average = results.iter().map(|r| r.1).sum::<f64>() / results.len() as f64;
+        let results: Vec<Value> =
+            results.iter().map(|(e, v)| json!({"exam": e, "score": v})).collect();
+        json!({"studentId": id, "results": results, "average": average})
+    }
+
+    fn exam(&self, exam: u64) -> Value {
+        let results: Vec<(&String, f64)> =
+            self.0.iter().filter(|((_, e), _)| *e == exam).map(|((s, _), v)| (s, *v)).collect();
+        let average = results.iter().map(|r| r.1).sum::<f64>() / results.len() as f64;
+        let results: Vec<Value> =
+            results.iter().map(|(s, v)| json!({"studentId": s, "score": v})).collect();
+        json!({"exam": exam, "results": results, "average": average})
+    }
+}
+
+/// Equal JSON, except that numbers under "average" may differ by 1e-12 relative.
+fn assert_matches(actual: &Value, expected: &Value, context: &str) {
+    fn matches(actual: &Value, expected: &Value, key: &str) -> bool {
+        match (actual, expected) {
+            (Value::Object(a), Value::Object(e)) => {
+                a.len() == e.len()
+                    && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| matches(av, v, k)))
+            }
+            (Value::Array(a), Value::Array(e)) => {
+                a.len() == e.len() && a.iter().zip(e).all(|(a, e)| matches(a, e, key))
+            }
+            (Value::Number(a), Value::Number(e)) if key == "average" => {
+                let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+                a == e || (a - e).abs() <= 1e-12 * a.abs().max(e.abs())
+            }
+            _ => actual == expected,
+        }
+    }
+    assert!(
+        matches(actual, expected, ""),
+        "{context}:\n  actual   {actual}\n  expected {expected}"
+    );
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(
+            |b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            },
+        )
+        .collect()
+}
+
+/// Checks every endpoint against `model`, including paging to the end and the error cases.
+async fn check_against_model(service: &Running, model: &Model) {
+    let students = model.students();
+    let (status, body) = service.get("/students").await;
+    assert_eq!(status, 200);
+    assert_matches(&body, &json!({"students": students, "total": students.len()}), "/students");
+    for id in &students {
+        let path = format!("/students/{}", percent_encode(id));
+        let (status, body) = service.get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_matches(&body, &model.student(id), &path);
+    }
+    let exams = model.exams();
+    let (_, body) = service.get("/exams").await;
+    assert_matches(&body, &json!({"exams": exams, "total": exams.len()}), "/exams");
+    for exam in &exams {
+        let (status, body) = service.get(&format!("/exams/{exam}")).await;
+        assert_eq!(status, 200);
+        assert_matches(&body, &model.exam(*exam), &format!("/exams/{exam}"));
+    }
+
+    let mut paged = Vec::new();
+    let mut path = "/students?limit=3".to_owned();
+    loop {
+        let (_, body) = service.get(&path).await;
+        paged.extend(
+            body["students"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()),
+        );
+        match body["next"].as_str() {
+            Some(next) => path = format!("/students?limit=3&after={}", percent_encode(next)),
+            None => break,
+        }
+    }
+    assert_eq!(paged, students, "paging /students to the end");
+    let mut paged = Vec::new();
+    let mut path = "/exams?limit=2".to_owned();
+    loop {
+        let (_, body) = service.get(&path).await;
+        paged.extend(body["exams"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()));
+        match body["next"].as_u64() {
+            Some(next) => path = format!("/exams?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, exams, "paging /exams to the end");
+
+    assert_eq!(service.get("/students/Nobody.Here").await.0, 404);
+    assert_eq!(service.get("/exams/99999").await.0, 404);
+    assert_eq!(service.get("/exams/abc").await.0, 400);
+    assert_eq!(service.get("/exams/18446744073709551616").await.0, 400);
+}
+
+const STUDENTS: [&str; 6] =
+    ["Marvin32", "Susana_Langworth", "Hannah.Herman76", "Zoë Ürsel", "a/b", "Otto"];
+
+/// Events 1..=n: a few exams, students cycling, with regrades and zero scores among them.
+fn events(ids: std::ops::RangeInclusive<u64>, model: &mut Model) -> Vec<String> {
+    ids.map(|id| {
+        let student = STUDENTS[(id * 7 % STUDENTS.len() as u64) as usize];
+        let exam = 11_000 + id % 4;
+        let score = if id % 9 == 0 { 0.0 } else { (id * 37 % 101) as f64 / 100.0 };
+        model.apply(student, exam, score);
+        score_event(id, student, exam, score)
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_matches_the_model_of_the_events_sent() {
+    let data = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut model = Model::default();
+    script.push(Plan::Stream(events(1..=60, &mut model), End::Hang));
+    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let service = start_service(upstream, data.path()).await;
+    service.wait_for_seq(60).await;
+    check_against_model(&service, &model).await;
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_upstream_faults_the_answers_match_the_model_of_the_valid_events() {
+    let data = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut model = Model::default();
+    let mut first = events(1..=10, &mut model);
+    first.insert(3, "event: score\nid: 3\ndata: {\"studentId\":\"x\",\"exam\":\n\n".into());
+    first.insert(5, "event: score\ndata: {\"exam\":1,\"score\":0.5}\n\n".into());
+    first.insert(7, "event: heartbeat\ndata: ping\n\n".into());
+    first.push("event: score\nid: 11\ndata: {\"studentId\":\"cut".into()); // dropped mid-event
+    script.push(Plan::Stream(first, End::Close));
+    script.push(Plan::Status(StatusCode::SERVICE_UNAVAILABLE));
+    script.push(Plan::Stream(events(11..=20, &mut model), End::Hang)); // then goes silent
+    let (upstream, server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let service = start_service(upstream, data.path()).await;
+    service.wait_for_seq(20).await;
+
+    // The upstream restarts: gone for a while, then back on the same port.
+    server.abort();
+    let _ = server.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    script.push(Plan::Stream(events(21..=30, &mut model), End::Hang));
+    let (_, _server) = start_upstream(script.clone(), upstream).await;
+    service.wait_for_seq(30).await;
+
+    check_against_model(&service, &model).await;
+    assert_eq!(service.metric("scores_events_rejected_total{reason=\"not_json\"}").await, Some(1));
+    assert_eq!(
+        service.metric("scores_events_rejected_total{reason=\"missing_field\"}").await,
+        Some(1)
+    );
+    assert_eq!(service.metric("scores_events_ignored_total").await, Some(1));
+    assert!(service.metric("scores_upstream_reconnects_total").await.unwrap() >= 2);
+    let ids = script.last_event_ids();
+    assert_eq!(ids[0], None);
+    assert_eq!(ids[1].as_deref(), Some("10"), "resumed after the last whole event: {ids:?}");
+    assert!(ids.contains(&Some("20".to_owned())), "resumed after the silent connection: {ids:?}");
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
+    let data = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut model = Model::default();
+    script.push(Plan::Stream(events(1..=40, &mut model), End::Hang));
+    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let service = start_service(upstream, data.path()).await;
+    service.wait_for_seq(40).await;
+    let (_, before) = service.get("/exams").await;
+    service.stop().await;
+    assert!(data.path().join("checkpoint").exists(), "shutdown writes a checkpoint");
+
+    script.push(Plan::Stream(events(41..=50, &mut model), End::Hang));
+    let service = start_service(upstream, data.path()).await;
+    service.wait_for_seq(50).await;
+    let (_, after) = service.get("/exams").await;
+    assert_eq!(before["exams"], after["exams"]);
+    check_against_model(&service, &model).await;
+    assert_eq!(
+        script.last_event_ids().last().unwrap().as_deref(),
+        Some("40"),
+        "resumed with Last-Event-ID"
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rebroadcast_resumes_from_last_event_id() {
+    let data = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut model = Model::default();
+    script.push(Plan::Stream(events(1..=12, &mut model), End::Hang));
+    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let service = start_service(upstream, data.path()).await;
+    service.wait_for_seq(12).await;
+
+    let client = reqwest::Client::new();
+    let response = client
+        .get(format!("{}/scores", service.base))
+        .header("last-event-id", "9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let mut parser = scores_sse::Parser::default();
+    let mut ids = Vec::new();
+    let mut body = response.bytes_stream();
+    while ids.len() < 3 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        for item in parser.feed(&chunk) {
+            if let Ok(scores_sse::Item::Event(event)) = item {
+                assert_eq!(&*event.event_type, "score");
+                ids.push(event.id.to_string());
+            }
+        }
+    }
+    assert_eq!(ids, ["10", "11", "12"]);
+    service.stop().await;
+}
