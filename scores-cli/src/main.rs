@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// The service allocates and frees many small, short-lived buffers per event (copy-on-write
+/// rows, batches, response bodies); mimalloc measured faster than glibc's malloc here (see
+/// docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

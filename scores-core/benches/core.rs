@@ -40,6 +40,22 @@ fn fold(c: &mut Criterion) {
             })
         });
     }
+    // Hot students: 200 students, each collecting thousands of results, as with the
+    // simulator's defaults. Publishing copies what changed; this is where that must stay small.
+    let hot_students = workload::events(N_EVENTS, 200, RESULTS_PER_EXAM, 1);
+    group.bench_function("apply 1M events over 200 students, snapshot every 16384", |b| {
+        b.iter_with_large_drop(|| {
+            let mut board = Scoreboard::new();
+            let mut snapshot = board.snapshot();
+            for batch in hot_students.chunks(16384) {
+                batch.iter().for_each(|event| {
+                    board.apply(event);
+                });
+                snapshot = board.snapshot();
+            }
+            (board, snapshot)
+        })
+    });
     let few_students = workload::events(N_EVENTS, 1_000, RESULTS_PER_EXAM, 1);
     group.bench_function("apply 1M events over 1k students into an empty board", |b| {
         b.iter_with_large_drop(|| {

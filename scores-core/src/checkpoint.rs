@@ -5,7 +5,7 @@
 //! ```text
 //! "SCORESC1"  seq:u64  n_results:u64
 //! n_students:u32  { id_len:u16 id:[u8]  n:u32 { exam:u64 score:f64 }* }*   by student index
-//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*     by exam number
+//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*     by exam, then index
 //! ```
 //!
 //! Decoding checks everything a reader relies on (ids, scores, orders, indices, counts), so bad
@@ -105,7 +105,6 @@ impl Snapshot {
         let n_results = input.u64()?;
         let n_students = input.u32()? as usize;
         let mut snapshot = Snapshot { seq, n_results, ..Snapshot::default() };
-        let mut student_ids = Vec::with_capacity(n_students.min(bytes.len() / 7));
         let mut n_student_results = 0u64;
         for index in 0..n_students {
             let id_len = usize::from(input.u16()?);
@@ -133,9 +132,8 @@ impl Snapshot {
             if snapshot.student_index.insert(id.clone(), index).is_some() {
                 return Err(CheckpointError::Inconsistent("a student id appears twice"));
             }
-            snapshot.student_ids.push(id.clone());
+            snapshot.student_ids.push(id);
             snapshot.students.push(StudentEntry { results: Arc::new(results), average });
-            student_ids.push(id);
         }
         let n_exams = input.u32()? as usize;
         let mut n_exam_results = 0u64;
@@ -147,25 +145,26 @@ impl Snapshot {
             }
             previous_exam = Some(exam);
             let n = input.u32()? as usize;
-            let mut results = Vec::with_capacity(n.min(input.remaining() / 12));
+            let mut results = imbl::OrdMap::new();
+            let mut previous_idx = None;
             for _ in 0..n {
                 let student_idx = input.u32()?;
                 let score = Score::new(input.f64()?).map_err(CheckpointError::Score)?;
-                let Some(id) = student_ids.get(student_idx as usize) else {
+                if student_idx as usize >= n_students {
                     return Err(CheckpointError::Inconsistent("an exam names an unknown student"));
-                };
-                if let Some(&(previous, _)) = results.last()
-                    && student_ids[previous as usize] >= *id
-                {
+                }
+                if previous_idx.is_some_and(|previous| previous >= student_idx) {
                     return Err(CheckpointError::Inconsistent(
                         "an exam's students are out of order",
                     ));
                 }
-                results.push((student_idx, score));
+                previous_idx = Some(student_idx);
+                results.insert(student_idx, score);
             }
             n_exam_results += n as u64;
-            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
-            let entry = ExamEntry { average: sum.mean(results.len()), results: Arc::new(results) };
+            let sum = RunningSum::of(results.values().map(|score| score.get()));
+            let average = sum.mean(results.len());
+            let entry = ExamEntry { average, results, by_student_id: Arc::default() };
             snapshot.exams.insert(exam, entry);
         }
         if input.remaining() > 0 {

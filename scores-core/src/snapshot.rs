@@ -1,7 +1,7 @@
 //! Immutable, cheaply cloned views of the scoreboard at one sequence number, and their queries.
 
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
@@ -34,11 +34,17 @@ pub(crate) struct StudentEntry {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ExamEntry {
-    /// `(student index, score)`, sorted by student id. Rebuilt by a merge when the exam changes,
-    /// which copies plain 16-byte pairs and touches no reference counts.
-    pub(crate) results: Arc<Vec<(u32, Score)>>,
+    /// Score by student index. Keys and values are plain `Copy` data, so the writer's path
+    /// copies are memcpy and no string is compared while folding.
+    pub(crate) results: imbl::OrdMap<u32, Score>,
     pub(crate) average: f64,
+    /// The results in student-id order, computed by the first reader that asks and shared by
+    /// every snapshot holding this version of the exam. The writer replaces it on each change.
+    pub(crate) by_student_id: Arc<OnceLock<ByStudentId>>,
 }
+
+/// An exam's `(student index, score)` pairs in student-id order.
+type ByStudentId = Arc<[(u32, Score)]>;
 
 /// Which part of a sorted list to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +83,8 @@ pub struct StudentReport {
 
 impl StudentReport {
     /// `(exam, score)` for each exam the student has a result for, by exam number.
-    pub fn results(&self) -> &[(ExamId, Score)] {
-        &self.results
+    pub fn results(&self) -> impl ExactSizeIterator<Item = (ExamId, Score)> + '_ {
+        self.results.iter().copied()
     }
 }
 
@@ -87,7 +93,7 @@ impl StudentReport {
 pub struct ExamReport {
     /// The exam.
     pub exam: ExamId,
-    results: Arc<Vec<(u32, Score)>>,
+    results: Arc<[(u32, Score)]>,
     student_ids: ChunkedVec<StudentId>,
     /// The mean of the exam's current score per student.
     pub average: f64,
@@ -141,6 +147,16 @@ impl Snapshot {
         paginate(range, page.limit, self.student_index.len())
     }
 
+    /// The student ids after `after` (all when `None`), in order, borrowed: for rendering long
+    /// lists without copying them.
+    pub fn student_ids_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a StudentId> + 'a {
+        let lower = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_owned()));
+        self.student_index.range::<_, str>(BorrowedRange(lower)).map(|(id, _)| id)
+    }
+
     /// A student's results and average, or `None` for a student with no results.
     pub fn student(&self, student_id: &str) -> Option<StudentReport> {
         let (id, index) = self.student_index.get_key_value(student_id)?;
@@ -162,12 +178,33 @@ impl Snapshot {
     /// An exam's results and average, or `None` for an exam with no results.
     pub fn exam(&self, exam: ExamId) -> Option<ExamReport> {
         let entry = self.exams.get(&exam)?;
+        let results = entry.by_student_id.get_or_init(|| {
+            let id = |student_idx: u32| self.student_ids.get(student_idx as usize);
+            let mut results: Vec<(u32, Score)> =
+                entry.results.iter().map(|(i, s)| (*i, *s)).collect();
+            results.sort_unstable_by(|a, b| id(a.0).cmp(&id(b.0)));
+            results.into()
+        });
         Some(ExamReport {
             exam,
-            results: entry.results.clone(),
+            results: results.clone(),
             student_ids: self.student_ids.clone(),
             average: entry.average,
         })
+    }
+}
+
+/// `(lower, unbounded)` over `str` with an owned lower bound, so the iterator need not borrow
+/// the caller's cursor.
+struct BorrowedRange(Bound<String>);
+
+impl std::ops::RangeBounds<str> for BorrowedRange {
+    fn start_bound(&self) -> Bound<&str> {
+        self.0.as_ref().map(String::as_str)
+    }
+
+    fn end_bound(&self) -> Bound<&str> {
+        Bound::Unbounded
     }
 }
 

@@ -15,7 +15,7 @@ fn contents(snapshot: &Snapshot) -> Contents {
         .iter()
         .map(|id| {
             let report = snapshot.student(id.as_str()).expect("listed students exist");
-            let results = report.results().iter().map(|(e, s)| (e.0, s.get())).collect();
+            let results = report.results().map(|(e, s)| (e.0, s.get())).collect();
             (id.to_string(), results, report.average)
         })
         .collect();

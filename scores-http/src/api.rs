@@ -131,28 +131,6 @@ pub struct ListParams {
 }
 
 #[derive(Serialize)]
-struct StudentsBody<'a> {
-    students: Vec<&'a str>,
-    total: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StudentBody<'a> {
-    student_id: &'a str,
-    results: Vec<ExamResult>,
-    average: f64,
-}
-
-#[derive(Serialize)]
-struct ExamResult {
-    exam: u64,
-    score: f64,
-}
-
-#[derive(Serialize)]
 struct ExamsBody {
     exams: Vec<u64>,
     total: usize,
@@ -191,30 +169,61 @@ fn page_limit(limit: Option<&str>) -> Result<Option<usize>, ApiError> {
     }
 }
 
-/// `GET /students` as JSON.
+/// `GET /students` as JSON. Writes the ids straight from the snapshot: a list of 100k ids is
+/// never copied.
 pub fn students_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, ApiError> {
-    let limit = page_limit(params.limit.as_deref())?;
-    let listing = snapshot.students(Page { limit, after: params.after.as_deref() });
-    Ok(to_json(&StudentsBody {
-        students: listing.items.iter().map(|id| id.as_str()).collect(),
-        total: listing.total,
-        next: listing.next.as_ref().map(|id| id.as_str()),
-    }))
+    let limit = page_limit(params.limit.as_deref())?.unwrap_or(usize::MAX);
+    let mut ids = snapshot.student_ids_after(params.after.as_deref()).peekable();
+    let mut out = Vec::with_capacity(64 + snapshot.n_students().min(limit) * 20);
+    out.extend_from_slice(b"{\"students\":[");
+    let mut last = None;
+    for (i, id) in ids.by_ref().take(limit).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json(&mut out, id.as_str());
+        last = Some(id);
+    }
+    out.extend_from_slice(format!("],\"total\":{}", snapshot.n_students()).as_bytes());
+    if let (Some(last), Some(_)) = (last, ids.peek()) {
+        out.extend_from_slice(b",\"next\":");
+        write_json(&mut out, last.as_str());
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
-/// `GET /students/{id}` as JSON.
+/// Appends `value` as serde_json writes it (escaped strings; `0.0`, `0.64`), so hand-assembled
+/// bodies print values exactly as the derived ones do.
+fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    // Serializing strings, integers and finite floats into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+/// `GET /students/{id}` as JSON, written straight into the buffer.
 pub fn student_json(snapshot: &Snapshot, student_id: &str) -> Result<Vec<u8>, ApiError> {
     let report = snapshot
         .student(student_id)
         .ok_or_else(|| ApiError::UnknownStudent(student_id.to_owned()))?;
-    let results = report.results().iter();
-    Ok(to_json(&StudentBody {
-        student_id: report.student_id.as_str(),
-        results: results
-            .map(|(exam, score)| ExamResult { exam: exam.0, score: score.get() })
-            .collect(),
-        average: report.average,
-    }))
+    let results = report.results();
+    let mut out = Vec::with_capacity(64 + results.len() * 40);
+    out.extend_from_slice(b"{\"studentId\":");
+    write_json(&mut out, report.student_id.as_str());
+    out.extend_from_slice(b",\"results\":[");
+    for (i, (exam, score)) in results.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"exam\":");
+        write_json(&mut out, &exam.0);
+        out.extend_from_slice(b",\"score\":");
+        write_json(&mut out, &score.get());
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"average\":");
+    write_json(&mut out, &report.average);
+    out.push(b'}');
+    Ok(out)
 }
 
 /// `GET /exams` as JSON.

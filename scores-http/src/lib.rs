@@ -116,13 +116,11 @@ async fn method_not_allowed() -> Response {
 }
 
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let mut response = next.run(request).await;
-    state.metrics().record_request(&route, response.status().as_u16(), started.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics().record_request(route, response.status().as_u16(), started.elapsed());
     // Every response names a sequence number; query handlers set the one they answered from.
     if !response.headers().contains_key(api::SEQ_HEADER) && state.is_ready() {
         let seq = HeaderValue::from(state.snapshot().seq());

@@ -35,12 +35,13 @@ pub struct Metrics {
     /// The last sequence number made durable.
     pub journal_last_seq: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latencies: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
 }
 
+/// Requests to one route: counts by status and a latency histogram.
 #[derive(Debug, Default)]
-struct Histogram {
+struct RouteStats {
+    by_status: BTreeMap<u16, u64>,
     buckets: [u64; LATENCY_BUCKETS.len()],
     count: u64,
     sum: f64,
@@ -59,23 +60,21 @@ impl Metrics {
         self.rejected.lock().map(|r| r.values().sum()).unwrap_or(0)
     }
 
-    /// Counts a request to `route` answered with `status` in `elapsed`.
+    /// Counts a request to `route` answered with `status` in `elapsed`. One short lock; no
+    /// allocation once the route has been seen.
     pub fn record_request(&self, route: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests.entry((route.to_owned(), status)).or_default() += 1;
-        }
-        if let Ok(mut latencies) = self.latencies.lock() {
-            let histogram = match latencies.get_mut(route) {
-                Some(histogram) => histogram,
-                None => latencies.entry(route.to_owned()).or_default(),
-            };
-            let seconds = elapsed.as_secs_f64();
-            histogram.count += 1;
-            histogram.sum += seconds;
-            for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-                if seconds <= bound {
-                    *bucket += 1;
-                }
+        let Ok(mut routes) = self.routes.lock() else { return };
+        let stats = match routes.get_mut(route) {
+            Some(stats) => stats,
+            None => routes.entry(route.to_owned()).or_default(),
+        };
+        *stats.by_status.entry(status).or_default() += 1;
+        let seconds = elapsed.as_secs_f64();
+        stats.count += 1;
+        stats.sum += seconds;
+        for (bucket, bound) in stats.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
             }
         }
     }
@@ -166,36 +165,30 @@ impl Metrics {
                 let _ = writeln!(out, "scores_events_rejected_total{{reason=\"{reason}\"}} {n}");
             }
         }
+        let name = "scores_http_requests_total";
         let _ = writeln!(
             out,
-            "# HELP scores_http_requests_total HTTP requests, by route and status.\n# TYPE scores_http_requests_total counter"
+            "# HELP {name} HTTP requests, by route and status.\n# TYPE {name} counter"
         );
-        if let Ok(requests) = self.requests.lock() {
-            for ((route, status), n) in requests.iter() {
-                let _ = writeln!(
-                    out,
-                    "scores_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        let Ok(routes) = self.routes.lock() else { return out };
+        for (route, stats) in routes.iter() {
+            for (status, n) in &stats.by_status {
+                let _ = writeln!(out, "{name}{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP scores_http_request_duration_seconds HTTP request latency, by route.\n# TYPE scores_http_request_duration_seconds histogram"
-        );
-        if let Ok(latencies) = self.latencies.lock() {
-            for (route, histogram) in latencies.iter() {
-                let name = "scores_http_request_duration_seconds";
-                for (bound, n) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
-                }
-                let (count, sum) = (histogram.count, histogram.sum);
-                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{{route=\"{route}\"}} {sum}\n{name}_count{{route=\"{route}\"}} {count}"
-                );
+        let name = "scores_http_request_duration_seconds";
+        let _ =
+            writeln!(out, "# HELP {name} HTTP request latency, by route.\n# TYPE {name} histogram");
+        for (route, stats) in routes.iter() {
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(stats.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
             }
+            let (count, sum) = (stats.count, stats.sum);
+            let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {count}");
         }
+        drop(routes);
         out
     }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Load benchmark: end-to-end ingest from `scores simulate --rate max` into `scores serve`
+# (durable and visible), then requests/s and p99 latency per endpoint under 64 connections while
+# ingest goes on. Everything runs on 127.0.0.1 and stops by itself.
+#
+#   bash scripts/load.sh                 # 100k students, 10 s per phase
+#   STUDENTS=1000 SECONDS_PER_RUN=5 bash scripts/load.sh
+#
+# Needs wrk (Debian: apt-get install wrk), curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+students=${STUDENTS:-100000}
+seconds=${SECONDS_PER_RUN:-10}
+connections=${CONNECTIONS:-64}
+sim_port=${SIM_PORT:-18201}
+port=${PORT:-18200}
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+cargo build --release --locked -p scores-cli >&2
+data=$(mktemp -d)
+cleanup() { kill "${serve_pid:-}" "${sim_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+
+./target/release/scores simulate --rate max --ids --students "$students" --listen "127.0.0.1:$sim_port" \
+    2>"$data/simulate.log" &
+sim_pid=$!
+./target/release/scores serve --upstream "http://127.0.0.1:$sim_port/scores" --listen "127.0.0.1:$port" \
+    --data-dir "$data/scores" --fsync always 2>"$data/serve.log" &
+serve_pid=$!
+base="http://127.0.0.1:$port"
+
+seq_now() { curl -sf "$base/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])' 2>/dev/null || echo 0; }
+for _ in $(seq 100); do [ "$(seq_now)" != 0 ] && break; sleep 0.1; done
+
+# Ingest: events made durable and visible per second, measured from the published snapshot.
+sleep 2
+start_seq=$(seq_now); start=$(date +%s.%N)
+sleep "$seconds"
+end_seq=$(seq_now); end=$(date +%s.%N)
+ingest=$(python3 -c "print(f'{($end_seq - $start_seq) / ($end - $start) / 1e6:.2f}')")
+echo "| ingest, simulate --rate max -> serve --fsync always, $students students | $ingest M events/s durable and visible (seq $start_seq -> $end_seq in ${seconds} s) |"
+
+student=$(curl -sf "$base/students?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["students"][0])')
+exam=$(curl -sf "$base/exams?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exams"][0])')
+n_students=$(curl -sf "$base/students?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
+
+# One request at a time: the latency of a request, without queueing behind 63 others.
+single() {
+    local path=$1
+    for _ in $(seq 20); do curl -s -o /dev/null -w '%{time_total}\n' "$base$path"; done |
+        sort -n | awk '{ t[NR] = $1 } END { printf "median %.1f ms, max %.1f ms", t[int((NR + 1) / 2)] * 1000, t[NR] * 1000 }'
+}
+
+run() {
+    local name=$1 path=$2
+    local out
+    out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency "$base$path")
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    echo "| $name | $rps req/s | p50 $p50 | p99 $p99 |"
+}
+echo
+echo "| endpoint ($connections connections, ${seconds} s, while ingesting) | throughput | p50 | p99 |"
+echo "| --- | --- | --- | --- |"
+run "GET /healthz" /healthz
+run "GET /students/{id}" "/students/$student"
+run "GET /exams/{number}" "/exams/$exam"
+run "GET /exams" /exams
+run "GET /students ($n_students students)" /students
+echo
+echo "| GET /students ($n_students students), one request at a time, while ingesting | $(single /students) |"
+echo "| GET /students/{id}, one request at a time, while ingesting | $(single "/students/$student") |"
+echo
+echo "final seq: $(seq_now)"
