@@ -10,7 +10,13 @@ use scores_journal::FsyncPolicy;
 
 /// Live exam scores you can trust: ingest an SSE feed durably and serve it.
 #[derive(Debug, Parser)]
-#[command(name = "scores", version, after_help = "Run `scores <command> --help` for examples.")]
+#[command(
+    name = "scores",
+    version,
+    after_help = "Run `scores <command> --help` for examples.\n\n\
+        Exit codes: 0 success; 1 bad input under --strict, or a query that failed (such as an \
+        unknown student); 2 usage or IO errors."
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -30,6 +36,88 @@ pub(crate) enum Command {
         scores simulate --rate max --count 1000000 --ids\n  \
         scores simulate --bad-every 10 --drop-every 100  # inject faults")]
     Simulate(SimulateArgs),
+    /// Print a live feed's score events as JSON lines; connection news goes to stderr.
+    #[command(after_help = "Examples:\n  \
+        scores tail http://127.0.0.1:8001/scores                # {\"studentId\":…,\"exam\":…,\"score\":…} per line\n  \
+        scores tail --events http://127.0.0.1:8001/scores       # every SSE event as {\"event\",\"data\",\"id\"}\n  \
+        scores tail http://127.0.0.1:8000/scores | jq .score    # the service re-broadcasts its accepted events\n\n\
+        It reconnects through faults (with Last-Event-ID) and ends when the server answers 204.")]
+    Tail(TailArgs),
+    /// Append a live feed to a file as SSE text, resuming from the file's last event id.
+    #[command(after_help = "Examples:\n  \
+        scores record http://127.0.0.1:8001/scores -o feed.sse\n  \
+        scores record http://127.0.0.1:8001/scores -o feed.sse   # again: resumes after the last id\n  \
+        scores replay feed.sse students                          # answer questions from the file\n\n\
+        An event cut short by a crash at the end of the file is removed before appending. Ctrl-C \
+        stops cleanly; the file is flushed after every burst and synced at the end.")]
+    Record(RecordArgs),
+    /// Fold recorded logs offline and print what the HTTP API would answer for the same events.
+    #[command(after_help = "Queries (after the files; none prints a summary):\n  \
+        students          like GET /students        (--limit, --after page it)\n  \
+        student ID        like GET /students/ID\n  \
+        exams             like GET /exams           (--limit, --after page it)\n  \
+        exam N            like GET /exams/N\n\n\
+        Inputs, folded in the order given: SSE text (`curl URL > file`, `scores record` files), \
+        journal segment files (*.seg), a journal directory or a `scores serve` data directory, \
+        and `-` for SSE text on standard input.\n\n\
+        Examples:\n  \
+        scores replay feed.sse                               # summary: accepted, rejected by reason, …\n  \
+        scores replay feed.sse student Marvin32              # the JSON of GET /students/Marvin32\n  \
+        scores replay scores-data exams --limit 10           # from the service's own journal\n  \
+        curl -sN http://127.0.0.1:8001/scores | scores replay - exam 11295\n  \
+        scores replay --events feed.sse                      # the SSE events, one JSON line each\n\n\
+        Output is the API's body byte for byte, then a newline. Bad records are reported on \
+        stderr as FILE:LINE and skipped; --strict stops at the first.\n\n\
+        Exit codes: 0 success; 1 bad input under --strict, or a failed query (an unknown student \
+        or exam, a malformed exam number: the API's JSON error is printed on stdout); 2 usage or \
+        IO errors.")]
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The SSE feed to read.
+    pub(crate) url: String,
+    /// Print every SSE event as `{"event","data","id"}` instead of decoded score events.
+    #[arg(long)]
+    pub(crate) events: bool,
+    /// Resume after this event id (sent as Last-Event-ID on the first connection).
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub(crate) last_event_id: String,
+    /// Take the feed as dead after this long without a byte (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecordArgs {
+    /// The SSE feed to record.
+    pub(crate) url: String,
+    /// The file to append to; created if missing.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// Take the feed as dead after this long without a byte (e.g. `30s`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) idle_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// Input files or directories, then optionally a query.
+    #[arg(required = true, value_name = "FILE… [QUERY]")]
+    pub(crate) args: Vec<String>,
+    /// Print the SSE events as JSON lines (`{"event","data","id"}`) instead of folding them.
+    #[arg(long)]
+    pub(crate) events: bool,
+    /// Stop at the first bad record with exit code 1.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// For `students` and `exams`: at most this many items (the API's `?limit=`).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<String>,
+    /// For `students` and `exams`: start after this cursor (the API's `?after=`).
+    #[arg(long, value_name = "CURSOR")]
+    pub(crate) after: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,7 +187,7 @@ fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number

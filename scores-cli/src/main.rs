@@ -1,8 +1,12 @@
 //! The `scores` command: parses arguments, sets up logging, and calls the library crates.
 
 mod cli;
+mod live;
+mod record;
+mod replay;
 mod serve;
 mod simulate;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -20,11 +24,14 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
-        cli::Command::Simulate(args) => simulate::run(args),
+        cli::Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Tail(args) => tail::run(args),
+        cli::Command::Record(args) => record::run(args),
+        cli::Command::Replay(args) => replay::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::from(2)

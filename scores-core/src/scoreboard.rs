@@ -33,8 +33,14 @@ pub struct Scoreboard {
     exams: FxHashMap<ExamId, ExamRow>,
     /// Students changed since the last snapshot, each once.
     dirty_students: Vec<u32>,
-    /// Exam results changed since the last snapshot, in the order they changed.
+    /// Exam results changed since the last snapshot, in the order they changed; unused while
+    /// `rebuild_exams` is set.
     changed_results: Vec<(ExamId, u32, Score)>,
+    /// More changes since the last snapshot than half the results the board holds (a replay,
+    /// or a restore, folding millions of events before its first snapshot): the next snapshot
+    /// rebuilds every exam from the students' rows, which is then no dearer than merging the
+    /// changes, and the changes are no longer buffered.
+    rebuild_exams: bool,
     /// The persistent state as of the last snapshot. Snapshots handed out share its structure.
     published: Snapshot,
 }
@@ -108,7 +114,14 @@ impl Scoreboard {
             row.is_dirty = true;
             self.dirty_students.push(student_idx);
         }
-        self.changed_results.push((*exam, student_idx, *score));
+        if !self.rebuild_exams {
+            self.changed_results.push((*exam, student_idx, *score));
+            let rebuild_from = (self.n_results / 2).max(MIN_CHANGES_TO_REBUILD);
+            if self.changed_results.len() as u64 > rebuild_from {
+                self.rebuild_exams = true;
+                self.changed_results = Vec::new();
+            }
+        }
         applied
     }
 
@@ -170,6 +183,10 @@ impl Scoreboard {
     }
 
     fn merge_exams(&mut self) {
+        if self.rebuild_exams {
+            self.rebuild_exams = false;
+            return self.rebuild_all_exams();
+        }
         // A stable sort keeps each key's changes in order, so the last one wins below.
         self.changed_results.sort_by_key(|&(exam, student_idx, _)| (exam, student_idx));
         for same_exam in self.changed_results.chunk_by(|a, b| a.0 == b.0) {
@@ -190,7 +207,32 @@ impl Scoreboard {
         self.changed_results.clear();
         self.changed_results.shrink_to(1 << 16);
     }
+
+    /// Rebuilds every exam's published results from the students' rows.
+    fn rebuild_all_exams(&mut self) {
+        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
+        for (student_idx, row) in self.students.iter().enumerate() {
+            for &(exam, score) in row.results.iter() {
+                by_exam.entry(exam).or_default().push((student_idx as u32, score));
+            }
+        }
+        for (exam, results) in by_exam {
+            let entry = self.published.exams.entry(exam).or_default();
+            // Built from pairs already in key order.
+            entry.results = results.into_iter().collect();
+            entry.by_student_id = Arc::default();
+            if let Some(row) = self.exams.get_mut(&exam) {
+                if !row.sum.is_reliable() {
+                    row.sum = RunningSum::of(entry.results.values().map(|score| score.get()));
+                }
+                entry.average = row.sum.mean(row.n_results);
+            }
+        }
+    }
 }
+
+/// Below this many buffered changes, merging them is always cheap enough.
+const MIN_CHANGES_TO_REBUILD: u64 = 1 << 16;
 
 impl From<Snapshot> for Scoreboard {
     /// A board that goes on folding from `snapshot`, as restored from a checkpoint: the next
@@ -227,6 +269,7 @@ impl From<Snapshot> for Scoreboard {
             exams,
             dirty_students: Vec::new(),
             changed_results: Vec::new(),
+            rebuild_exams: false,
             published: snapshot,
         }
     }
@@ -271,6 +314,64 @@ mod tests {
 
     fn score(value: f64) -> Score {
         Score::new(value).expect("valid score")
+    }
+
+    /// An exam's number, results and average, as a reader sees them.
+    type ExamView = (ExamId, Vec<(String, Score)>, f64);
+
+    fn exams_of(snapshot: &Snapshot) -> Vec<ExamView> {
+        let exams = snapshot.exams(Page { limit: None, after: None }).items;
+        exams
+            .into_iter()
+            .map(|exam| {
+                let report = snapshot.exam(exam).expect("listed");
+                let results = report.results().map(|(id, score)| (id.to_string(), score)).collect();
+                (exam, results, report.average)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn folding_far_more_changes_than_results_between_snapshots_rebuilds_the_same_exams() {
+        let events: Vec<ScoreEvent> = (0..200_000u64)
+            .map(|i| {
+                let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                event(
+                    &format!("s{}", mixed % 50),
+                    10_000 + (mixed / 50) % 20,
+                    (i % 101) as f64 / 100.0,
+                )
+            })
+            .collect();
+        let mut often = Scoreboard::new();
+        let mut rarely = Scoreboard::new();
+        for (i, event) in events.iter().enumerate() {
+            often.apply(event);
+            rarely.apply(event);
+            if i % 1_000 == 999 {
+                often.snapshot();
+            }
+            if i == 500 {
+                rarely.snapshot();
+            }
+        }
+        assert!(rarely.rebuild_exams, "200k changes to 1k results trigger a rebuild");
+        let often_snapshot = often.snapshot();
+        let rarely_snapshot = rarely.snapshot();
+        assert!(!rarely.rebuild_exams);
+        assert_eq!(exams_of(&rarely_snapshot), exams_of(&often_snapshot));
+        assert_eq!(rarely_snapshot.n_results(), often_snapshot.n_results());
+        // The board goes on merging changes one by one after the rebuild.
+        for board in [&mut often, &mut rarely] {
+            board.apply(&event("s1", 10_000, 0.123));
+            board.apply(&event("new", 10_000, 0.5));
+        }
+        let (often_snapshot, rarely_snapshot) = (often.snapshot(), rarely.snapshot());
+        let exam = rarely_snapshot.exam(ExamId(10_000)).expect("known");
+        assert!(
+            exam.results().any(|(id, score)| id.as_str() == "s1" && score == self::score(0.123))
+        );
+        assert_eq!(exams_of(&rarely_snapshot), exams_of(&often_snapshot));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use scores_core::Scoreboard;
 use scores_journal::{
     Entry, FsyncPolicy, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
 };
-use scores_sse::{ConnectionState, Feed, FeedConfig, FeedError, FeedItem};
+use scores_sse::{ConnectionState, Feed, FeedConfig, FeedItem};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -221,14 +221,7 @@ async fn pull_feed(
                 tracing::debug!(%event_type, "ignored an event of another type");
             }
             FeedItem::Rejected(error) => {
-                let reason = match &error {
-                    FeedError::Decode { error, .. } => error.reason(),
-                    FeedError::Parse(scores_sse::ParseError::LineTooLong { .. }) => "line_too_long",
-                    FeedError::Parse(scores_sse::ParseError::EventTooLarge { .. }) => {
-                        "event_too_large"
-                    }
-                };
-                metrics.count_rejected(reason);
+                metrics.count_rejected(error.reason());
                 tracing::warn!(%error, "rejected an upstream event");
             }
             FeedItem::State(ConnectionState::Connected) => {
@@ -241,7 +234,7 @@ async fn pull_feed(
             FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
                 metrics.upstream_connected.store(false, Ordering::Relaxed);
             }
-            FeedItem::State(_) => {}
+            FeedItem::Raw(_) | FeedItem::State(_) => {}
         }
     }
 }

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use scores_core::{ExamId, Score, ScoreEvent, StudentId};
 
-pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SCORESJ1";
+/// The eight bytes every segment file starts with: how a tool tells a journal file from others.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"SCORESJ1";
 pub(crate) const SEGMENT_HEADER_LEN: usize = 16;
 pub(crate) const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SJB1");
 pub(crate) const BATCH_HEADER_LEN: usize = 16;

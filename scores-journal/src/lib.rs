@@ -75,6 +75,6 @@ mod reader;
 
 pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
 pub use crate::error::{CheckpointProblem, JournalError};
-pub use crate::format::{Corruption, Entry, Record};
+pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
 pub use crate::journal::{FsyncPolicy, Journal, Options, Recovery, TornTail};
 pub use crate::reader::{Closed, ReadHandle, Reader};

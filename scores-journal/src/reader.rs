@@ -64,9 +64,9 @@ impl ReadHandle {
 /// error it ends.
 #[derive(Debug)]
 pub struct Reader {
-    dir: PathBuf,
-    /// First sequence numbers of the segments still to read, in order.
-    segments: VecDeque<u64>,
+    /// The segments still to read, in order: their paths and, when known from their names, their
+    /// first sequence numbers (checked against the header).
+    segments: VecDeque<(PathBuf, Option<u64>)>,
     from_seq: u64,
     end_seq: Option<u64>,
     open: Option<OpenSegment>,
@@ -93,9 +93,10 @@ impl Reader {
     ) -> Reader {
         // Start in the last segment that begins at or before `from_seq`.
         let start = segments.partition_point(|&first| first <= from_seq).saturating_sub(1);
+        let segments =
+            segments[start..].iter().map(|&first| (segment_path(&dir, first), Some(first)));
         Reader {
-            dir,
-            segments: segments[start..].iter().copied().collect(),
+            segments: segments.collect(),
             from_seq,
             end_seq,
             open: None,
@@ -126,13 +127,21 @@ impl Reader {
         Ok(Reader::over(dir.to_path_buf(), segments, 1, None))
     }
 
+    /// Reads one segment file, wherever it is and whatever it is called, to its end. Its first
+    /// sequence number comes from its header.
+    pub fn open_segment(path: impl AsRef<Path>) -> Reader {
+        let mut reader = Reader::over(PathBuf::new(), Vec::new(), 1, None);
+        reader.segments.push_back((path.as_ref().to_path_buf(), None));
+        reader
+    }
+
     fn next_batch(&mut self) -> Result<bool, JournalError> {
         loop {
             if self.open.is_none() {
-                let Some(first_seq) = self.segments.pop_front() else {
+                let Some((path, first_seq)) = self.segments.pop_front() else {
                     return Ok(false);
                 };
-                self.open_segment(first_seq)?;
+                self.open_file(path, first_seq)?;
             }
             let Some(segment) = self.open.as_mut() else {
                 continue;
@@ -196,8 +205,7 @@ impl Reader {
         }
     }
 
-    fn open_segment(&mut self, first_seq: u64) -> Result<(), JournalError> {
-        let path = segment_path(&self.dir, first_seq);
+    fn open_file(&mut self, path: PathBuf, first_seq: Option<u64>) -> Result<(), JournalError> {
         let file =
             File::open(&path).map_err(|e| JournalError::io("opening journal segment", &path, e))?;
         let mut file = BufReader::with_capacity(256 << 10, file);
@@ -207,13 +215,16 @@ impl Reader {
         if n_read < SEGMENT_HEADER_LEN {
             return Err(JournalError::TornTail { segment: path, offset: 0 });
         }
-        if parse_segment_header(&header) != Ok(first_seq) {
-            return Err(JournalError::Corrupt {
-                segment: path,
-                offset: 0,
-                corruption: crate::format::Corruption::SegmentHeader,
-            });
-        }
+        let first_seq = match parse_segment_header(&header) {
+            Ok(found) if first_seq.is_none_or(|named| named == found) => found,
+            _ => {
+                return Err(JournalError::Corrupt {
+                    segment: path,
+                    offset: 0,
+                    corruption: crate::format::Corruption::SegmentHeader,
+                });
+            }
+        };
         match self.next_seq {
             Some(expected) if expected != first_seq => {
                 return Err(JournalError::Gap { segment: path, expected, found: first_seq });

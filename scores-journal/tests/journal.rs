@@ -86,6 +86,23 @@ fn records_come_back_in_order_from_any_sequence_number_across_segments() {
 }
 
 #[test]
+fn one_segment_file_reads_on_its_own_whatever_it_is_called() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    let second = segments(dir.path())[1].clone();
+    let copy = dir.path().join("copy.bin");
+    fs::copy(&second, &copy).unwrap();
+    let seqs: Vec<u64> = Reader::open_segment(&copy).map(|r| r.unwrap().seq).collect();
+    let first = seqs[0];
+    assert!(first > 1, "the second segment starts past the first");
+    assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
+
+    fs::write(&copy, b"this file is not a journal segment").unwrap();
+    let results: Vec<_> = Reader::open_segment(&copy).collect();
+    assert!(matches!(&results[..], [Err(JournalError::Corrupt { offset: 0, .. })]), "{results:?}");
+}
+
+#[test]
 fn a_missing_or_empty_directory_starts_a_new_log() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("not/yet/there");

@@ -7,6 +7,7 @@
 //! exponentially growing wait and a new attempt that sends `Last-Event-ID`.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use reqwest::{StatusCode, redirect};
 use scores_core::{DecodeError, Decoded, ScoreEvent, decode};
 use tokio::time::Instant;
 
-use crate::parser::{ItemRef, Limits, ParseError, Parser};
+use crate::parser::{Event, ItemRef, Limits, ParseError, Parser};
 
 /// How a [`Feed`] connects and reconnects. Build one with [`FeedConfig::new`] and change fields
 /// with struct update syntax.
@@ -39,6 +40,18 @@ pub struct FeedConfig {
     pub max_redirects: usize,
     /// Parser limits on line and event size.
     pub limits: Limits,
+    /// Decoded score events, or every SSE event as it came.
+    pub output: FeedOutput,
+}
+
+/// What [`Feed`] yields for each event the stream dispatches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FeedOutput {
+    /// Decode events into [`FeedItem::Event`], [`FeedItem::Ignored`] or [`FeedItem::Rejected`].
+    #[default]
+    Decoded,
+    /// Pass every event through as [`FeedItem::Raw`], undecoded (for recording and tailing).
+    Raw,
 }
 
 impl FeedConfig {
@@ -55,6 +68,7 @@ impl FeedConfig {
             connect_timeout: Duration::from_secs(10),
             max_redirects: 10,
             limits: Limits::default(),
+            output: FeedOutput::Decoded,
         }
     }
 }
@@ -69,6 +83,8 @@ pub enum FeedItem {
         /// The stream's last event id (empty when the upstream sends none).
         id: Arc<str>,
     },
+    /// An event as the stream sent it, with [`FeedOutput::Raw`].
+    Raw(Event),
     /// An event of a type that carries no score. Count it; it is not an error.
     Ignored {
         /// Its event type.
@@ -98,6 +114,17 @@ pub enum FeedError {
     Parse(ParseError),
 }
 
+impl FeedError {
+    /// A short, stable name for the reason, for metrics labels and summaries: a
+    /// [`DecodeError::reason`] or a [`ParseError::reason`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FeedError::Decode { error, .. } => error.reason(),
+            FeedError::Parse(error) => error.reason(),
+        }
+    }
+}
+
 /// The connection's life cycle, as reported through [`FeedItem::State`].
 #[derive(Clone, Debug)]
 pub enum ConnectionState {
@@ -117,6 +144,18 @@ pub enum ConnectionState {
     },
     /// The server answered 204 No Content: it asks clients to stop. The feed ends.
     Stopped,
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionState::Connecting { attempt } => write!(f, "connecting (attempt {attempt})"),
+            ConnectionState::Connected => f.write_str("connected"),
+            ConnectionState::Disconnected(reason) => write!(f, "disconnected: {reason}"),
+            ConnectionState::Retrying { delay } => write!(f, "retrying in {delay:.1?}"),
+            ConnectionState::Stopped => f.write_str("the server answered 204: the feed has ended"),
+        }
+    }
 }
 
 /// Why a connection attempt failed or a connection ended.
@@ -281,9 +320,14 @@ impl Feed {
     }
 
     fn parse(&mut self, bytes: &[u8]) {
-        let (pending, retry) = (&mut self.pending, &mut self.retry);
+        let (pending, retry, output) = (&mut self.pending, &mut self.retry, self.config.output);
         self.parser.feed_with(bytes, |item| {
             let fed = match item {
+                Ok(ItemRef::Event(event)) if output == FeedOutput::Raw => FeedItem::Raw(Event {
+                    event_type: Arc::from(event.event_type),
+                    data: event.data.to_owned(),
+                    id: Arc::from(event.id),
+                }),
                 Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
                     Ok(Decoded::Event(score_event)) => {
                         FeedItem::Event { event: score_event, id: Arc::from(event.id) }

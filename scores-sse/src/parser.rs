@@ -68,23 +68,43 @@ pub struct EventRef<'a> {
     pub data: &'a str,
     /// The last event id in force when the event was dispatched; empty when none.
     pub id: &'a str,
+    /// The 1-based line of the stream on which the event's block began (its first line after
+    /// the previous blank line), counting every line the parser has seen since it was created.
+    pub line: u64,
 }
 
 /// Why part of the stream was dropped. Parsing always goes on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// A line grew beyond the limit; it and the event it belongs to are dropped.
-    #[error("a line exceeded {limit} bytes; its event was dropped")]
+    #[error("a line exceeded {limit} bytes; the event beginning on line {line} was dropped")]
     LineTooLong {
         /// The limit in force.
         limit: usize,
+        /// The line on which the dropped event began, as in [`EventRef::line`].
+        line: u64,
     },
     /// An event's data grew beyond the limit; the event is dropped.
-    #[error("an event's data exceeded {limit} bytes; the event was dropped")]
+    #[error(
+        "an event's data exceeded {limit} bytes; the event beginning on line {line} was dropped"
+    )]
     EventTooLarge {
         /// The limit in force.
         limit: usize,
+        /// The line on which the dropped event began, as in [`EventRef::line`].
+        line: u64,
     },
+}
+
+impl ParseError {
+    /// A short, stable name for the reason, for metrics labels: `line_too_long` or
+    /// `event_too_large`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ParseError::LineTooLong { .. } => "line_too_long",
+            ParseError::EventTooLarge { .. } => "event_too_large",
+        }
+    }
 }
 
 /// Bounds on what the parser buffers.
@@ -126,6 +146,10 @@ pub struct Parser {
     id_buffer: String,
     /// WHATWG's "last event ID string": committed at each blank line, kept across reconnects.
     last_event_id: String,
+    /// Lines ended so far.
+    lines: u64,
+    /// The line on which the current event's block began.
+    event_line: u64,
     /// Owned items for [`Parser::feed`], and the last type and id they shared, so that a stream
     /// that repeats them allocates them once.
     owned: OwnedItems,
@@ -182,6 +206,8 @@ impl Parser {
             event_type: String::new(),
             id_buffer: String::new(),
             last_event_id: String::new(),
+            lines: 0,
+            event_line: 1,
             owned: OwnedItems::default(),
         }
     }
@@ -268,6 +294,7 @@ impl Parser {
         }
         while let Some(end) = memchr2(b'\n', b'\r', rest) {
             let is_cr = rest[end] == b'\r';
+            self.lines += 1;
             if self.line.is_empty() && !self.skipping_line {
                 if end > self.limits.max_line_len {
                     self.line_too_long(on_item);
@@ -314,7 +341,10 @@ impl Parser {
     }
 
     fn line_too_long(&mut self, on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>)) {
-        on_item(Err(ParseError::LineTooLong { limit: self.limits.max_line_len }));
+        on_item(Err(ParseError::LineTooLong {
+            limit: self.limits.max_line_len,
+            line: self.event_line,
+        }));
         self.dropping_event = true;
         self.data.clear();
     }
@@ -348,7 +378,10 @@ impl Parser {
                 // Checked after decoding: replacement characters can make the text longer than
                 // the bytes it came from. The trailing LF is removed at dispatch.
                 if self.data.len() - 1 > self.limits.max_event_len {
-                    on_item(Err(ParseError::EventTooLarge { limit: self.limits.max_event_len }));
+                    on_item(Err(ParseError::EventTooLarge {
+                        limit: self.limits.max_event_len,
+                        line: self.event_line,
+                    }));
                     self.dropping_event = true;
                     self.data.clear();
                 }
@@ -382,13 +415,19 @@ impl Parser {
                 "" => "message",
                 named => named,
             };
-            let event = EventRef { event_type, data: &self.data, id: &self.last_event_id };
+            let event = EventRef {
+                event_type,
+                data: &self.data,
+                id: &self.last_event_id,
+                line: self.event_line,
+            };
             on_item(Ok(ItemRef::Event(event)));
         }
         self.reset_event();
     }
 
     fn reset_event(&mut self) {
+        self.event_line = self.lines + 1;
         self.data.clear();
         self.event_type.clear();
         self.dropping_event = false;
@@ -447,7 +486,7 @@ mod tests {
             &mut parser,
             &[b"data: ", &long[..20], &long[20..], b"\ndata: tail\n\ndata: ok\n\n"],
         );
-        assert_eq!(items[0], Err(ParseError::LineTooLong { limit: 16 }));
+        assert_eq!(items[0], Err(ParseError::LineTooLong { limit: 16, line: 1 }));
         assert_eq!(events(&items), [("message".into(), "ok".into(), "".into())]);
     }
 
@@ -456,8 +495,23 @@ mod tests {
         let mut parser = Parser::new(Limits { max_line_len: 16, max_event_len: 20 });
         let items =
             parse_all(&mut parser, &[b"data: 0123456789\ndata: 0123456789\n\ndata: ok\n\n"]);
-        assert_eq!(items[0], Err(ParseError::EventTooLarge { limit: 20 }));
+        assert_eq!(items[0], Err(ParseError::EventTooLarge { limit: 20, line: 1 }));
         assert_eq!(events(&items), [("message".into(), "ok".into(), "".into())]);
+    }
+
+    #[test]
+    fn events_know_the_line_their_block_began_on_whatever_the_line_endings() {
+        let mut parser = Parser::default();
+        let mut lines = Vec::new();
+        let stream = b": hello\r\n\r\nevent: score\rdata: a\r\n\n\n\nid: 3\ndata: b\n\ndata: c\n\n";
+        for chunk in stream.chunks(3) {
+            parser.feed_with(chunk, |item| {
+                if let Ok(ItemRef::Event(event)) = item {
+                    lines.push((event.data.to_owned(), event.line));
+                }
+            });
+        }
+        assert_eq!(lines, [("a".into(), 3), ("b".into(), 8), ("c".into(), 11)]);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use scores_sse::{ConnectionState, Disconnect, Feed, FeedConfig, FeedError, FeedItem, ParseError};
+use scores_sse::{
+    ConnectionState, Disconnect, Feed, FeedConfig, FeedError, FeedItem, FeedOutput, ParseError,
+};
 
 enum Plan {
     Stream(Vec<Vec<u8>>, End),
@@ -119,6 +121,7 @@ fn describe(item: &FeedItem) -> String {
             format!("event {} {} {} id={id}", event.student_id, event.exam, event.score)
         }
         FeedItem::Ignored { event_type } => format!("ignored {event_type}"),
+        FeedItem::Raw(event) => format!("raw {} {} id={}", event.event_type, event.data, event.id),
         FeedItem::Rejected(FeedError::Decode { error, .. }) => format!("rejected: {error}"),
         FeedItem::Rejected(FeedError::Parse(error)) => format!("dropped: {error}"),
         FeedItem::State(ConnectionState::Connecting { attempt }) => format!("connecting {attempt}"),
@@ -145,8 +148,9 @@ fn score_event(id: &str, student: &str, exam: u64, score: f64) -> Vec<u8> {
 
 /// The lines of `trace` that are events, rejections or drops.
 fn payload(trace: &[String]) -> Vec<&str> {
-    let is_payload =
-        |l: &&String| ["event", "rejected", "dropped", "ignored"].iter().any(|p| l.starts_with(p));
+    let is_payload = |l: &&String| {
+        ["event", "rejected", "dropped", "ignored", "raw"].iter().any(|p| l.starts_with(p))
+    };
     trace.iter().filter(is_payload).map(String::as_str).collect()
 }
 
@@ -276,7 +280,7 @@ async fn a_mebibyte_line_is_dropped_and_parsing_goes_on() {
     let chunks = vec![huge_line, score_event("1", "Otto", 10001, 0.5)];
     let (_, url) = upstream(vec![Plan::Stream(chunks, End::Close)]).await;
     let trace = trace(no_retry_wait(url)).await;
-    let limit = ParseError::LineTooLong { limit: 1 << 20 };
+    let limit = ParseError::LineTooLong { limit: 1 << 20, line: 1 };
     assert_eq!(
         payload(&trace),
         [format!("dropped: {limit}").as_str(), "event Otto 10001 0.5 id=1"]
@@ -304,6 +308,25 @@ async fn bad_events_are_rejected_with_their_reason_and_the_stream_goes_on() {
             "event Mar\u{FFFD}vin 2 0.5 id=",
             "event foo 3 0.991 id=",
             "event Otto 10001 0.5 id=9",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn raw_output_passes_every_event_through_undecoded() {
+    let chunks = vec![
+        b"event: score\ndata: {\"studentId\":\"a\",\"exam\":1\n\n".to_vec(),
+        b"event: heartbeat\ndata: ping\n\n".to_vec(),
+        score_event("9", "Otto", 10001, 0.5),
+    ];
+    let (_, url) = upstream(vec![Plan::Stream(chunks, End::Close)]).await;
+    let trace = trace(FeedConfig { output: FeedOutput::Raw, ..no_retry_wait(url) }).await;
+    assert_eq!(
+        payload(&trace),
+        [
+            "raw score {\"studentId\":\"a\",\"exam\":1 id=",
+            "raw heartbeat ping id=",
+            "raw score {\"studentId\":\"Otto\",\"exam\":10001,\"score\":0.5} id=9",
         ]
     );
 }

@@ -1,0 +1,465 @@
+//! `scores replay`: fold recorded logs offline and answer exactly as the HTTP API would.
+//!
+//! The answers come from the same functions the API's handlers call
+//! (`scores_http::api::students_json` and friends) on a snapshot folded from the same events, so
+//! they are the same bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, StdoutLock, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::SyncSender;
+
+use anyhow::{Context as _, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use scores_core::{Decoded, ScoreEvent, Scoreboard, decode};
+use scores_http::api::{self, ListParams};
+use scores_journal::{JournalError, Reader, SEGMENT_MAGIC};
+use scores_sse::{EventRef, ItemRef, ParseError, Parser};
+use serde::Serialize;
+
+use crate::cli::ReplayArgs;
+use crate::live::{RawEvent, stdout_failed, write_json_line};
+
+/// Inputs smaller than this finish before a progress bar would say anything useful.
+const PROGRESS_FROM_BYTES: u64 = 8 << 20;
+
+/// What to print after folding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Query {
+    Summary,
+    Students,
+    Student(String),
+    Exams,
+    Exam(String),
+}
+
+/// Splits `FILE… [QUERY]`: the query is `students`, `exams`, or `student ID` / `exam N` at the
+/// end. (A file named like a query word can be given as `./students`.)
+fn split_query(args: &[String]) -> (&[String], Query) {
+    match args {
+        [files @ .., word, value] if word == "student" => (files, Query::Student(value.clone())),
+        [files @ .., word, value] if word == "exam" => (files, Query::Exam(value.clone())),
+        [files @ .., word] if word == "students" => (files, Query::Students),
+        [files @ .., word] if word == "exams" => (files, Query::Exams),
+        files => (files, Query::Summary),
+    }
+}
+
+/// One input, by what its first bytes (or its being a directory) say it is.
+#[derive(Debug)]
+enum Input {
+    Stdin,
+    /// SSE text: a capture or a `scores record` file.
+    Sse(PathBuf),
+    /// One journal segment file.
+    Segment(PathBuf),
+    /// A journal directory.
+    Journal(PathBuf),
+}
+
+impl Input {
+    fn classify(arg: &str) -> anyhow::Result<(Input, u64)> {
+        if arg == "-" {
+            return Ok((Input::Stdin, 0));
+        }
+        let path = PathBuf::from(arg);
+        let metadata = std::fs::metadata(&path).with_context(|| format!("cannot read {arg}"))?;
+        if metadata.is_dir() {
+            // A `scores serve` data directory keeps its journal in `journal/`.
+            let journal = path.join("journal");
+            let dir = if journal.is_dir() { journal } else { path };
+            let size = segments_size(&dir).with_context(|| format!("cannot list {arg}"))?;
+            return Ok((Input::Journal(dir), size));
+        }
+        let mut magic = [0; SEGMENT_MAGIC.len()];
+        let mut file = File::open(&path).with_context(|| format!("cannot open {arg}"))?;
+        let n_read = read_up_to(&mut file, &mut magic).with_context(|| format!("reading {arg}"))?;
+        let input = if magic[..n_read] == SEGMENT_MAGIC[..] {
+            Input::Segment(path)
+        } else {
+            Input::Sse(path)
+        };
+        Ok((input, metadata.len()))
+    }
+}
+
+fn segments_size(dir: &Path) -> io::Result<u64> {
+    let mut size = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.path().extension().is_some_and(|ext| ext == "seg") {
+            size += entry.metadata()?.len();
+        }
+    }
+    Ok(size)
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (files, query) = split_query(&args.args);
+    if files.is_empty() {
+        bail!("no input given: name at least one file or directory, or `-` for standard input");
+    }
+    if args.events && query != Query::Summary {
+        bail!("--events prints the events themselves; it takes no query");
+    }
+    if (args.limit.is_some() || args.after.is_some())
+        && !matches!(query, Query::Students | Query::Exams)
+    {
+        bail!("--limit and --after page the `students` and `exams` queries only");
+    }
+    let inputs =
+        files.iter().map(|arg| Input::classify(arg)).collect::<anyhow::Result<Vec<_>>>()?;
+    let total: u64 = inputs.iter().map(|(_, size)| size).sum();
+    let reads_stdin = inputs.iter().any(|(input, _)| matches!(input, Input::Stdin));
+    let progress = progress_bar(total, reads_stdin);
+
+    let mut out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
+    let sink = if args.events { Sink::Print(&mut out) } else { Sink::Fold(Box::default()) };
+    let mut replay = Replay { sink, strict: args.strict, tally: Tally::default(), progress };
+    for (input, size) in &inputs {
+        let done = match input {
+            Input::Stdin => replay.sse("<stdin>", io::stdin()),
+            Input::Sse(path) => match File::open(path) {
+                Ok(file) => replay.sse(&path.display().to_string(), file),
+                Err(error) => Err(Stop::Io(error.into())),
+            },
+            Input::Segment(path) => replay.journal(Reader::open_segment(path), *size),
+            Input::Journal(dir) => match Reader::open_dir(dir) {
+                Ok(reader) => replay.journal(reader, *size),
+                Err(error) => Err(Stop::Io(error.into())),
+            },
+        };
+        match done {
+            Ok(()) => {}
+            Err(Stop::Strict) => {
+                replay.progress.finish_and_clear();
+                let _ = writeln!(io::stderr(), "stopped at the first bad record (--strict)");
+                return Ok(ExitCode::from(1));
+            }
+            Err(Stop::Io(error)) if is_broken_pipe(&error) => return Ok(ExitCode::SUCCESS),
+            Err(Stop::Io(error)) => {
+                replay.progress.finish_and_clear();
+                return Err(error);
+            }
+        }
+    }
+    replay.progress.finish_and_clear();
+    let Replay { sink, tally, .. } = replay;
+    let Sink::Fold(mut board) = sink else {
+        return out.flush().map_or_else(stdout_failed, |()| Ok(ExitCode::SUCCESS));
+    };
+    let snapshot = board.snapshot();
+    let params = ListParams { limit: args.limit, after: args.after };
+    let answer = match query {
+        Query::Summary => Ok(tally.summary_json(&snapshot)),
+        Query::Students => api::students_json(&snapshot, &params),
+        Query::Student(id) => api::student_json(&snapshot, &id),
+        Query::Exams => api::exams_json(&snapshot, &params),
+        Query::Exam(number) => {
+            api::parse_exam(&number).and_then(|exam| api::exam_json(&snapshot, exam))
+        }
+    };
+    let (body, code) = match answer {
+        Ok(body) => (body, ExitCode::SUCCESS),
+        Err(error) => (error.to_json(), ExitCode::from(1)),
+    };
+    match out.write_all(&body).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
+        Ok(()) => Ok(code),
+        Err(error) => stdout_failed(error),
+    }
+}
+
+fn progress_bar(total: u64, reads_stdin: bool) -> ProgressBar {
+    if reads_stdin {
+        let style =
+            ProgressStyle::with_template("{spinner} {binary_bytes} read ({binary_bytes_per_sec})");
+        ProgressBar::new_spinner()
+            .with_style(style.unwrap_or_else(|_| ProgressStyle::default_spinner()))
+    } else if total >= PROGRESS_FROM_BYTES {
+        let style = ProgressStyle::with_template(
+            "{wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left)",
+        );
+        ProgressBar::new(total).with_style(style.unwrap_or_else(|_| ProgressStyle::default_bar()))
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// Where events go: into a board, or straight to stdout (`--events`).
+enum Sink<'a> {
+    Fold(Box<Scoreboard>),
+    Print(&'a mut BufWriter<StdoutLock<'static>>),
+}
+
+/// Why reading stopped early.
+enum Stop {
+    /// A bad record under `--strict` (already reported).
+    Strict,
+    /// Reading an input or writing stdout failed.
+    Io(anyhow::Error),
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: u64,
+    ignored: u64,
+    rejected: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary<'a> {
+    accepted: u64,
+    rejected: u64,
+    rejected_by_reason: &'a BTreeMap<&'static str, u64>,
+    ignored: u64,
+    students: usize,
+    exams: usize,
+    results: u64,
+}
+
+impl Tally {
+    fn summary_json(&self, snapshot: &scores_core::Snapshot) -> Vec<u8> {
+        let summary = Summary {
+            accepted: self.accepted,
+            rejected: self.rejected.values().sum(),
+            rejected_by_reason: &self.rejected,
+            ignored: self.ignored,
+            students: snapshot.n_students(),
+            exams: snapshot.n_exams(),
+            results: snapshot.n_results(),
+        };
+        // Integers and short strings: serializing into memory cannot fail.
+        serde_json::to_vec(&summary).unwrap_or_default()
+    }
+}
+
+struct Replay<'a> {
+    sink: Sink<'a>,
+    strict: bool,
+    tally: Tally,
+    progress: ProgressBar,
+}
+
+impl Replay<'_> {
+    /// Reads SSE text from `reader` to its end, as one stream.
+    fn sse(&mut self, name: &str, reader: impl Read + Send) -> Result<(), Stop> {
+        match &mut self.sink {
+            Sink::Print(_) => self.print_sse(name, reader),
+            Sink::Fold(_) => self.fold_sse(name, reader),
+        }
+    }
+
+    /// Folds SSE text on two threads: one reads, parses and decodes, this one folds.
+    fn fold_sse(&mut self, name: &str, reader: impl Read + Send) -> Result<(), Stop> {
+        std::thread::scope(|scope| {
+            let (sender, batches) = std::sync::mpsc::sync_channel(8);
+            let progress = self.progress.clone();
+            scope.spawn(move || decode_sse(name, reader, &progress, &sender));
+            // Returning early drops `batches`, and the decoding thread stops at its next send.
+            for batch in batches {
+                for outcome in batch.map_err(Stop::Io)? {
+                    match outcome {
+                        Outcome::Event(event) => {
+                            if let Sink::Fold(board) = &mut self.sink {
+                                board.apply(&event);
+                            }
+                            self.tally.accepted += 1;
+                        }
+                        Outcome::Ignored => self.tally.ignored += 1,
+                        Outcome::Bad { reason, message } => self.bad(reason, &message)?,
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Prints SSE text's events as JSON lines.
+    fn print_sse(&mut self, name: &str, mut reader: impl Read) -> Result<(), Stop> {
+        let mut parser = Parser::default();
+        let mut chunk = vec![0; 1 << 20];
+        loop {
+            let n_read = match reader.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    return Err(Stop::Io(
+                        anyhow::Error::new(error).context(format!("reading {name}")),
+                    ));
+                }
+            };
+            self.progress.inc(n_read as u64);
+            let mut stopped = Ok(());
+            parser.feed_with(&chunk[..n_read], |item| {
+                if stopped.is_ok() {
+                    stopped = match item {
+                        Ok(ItemRef::Event(event)) => self.sse_event(event),
+                        Ok(ItemRef::Retry(_) | ItemRef::Comment(_)) => Ok(()),
+                        Err(error) => self.bad(error.reason(), &at_line(name, &error)),
+                    };
+                }
+            });
+            stopped?;
+        }
+    }
+
+    fn sse_event(&mut self, event: EventRef<'_>) -> Result<(), Stop> {
+        let Sink::Print(out) = &mut self.sink else { return Ok(()) };
+        let raw = RawEvent { event: event.event_type, data: event.data, id: event.id };
+        write_json_line(*out, &raw).map_err(|e| Stop::Io(e.into()))
+    }
+
+    /// Reads journal records: already validated events, checked against their checksums.
+    fn journal(&mut self, reader: Reader, size: u64) -> Result<(), Stop> {
+        let mut data = Vec::new();
+        for record in reader {
+            match record {
+                Ok(record) => self.journal_event(&record.event, &record.upstream_id, &mut data)?,
+                Err(error @ JournalError::Io { .. }) => return Err(Stop::Io(error.into())),
+                Err(error) => self.bad("corrupt_journal", &error)?,
+            }
+        }
+        self.progress.inc(size);
+        Ok(())
+    }
+
+    fn journal_event(
+        &mut self,
+        event: &ScoreEvent,
+        upstream_id: &str,
+        data: &mut Vec<u8>,
+    ) -> Result<(), Stop> {
+        match &mut self.sink {
+            Sink::Fold(board) => {
+                board.apply(event);
+                self.tally.accepted += 1;
+                Ok(())
+            }
+            Sink::Print(out) => {
+                data.clear();
+                serde_json::to_writer(&mut *data, event).map_err(|e| Stop::Io(e.into()))?;
+                let data = String::from_utf8_lossy(data);
+                let raw = RawEvent { event: "score", data: &data, id: upstream_id };
+                write_json_line(*out, &raw).map_err(|e| Stop::Io(e.into()))
+            }
+        }
+    }
+
+    /// Reports a bad record on stderr and counts it; under `--strict`, stops.
+    fn bad(&mut self, reason: &'static str, message: &dyn Display) -> Result<(), Stop> {
+        *self.tally.rejected.entry(reason).or_default() += 1;
+        // Reporting bad records on stderr is this command's job; a closed stderr stops nothing.
+        self.progress.suspend(|| writeln!(io::stderr(), "{message}")).ok();
+        if self.strict { Err(Stop::Strict) } else { Ok(()) }
+    }
+}
+
+/// What one SSE event (or one dropped by the parser) comes to.
+enum Outcome {
+    Event(ScoreEvent),
+    Ignored,
+    Bad { reason: &'static str, message: String },
+}
+
+/// Reads, parses and decodes SSE text, sending one batch of outcomes per chunk read, until the
+/// end of the input or until the receiver hangs up.
+fn decode_sse(
+    name: &str,
+    mut reader: impl Read,
+    progress: &ProgressBar,
+    batches: &SyncSender<Result<Vec<Outcome>, anyhow::Error>>,
+) {
+    let mut parser = Parser::default();
+    let mut chunk = vec![0; 1 << 20];
+    loop {
+        let n_read = match reader.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                let _ =
+                    batches.send(Err(anyhow::Error::new(error).context(format!("reading {name}"))));
+                return;
+            }
+        };
+        progress.inc(n_read as u64);
+        let mut batch = Vec::with_capacity(n_read / 64);
+        parser.feed_with(&chunk[..n_read], |item| {
+            batch.push(match item {
+                Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
+                    Ok(Decoded::Event(event)) => Outcome::Event(event),
+                    Ok(Decoded::Ignored) => Outcome::Ignored,
+                    Err(error) => Outcome::Bad {
+                        reason: error.reason(),
+                        message: format!("{name}:{}: rejected: {error}", event.line),
+                    },
+                },
+                Ok(ItemRef::Retry(_) | ItemRef::Comment(_)) => return,
+                Err(error) => {
+                    Outcome::Bad { reason: error.reason(), message: at_line(name, &error) }
+                }
+            });
+        });
+        if batches.send(Ok(batch)).is_err() {
+            return;
+        }
+    }
+}
+
+fn at_line(name: &str, error: &ParseError) -> String {
+    let (ParseError::LineTooLong { line, .. } | ParseError::EventTooLarge { line, .. }) = error;
+    format!("{name}:{line}: dropped: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(args: &[&str]) -> (Vec<String>, Query) {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let (files, query) = split_query(&args);
+        (files.to_vec(), query)
+    }
+
+    #[test]
+    fn queries_are_read_from_the_end() {
+        assert_eq!(split(&["a", "b"]), (vec!["a".to_owned(), "b".to_owned()], Query::Summary));
+        assert_eq!(split(&["a", "students"]), (vec!["a".to_owned()], Query::Students));
+        assert_eq!(
+            split(&["a", "b", "exams"]),
+            (vec!["a".to_owned(), "b".to_owned()], Query::Exams)
+        );
+        assert_eq!(
+            split(&["a", "student", "Marvin32"]),
+            (vec!["a".to_owned()], Query::Student("Marvin32".into()))
+        );
+        assert_eq!(
+            split(&["a", "exam", "11295"]),
+            (vec!["a".to_owned()], Query::Exam("11295".into()))
+        );
+        assert_eq!(split(&["students", "exams"]), (vec!["students".to_owned()], Query::Exams));
+        assert_eq!(split(&["students"]), (Vec::new(), Query::Students));
+    }
+}

@@ -1,0 +1,282 @@
+//! The `scores` binary end to end: replay against committed snapshots, replay against the live
+//! service's answers, and tail and record against `scores simulate`, all on loopback.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+fn scores() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scores"));
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+fn replay_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/replay")
+}
+
+/// Runs `scores replay ARGS` in tests/replay, so that file names print as given.
+fn replay(args: &[&str]) -> Output {
+    scores().arg("replay").args(args).current_dir(replay_dir()).output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+fn expected(name: &str) -> String {
+    std::fs::read_to_string(replay_dir().join("expected").join(name)).unwrap()
+}
+
+#[test]
+fn replay_of_the_sample_capture_matches_its_snapshots() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["sample.sse"], "summary.json"),
+        (&["sample.sse", "students"], "students.json"),
+        (&["sample.sse", "students", "--limit", "2"], "students-limit-2.json"),
+        (&["sample.sse", "student", "Marvin32"], "student-Marvin32.json"),
+        (&["sample.sse", "exams"], "exams.json"),
+        (&["sample.sse", "exam", "11295"], "exam-11295.json"),
+        (&["--events", "sample.sse"], "events.jsonl"),
+    ];
+    for (args, snapshot) in cases {
+        let output = replay(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert_eq!(stdout(&output), expected(snapshot), "scores replay {args:?}");
+    }
+    // Bad records are reported with file and line, and skipped.
+    assert_eq!(stderr(&replay(&["sample.sse"])), expected("stderr.txt"));
+}
+
+#[test]
+fn failed_queries_print_the_api_error_and_exit_1_and_usage_errors_exit_2() {
+    let unknown = replay(&["sample.sse", "student", "Nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        stdout(&unknown),
+        "{\"error\":{\"code\":\"student_not_found\",\"message\":\"no student \\\"Nobody\\\" has any results\"}}\n"
+    );
+    let not_a_number = replay(&["sample.sse", "exam", "abc"]);
+    assert_eq!(not_a_number.status.code(), Some(1));
+    assert!(stdout(&not_a_number).contains("\"code\":\"invalid_exam_number\""));
+    assert_eq!(replay(&["sample.sse", "exam", "99999"]).status.code(), Some(1));
+
+    let strict = replay(&["--strict", "sample.sse", "students"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert_eq!(stdout(&strict), "");
+    assert!(stderr(&strict).starts_with("sample.sse:21: rejected: data is not JSON"));
+
+    for usage in [
+        &["students"][..],
+        &["missing.sse"],
+        &["--events", "sample.sse", "exams"],
+        &["sample.sse", "--limit", "2"],
+    ] {
+        assert_eq!(replay(usage).status.code(), Some(2), "scores replay {usage:?}");
+    }
+}
+
+#[test]
+fn standard_input_replays_like_a_file() {
+    let sample = std::fs::read(replay_dir().join("sample.sse")).unwrap();
+    let mut child = scores()
+        .args(["replay", "-", "students"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&sample).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(stdout(&output), expected("students.json"));
+    assert!(stderr(&output).starts_with("<stdin>:21: rejected:"), "{}", stderr(&output));
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn wait_for_port(address: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {address}");
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// `scores simulate` with `--ids`, ending after `count` events (then answering 204).
+fn simulate(count: u64, extra: &[&str]) -> (Running, String) {
+    let address = free_address();
+    let child = scores()
+        .args(["simulate", "--rate", "max", "--ids", "--seed", "7", "--listen"])
+        .arg(address.to_string())
+        .arg("--count")
+        .arg(count.to_string())
+        .args(extra)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_for_port(address);
+    (running, format!("http://{address}/scores"))
+}
+
+fn run_to_end(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{command:?}: {}", stderr(&output));
+    output
+}
+
+fn ids_of(events_jsonl: &str) -> Vec<u64> {
+    events_jsonl
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            event["id"].as_str().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn tail_prints_decoded_events_or_raw_ones_and_ends_when_the_feed_does() {
+    let (_simulator, url) = simulate(200, &["--bad-every", "20", "--drop-every", "64"]);
+    let decoded = run_to_end(scores().args(["tail", &url]));
+    let lines: Vec<&str> = std::str::from_utf8(&decoded.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 190, "every event but the 10 malformed ones");
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let keys: Vec<&String> = event.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["exam", "score", "studentId"]);
+    }
+    assert!(lines[0].starts_with("{\"studentId\":"), "the feed's key order: {}", lines[0]);
+    assert_eq!(stderr(&decoded).matches("rejected").count(), 10, "{}", stderr(&decoded));
+
+    let raw = run_to_end(scores().args(["tail", "--events", &url]));
+    assert_eq!(ids_of(&stdout(&raw)), (1..=200).collect::<Vec<_>>(), "resumed across the drops");
+}
+
+#[test]
+fn record_appends_and_resumes_after_a_crash_without_losing_or_repeating_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("feed.sse");
+    let file_arg = file.to_str().unwrap();
+
+    let (simulator, url) = simulate(120, &["--bad-every", "20"]);
+    run_to_end(scores().args(["record", &url, "-o", file_arg]));
+    drop(simulator);
+    let recorded = run_to_end(scores().args(["replay", "--events", file_arg]));
+    assert_eq!(ids_of(&stdout(&recorded)), (1..=120).collect::<Vec<_>>());
+
+    // A crash in the middle of writing event 121: its first lines made it to the file.
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"event: score\nid: 121\ndata: {\"studentId\":\"Cut");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let (_simulator, url) = simulate(300, &["--bad-every", "20"]);
+    run_to_end(scores().args(["record", &url, "-o", file_arg]));
+    let recorded = run_to_end(scores().args(["replay", "--events", file_arg]));
+    assert_eq!(ids_of(&stdout(&recorded)), (1..=300).collect::<Vec<_>>());
+    let summary = run_to_end(scores().args(["replay", file_arg]));
+    let summary: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(summary["accepted"], 285);
+    assert_eq!(summary["rejectedByReason"]["not_json"], 15);
+
+    // A file that is not SSE is left alone.
+    let other = dir.path().join("notes.txt");
+    std::fs::write(&other, "not an event stream").unwrap();
+    let refused = scores().args(["record", &url, "-o", other.to_str().unwrap()]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "not an event stream");
+}
+
+#[test]
+fn replay_answers_byte_for_byte_what_the_service_serves() {
+    let (_simulator, url) = simulate(
+        2_000,
+        &["--bad-every", "50", "--students", "40", "--exams", "30", "--burst", "7"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let recording = dir.path().join("feed.sse");
+    let listen = free_address();
+    let _service = Running(
+        scores()
+            .args(["serve", "--fsync", "never", "--upstream", &url, "--listen"])
+            .arg(listen.to_string())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    run_to_end(scores().args(["record", &url, "-o", recording.to_str().unwrap()]));
+    wait_for_port(listen);
+
+    let base = format!("http://{listen}");
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str| {
+        let response = client.get(format!("{base}{path}")).send().unwrap();
+        let seq = response.headers().get("x-scores-seq").map(|v| v.to_str().unwrap().to_owned());
+        (response.status().as_u16(), seq, response.text().unwrap())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/students").1.as_deref() != Some("1960") {
+        assert!(Instant::now() < deadline, "the service did not ingest the 1960 valid events");
+        sleep(Duration::from_millis(50));
+    }
+
+    let (_, _, exams) = get("/exams");
+    let exams: serde_json::Value = serde_json::from_str(&exams).unwrap();
+    let (_, _, students) = get("/students");
+    let students: serde_json::Value = serde_json::from_str(&students).unwrap();
+    let mut queries: Vec<(String, Vec<String>)> = vec![
+        ("/students".into(), vec!["students".into()]),
+        ("/exams".into(), vec!["exams".into()]),
+        (
+            "/students?limit=7&after=Hannah".into(),
+            vec!["students".into(), "--limit=7".into(), "--after=Hannah".into()],
+        ),
+        ("/exams?limit=4".into(), vec!["exams".into(), "--limit=4".into()]),
+        ("/students/Nobody".into(), vec!["student".into(), "Nobody".into()]),
+        ("/exams/abc".into(), vec!["exam".into(), "abc".into()]),
+    ];
+    for exam in exams["exams"].as_array().unwrap() {
+        queries.push((format!("/exams/{exam}"), vec!["exam".into(), exam.to_string()]));
+    }
+    for student in students["students"].as_array().unwrap() {
+        let id = student.as_str().unwrap();
+        queries.push((format!("/students/{id}"), vec!["student".into(), id.into()]));
+    }
+    assert!(queries.len() > 60);
+
+    let journal = data_dir.to_str().unwrap();
+    for input in [recording.to_str().unwrap(), journal] {
+        for (path, query) in &queries {
+            let (status, _, body) = get(path);
+            let output = scores().arg("replay").arg(input).args(query).output().unwrap();
+            let expected_code = if status == 200 { 0 } else { 1 };
+            assert_eq!(output.status.code(), Some(expected_code), "{path} from {input}");
+            assert_eq!(stdout(&output), format!("{body}\n"), "{path} from {input}");
+        }
+    }
+}
