@@ -2,18 +2,15 @@
 //! service's answers, and tail and record against `scores simulate`, all on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-fn scores() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_scores"));
-    command.env("RUST_LOG", "warn");
-    command
-}
+use common::{Running, free_address, scores, wait_for_port};
 
 fn replay_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/replay")
@@ -99,28 +96,6 @@ fn standard_input_replays_like_a_file() {
     assert!(output.status.success());
     assert_eq!(stdout(&output), expected("students.json"));
     assert!(stderr(&output).starts_with("<stdin>:21: rejected:"), "{}", stderr(&output));
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn wait_for_port(address: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {address}");
-        sleep(Duration::from_millis(20));
-    }
 }
 
 /// `scores simulate` with `--ids`, ending after `count` events (then answering 204).

@@ -67,6 +67,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn router(state: AppState) -> Router {
     let queries = Router::new()
         .route("/", get(dashboard::page))
+        .route("/assets/dashboard.js", get(dashboard::script))
+        .route("/assets/dashboard.css", get(dashboard::style))
         .route("/students", get(api::students))
         .route("/students/{id}", get(api::student))
         .route("/exams", get(api::exams))
@@ -103,7 +105,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics().render(state.snapshot().seq());
+    let body = state.metrics().render(&state.snapshot());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use scores_core::Snapshot;
+
 /// Upper bounds of the request latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] =
     [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
@@ -79,8 +81,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, given the published snapshot's sequence number.
-    pub fn render(&self, snapshot_seq: u64) -> String {
+    /// The Prometheus text exposition, with the published snapshot's sequence number and sizes.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
         let mut out = String::new();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let received = load(&self.events_received);
@@ -153,7 +155,25 @@ impl Metrics {
             "scores_snapshot_seq",
             "gauge",
             "Sequence number of the published snapshot.",
-            snapshot_seq,
+            snapshot.seq(),
+        );
+        metric(
+            "scores_students",
+            "gauge",
+            "Students with results in the published snapshot.",
+            snapshot.n_students() as u64,
+        );
+        metric(
+            "scores_exams",
+            "gauge",
+            "Exams with results in the published snapshot.",
+            snapshot.n_exams() as u64,
+        );
+        metric(
+            "scores_results",
+            "gauge",
+            "(student, exam) results in the published snapshot.",
+            snapshot.n_results(),
         );
 
         let _ = writeln!(

@@ -205,9 +205,20 @@ async fn health_readiness_and_metrics() {
 }
 
 #[tokio::test]
-async fn the_dashboard_is_html() {
+async fn the_dashboard_is_html_with_its_script_and_stylesheet_embedded() {
     let response = send(&state(), Method::GET, "/", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
-    assert!(body(response).await.contains("<title>scores</title>"));
+    let page = body(response).await;
+    assert!(page.contains("<title>scores: live exam results</title>"));
+    for (path, content_type) in [
+        ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
+        ("/assets/dashboard.css", "text/css; charset=utf-8"),
+    ] {
+        assert!(page.contains(path), "the page links {path}");
+        let response = send(&state(), Method::GET, path, None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], content_type);
+        assert!(!body(response).await.is_empty());
+    }
 }

@@ -1,0 +1,310 @@
+//! The dashboard in a real browser: headless Chromium, driven through chromedriver, against
+//! `scores serve` fed by `scores simulate`, all on 127.0.0.1. Saves a screenshot to
+//! `target/dashboard.png`.
+//!
+//! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`).
+//! Set `SCORES_SKIP_BROWSER_TESTS=1` to skip it where they cannot be installed.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Running, free_address, scores, wait_for_port};
+use fantoccini::key::Key;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const SKIP: &str = "SCORES_SKIP_BROWSER_TESTS";
+/// How long the page may take to show what is asserted.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// chromedriver's log of the page's console (a Selenium extension chromedriver keeps).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// `serve` against `simulate`, both on free loopback ports.
+struct Service {
+    _simulator: Running,
+    serve: Running,
+    address: std::net::SocketAddr,
+    upstream: String,
+    data_dir: PathBuf,
+}
+
+impl Service {
+    fn start(data_dir: &Path) -> Service {
+        let simulator_address = free_address();
+        let simulator = Running(
+            scores()
+                .args(["simulate", "--rate", "3000", "--burst", "30", "--ids", "--listen"])
+                .arg(simulator_address.to_string())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(simulator_address);
+        let upstream = format!("http://{simulator_address}/scores");
+        let address = free_address();
+        let serve = Service::serve(&upstream, address, data_dir);
+        Service { _simulator: simulator, serve, address, upstream, data_dir: data_dir.into() }
+    }
+
+    fn serve(upstream: &str, address: std::net::SocketAddr, data_dir: &Path) -> Running {
+        let serve = Running(
+            scores()
+                .args(["serve", "--fsync", "never", "--upstream", upstream, "--listen"])
+                .arg(address.to_string())
+                .arg("--data-dir")
+                .arg(data_dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(address);
+        serve
+    }
+
+    /// Kills the service and starts it again on the same port and data directory.
+    fn restart(&mut self) {
+        self.serve.0.kill().unwrap();
+        self.serve.0.wait().unwrap();
+        self.serve = Service::serve(&self.upstream, self.address, &self.data_dir);
+    }
+}
+
+async fn browser(chromedriver: &Path, chromium: &Path, profile: &Path) -> (Running, Client) {
+    let address = free_address();
+    let driver = Running(
+        Command::new(chromedriver)
+            .arg(format!("--port={}", address.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(address);
+    let options = serde_json::json!({
+        "binary": chromium,
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            format!("--user-data-dir={}", profile.display()),
+            "--window-size=1280,1500",
+        ],
+    });
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), options);
+    capabilities.insert("goog:loggingPrefs".into(), serde_json::json!({ "browser": "ALL" }));
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://{address}"))
+        .await
+        .unwrap();
+    (driver, client)
+}
+
+/// Runs `script` in the page: one atomic look at a DOM that redraws twice a second.
+async fn js(client: &Client, script: &str) -> serde_json::Value {
+    client.execute(script, Vec::new()).await.unwrap()
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    let script = format!("return document.querySelector({css:?}).textContent");
+    js(client, &script).await.as_str().unwrap().trim().to_owned()
+}
+
+/// A counter as a number ("12,345" is 12345; "–" before the first update is 0).
+async fn counter(client: &Client, css: &str) -> u64 {
+    text(client, css).await.replace(',', "").parse().unwrap_or(0)
+}
+
+/// Waits until `check` holds, polling; fails naming `what` after [`PATIENCE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "the dashboard never showed {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn severe_console_messages(client: &Client) -> Vec<String> {
+    let log = client.issue_cmd(BrowserLog).await.unwrap();
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .map(|entry| entry["message"].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
+    if std::env::var_os(SKIP).is_some() {
+        eprintln!("skipped: {SKIP} is set");
+        return;
+    }
+    let hint = format!(
+        "is missing: apt-get install chromium chromium-driver (or set {SKIP}=1 to skip this test)"
+    );
+    let chromedriver = on_path(&["chromedriver"]).unwrap_or_else(|| panic!("chromedriver {hint}"));
+    let chromium = on_path(&["chromium", "chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| panic!("chromium {hint}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Service::start(&dir.path().join("data"));
+    let (_driver, client) = browser(&chromedriver, &chromium, &dir.path().join("profile")).await;
+    let base = format!("http://{}", service.address);
+    client.goto(&base).await.unwrap();
+    assert_eq!(client.title().await.unwrap(), "scores: live exam results");
+
+    // The counters move.
+    eventually("a first snapshot", || async { counter(&client, "#seq").await > 0 }).await;
+    let first = counter(&client, "#seq").await;
+    eventually("the sequence number increase", || async { counter(&client, "#seq").await > first })
+        .await;
+    eventually("accepted events, students and exams", || async {
+        counter(&client, "#accepted").await > 0
+            && counter(&client, "#students").await > 0
+            && counter(&client, "#exams").await > 0
+            && counter(&client, "#rate").await > 0
+    })
+    .await;
+    assert_eq!(text(&client, "#upstream").await, "connected");
+    assert_eq!(text(&client, "#link").await, "Live");
+
+    // The exams table fills, with averages and counts.
+    eventually("exam rows with averages and result counts", || async {
+        let rows = js(
+            &client,
+            "return Array.from(document.querySelectorAll('#exam-rows tr'))
+                 .map(row => Array.from(row.cells).map(cell => cell.textContent))",
+        )
+        .await;
+        let rows = rows.as_array().unwrap();
+        let is_number = |cell: &serde_json::Value| {
+            cell.as_str().unwrap().replace([',', '.'], "").parse::<u64>().is_ok()
+        };
+        rows.len() >= 3 && rows.iter().all(|row| row.as_array().unwrap().iter().all(is_number))
+    })
+    .await;
+
+    // Choosing an exam draws its histogram and lists its results.
+    // The rows hold still under the pointer, so the button can be found, then clicked.
+    let table = client.find(Locator::Css("table.exams")).await.unwrap();
+    client
+        .execute("arguments[0].scrollIntoView()", vec![serde_json::to_value(&table).unwrap()])
+        .await
+        .unwrap();
+    let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
+    let exam = button.attr("data-exam").await.unwrap().unwrap();
+    button.click().await.unwrap();
+    eventually("the exam's histogram", || async {
+        let drawn = js(
+            &client,
+            "return [document.querySelectorAll('#histogram rect.bar').length,
+                     document.querySelectorAll('#exam-results tbody tr').length]",
+        )
+        .await;
+        drawn[0] == 10 && drawn[1].as_u64().unwrap() > 0
+    })
+    .await;
+    assert_eq!(text(&client, "#exam-title").await, format!("Exam {exam}"));
+    assert!(text(&client, "#exam-summary").await.contains("results, average"));
+    let pressed = js(
+        &client,
+        "return Array.from(document.querySelectorAll('#exam-rows button[aria-pressed=true]'))
+             .map(button => button.dataset.exam)",
+    )
+    .await;
+    assert!(pressed == serde_json::json!([exam]) || pressed == serde_json::json!([]), "{pressed}");
+    let drawn = js(
+        &client,
+        "return Array.from(document.querySelectorAll('#histogram rect.bar'))
+             .reduce((sum, bar) => sum + Number(bar.getAttribute('height')), 0)",
+    )
+    .await;
+    assert!(drawn.as_f64().unwrap() > 0.0, "the bars have height");
+
+    // The keyboard chooses too: the pointer still rests on the table, so the rows hold still.
+    let buttons = client.find_all(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
+    let other = buttons.last().unwrap();
+    let other_exam = other.attr("data-exam").await.unwrap().unwrap();
+    other.send_keys(&char::from(Key::Enter).to_string()).await.unwrap();
+    eventually("the exam chosen with the keyboard", || async {
+        text(&client, "#exam-title").await == format!("Exam {other_exam}")
+    })
+    .await;
+
+    // A student look-up shows that student's results.
+    let student = text(&client, "#exam-results tbody tr td").await;
+    let input = client.find(Locator::Css("#student-id")).await.unwrap();
+    input.send_keys(&student).await.unwrap();
+    client.find(Locator::Css("#student-form button")).await.unwrap().click().await.unwrap();
+    eventually("the student's results", || async {
+        let rows =
+            js(&client, "return document.querySelectorAll('#student-result tbody tr').length");
+        rows.await.as_u64().unwrap() > 0 && text(&client, "#student-result strong").await == student
+    })
+    .await;
+
+    // At phone width nothing overflows sideways.
+    client.set_window_size(390, 844).await.unwrap();
+    let overflow = js(
+        &client,
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+    )
+    .await;
+    assert!(overflow.as_i64().unwrap() <= 0, "horizontal overflow at 390 px: {overflow}");
+    client.set_window_size(1280, 1500).await.unwrap();
+
+    assert_eq!(severe_console_messages(&client).await, Vec::<String>::new(), "console errors");
+    js(&client, "window.scrollTo(0, 0)").await;
+    let screenshot = client.screenshot().await.unwrap();
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("dashboard.png"), screenshot).unwrap();
+
+    // The service restarts; the page reconnects by itself and goes on counting.
+    service.restart();
+    let before = counter(&client, "#seq").await;
+    eventually("live updates after the service restarted", || async {
+        text(&client, "#link").await == "Live" && counter(&client, "#seq").await > before
+    })
+    .await;
+
+    client.close().await.unwrap();
+}
