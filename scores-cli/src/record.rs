@@ -43,10 +43,11 @@ pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
     let feed = Feed::new(config)?;
     let counter = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {human_pos} events recorded ({per_sec}) {msg}")
+        ProgressStyle::with_template("{spinner} {human_pos} events recorded in {elapsed} · {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     counter.enable_steady_tick(Duration::from_millis(200));
+    crate::live::show_progress(&counter);
     let mut out = BufWriter::with_capacity(256 << 10, file);
     let mut last_id = existing.last_id;
     let recorded = runtime()?.block_on(async {
@@ -65,12 +66,12 @@ pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
                             last_id.clear();
                             last_id.push_str(&event.id);
                         }
-                        Err(error) => counter.suspend(|| tracing::warn!("not recorded: {error}")),
+                        Err(error) => tracing::warn!("not recorded: {error}"),
                     }
                 }
                 // The feed logs its connection's life itself; the counter shows the latest.
                 FeedItem::State(state) => counter.set_message(state.to_string()),
-                FeedItem::Rejected(error) => counter.suspend(|| tracing::warn!("{error}")),
+                FeedItem::Rejected(error) => tracing::warn!("{error}"),
                 FeedItem::Event { .. } | FeedItem::Ignored { .. } => {}
             }
         }

@@ -128,6 +128,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let total: u64 = inputs.iter().map(|(_, size)| size).sum();
     let reads_stdin = inputs.iter().any(|(input, _)| matches!(input, Input::Stdin));
     let progress = progress_bar(total, reads_stdin);
+    crate::live::show_progress(&progress);
 
     let mut out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
     let sink = if args.events { Sink::Print(&mut out) } else { Sink::Fold(Box::default()) };

@@ -8,8 +8,9 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Running, free_address, scores, wait_for_port};
@@ -97,11 +98,24 @@ impl Service {
     }
 }
 
-async fn browser(chromedriver: &Path, chromium: &Path, profile: &Path) -> (Running, Client) {
+/// chromedriver and the browsers it starts, in a process group of their own: all killed when
+/// the test ends, however it ends (killing chromedriver alone would orphan Chromium).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(chromedriver: &Path, chromium: &Path, profile: &Path) -> (Driver, Client) {
     let address = free_address();
-    let driver = Running(
+    let driver = Driver(
         Command::new(chromedriver)
             .arg(format!("--port={}", address.port()))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
