@@ -138,7 +138,10 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Input::Stdin => replay.sse("<stdin>", io::stdin()),
             Input::Sse(path) => match File::open(path) {
                 Ok(file) => replay.sse(&path.display().to_string(), file),
-                Err(error) => Err(Stop::Io(error.into())),
+                Err(error) => {
+                    let context = format!("cannot open {}", path.display());
+                    Err(Stop::Io(anyhow::Error::new(error).context(context)))
+                }
             },
             Input::Segment(path) => replay.journal(Reader::open_segment(path), *size),
             Input::Journal(dir) => match Reader::open_dir(dir) {

@@ -255,3 +255,48 @@ fn replay_answers_byte_for_byte_what_the_service_serves() {
         }
     }
 }
+
+#[test]
+fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
+    use scores_core::{ExamId, Score, ScoreEvent, StudentId};
+    use scores_journal::{Entry, Journal, Options};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+    for batch in 0..10u64 {
+        let entries: Vec<Entry> = (0..10u64)
+            .map(|i| Entry {
+                event: ScoreEvent {
+                    student_id: StudentId::new(&format!("s{i}")).unwrap(),
+                    exam: ExamId(10_000 + batch),
+                    score: Score::new(0.5).unwrap(),
+                },
+                upstream_id: (batch * 10 + i + 1).to_string().into(),
+            })
+            .collect();
+        journal.append(&entries).unwrap();
+    }
+    drop(journal);
+    let segment = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let segment_arg = segment.to_str().unwrap();
+
+    let summary = run_to_end(scores().args(["replay", segment_arg]));
+    let summary: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!((summary["accepted"].as_u64(), summary["exams"].as_u64()), (Some(100), Some(10)));
+    let events = run_to_end(scores().args(["replay", "--events", segment_arg]));
+    assert_eq!(ids_of(&stdout(&events)), (1..=100).collect::<Vec<_>>());
+
+    // Damage in the middle: the records before it are folded, the damage is reported.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+    let damaged = scores().args(["replay", segment_arg]).output().unwrap();
+    assert_eq!(damaged.status.code(), Some(0));
+    assert!(stderr(&damaged).contains("is corrupt at byte"), "{}", stderr(&damaged));
+    let summary: serde_json::Value = serde_json::from_slice(&damaged.stdout).unwrap();
+    assert_eq!(summary["rejectedByReason"]["corrupt_journal"], 1);
+    assert!(summary["accepted"].as_u64().unwrap() < 100);
+    let strict = scores().args(["replay", "--strict", segment_arg]).output().unwrap();
+    assert_eq!(strict.status.code(), Some(1));
+}
