@@ -71,7 +71,9 @@ def main():
             [SCORES, "serve", "--fsync", "never", "--upstream",
              f"http://127.0.0.1:{sim_port}/scores", "--listen", f"127.0.0.1:{port}",
              "--data-dir", os.path.join(work, "data")], **quiet))
-        children.append(subprocess.Popen(["chromedriver", f"--port={driver_port}"], **quiet))
+        # A session of its own, so that its Chromium dies with it (see the cleanup below).
+        children.append(subprocess.Popen(["chromedriver", f"--port={driver_port}"],
+                                         start_new_session=True, **quiet))
         wait_for_port(port)
         wait_for_port(driver_port)
         driver = f"http://127.0.0.1:{driver_port}"
@@ -119,7 +121,10 @@ def main():
               f"loaded, roughly), counter on the page {page_seq}; {accepted}")
     finally:
         for child in reversed(children):
-            child.kill()
+            try:
+                os.killpg(child.pid, 9) if child.args[0] == "chromedriver" else child.kill()
+            except ProcessLookupError:
+                pass
             child.wait()
         shutil.rmtree(work, ignore_errors=True)
 
