@@ -54,9 +54,17 @@ pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         let mut live = LiveFeed::start(feed);
         let mut text = String::new();
         let mut recorded = 0u64;
+        let mut warned_no_id = false;
         while let Some(item) = live.next(|| out.flush()).await.context("writing the file")? {
             match item {
                 FeedItem::Raw(event) => {
+                    if event.id.is_empty() && !warned_no_id {
+                        warned_no_id = true;
+                        tracing::warn!(
+                            "the feed sends no event ids: after a reconnect or a restart the \
+                             upstream decides where the recording goes on"
+                        );
+                    }
                     text.clear();
                     match encode(&event, &mut text) {
                         Ok(()) => {

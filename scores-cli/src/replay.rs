@@ -86,6 +86,20 @@ impl Input {
     }
 }
 
+/// The journal's last segment: the one an append may still be writing.
+fn last_segment(dir: &Path) -> io::Result<Option<PathBuf>> {
+    let mut last = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "seg")
+            && last.as_ref().is_none_or(|l| path > *l)
+        {
+            last = Some(path);
+        }
+    }
+    Ok(last)
+}
+
 fn segments_size(dir: &Path) -> io::Result<u64> {
     let mut size = 0;
     for entry in std::fs::read_dir(dir)? {
@@ -143,10 +157,15 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     Err(Stop::Io(anyhow::Error::new(error).context(context)))
                 }
             },
-            Input::Segment(path) => replay.journal(Reader::open_segment(path), *size),
-            Input::Journal(dir) => match Reader::open_dir(dir) {
-                Ok(reader) => replay.journal(reader, *size),
-                Err(error) => Err(Stop::Io(error.into())),
+            Input::Segment(path) => replay.journal(Reader::open_segment(path), path, *size),
+            Input::Journal(dir) => match (Reader::open_dir(dir), last_segment(dir)) {
+                (Ok(reader), Ok(Some(last))) => replay.journal(reader, &last, *size),
+                (Ok(_), Ok(None)) => Ok(()),
+                (Err(error), _) => Err(Stop::Io(error.into())),
+                (_, Err(error)) => {
+                    let context = format!("cannot list {}", dir.display());
+                    Err(Stop::Io(anyhow::Error::new(error).context(context)))
+                }
             },
         };
         match done {
@@ -335,13 +354,23 @@ impl Replay<'_> {
         write_json_line(*out, &raw).map_err(|e| Stop::Io(e.into()))
     }
 
-    /// Reads journal records: already validated events, checked against their checksums.
-    fn journal(&mut self, reader: Reader, size: u64) -> Result<(), Stop> {
+    /// Reads journal records: already validated events, checked against their checksums. An
+    /// unfinished batch at the end of `last_segment` is an append still being written (or cut
+    /// by a crash, which the journal itself cuts off on open): not part of the log, not damage.
+    fn journal(&mut self, reader: Reader, last_segment: &Path, size: u64) -> Result<(), Stop> {
         let mut data = Vec::new();
         for record in reader {
             match record {
                 Ok(record) => self.journal_event(&record.event, &record.upstream_id, &mut data)?,
                 Err(error @ JournalError::Io { .. }) => return Err(Stop::Io(error.into())),
+                Err(JournalError::TornTail { segment, offset }) if segment == last_segment => {
+                    let note = format!(
+                        "{}: an append is unfinished at byte {offset} (a writer still at work, \
+                         or a crash); read up to it",
+                        segment.display()
+                    );
+                    self.progress.suspend(|| writeln!(io::stderr(), "{note}")).ok();
+                }
                 Err(error) => self.bad("corrupt_journal", &error)?,
             }
         }

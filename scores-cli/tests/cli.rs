@@ -286,6 +286,19 @@ fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
     let events = run_to_end(scores().args(["replay", "--events", segment_arg]));
     assert_eq!(ids_of(&stdout(&events)), (1..=100).collect::<Vec<_>>());
 
+    // An append cut short at the end (a writer at work, or a crash) is not damage: the
+    // records before it are the log, even under --strict.
+    let whole = std::fs::read(&segment).unwrap();
+    std::fs::write(&segment, &whole[..whole.len() - 7]).unwrap();
+    let unfinished = scores().args(["replay", "--strict", segment_arg]).output().unwrap();
+    assert_eq!(unfinished.status.code(), Some(0), "{}", stderr(&unfinished));
+    assert!(stderr(&unfinished).contains("an append is unfinished"), "{}", stderr(&unfinished));
+    let summary: serde_json::Value = serde_json::from_slice(&unfinished.stdout).unwrap();
+    assert_eq!(summary["accepted"], 90);
+    let data_dir = run_to_end(scores().args(["replay", dir.path().to_str().unwrap()]));
+    assert_eq!(data_dir.stdout, unfinished.stdout, "the directory reads as its one segment");
+    std::fs::write(&segment, &whole).unwrap();
+
     // Damage in the middle: the records before it are folded, the damage is reported.
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
