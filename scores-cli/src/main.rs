@@ -1,5 +1,6 @@
 //! The `scores` command: parses arguments, sets up logging, and calls the library crates.
 
+mod chunks;
 mod cli;
 mod live;
 mod record;

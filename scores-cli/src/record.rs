@@ -1,7 +1,9 @@
 //! `scores record`: append a live feed to a file as SSE text, resuming from the file's last id.
 
+use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memchr::memmem;
 use scores_sse::{Feed, FeedConfig, FeedItem, FeedOutput, ItemRef, Parser, encode};
 
+use crate::chunks::for_each_chunk;
 use crate::cli::RecordArgs;
 use crate::live::{LiveFeed, runtime};
 
@@ -132,20 +135,15 @@ fn open_for_append(path: &Path) -> anyhow::Result<(File, Existing)> {
     let mut existing = Existing { cut: len - keep, ..Existing::default() };
     file.seek(SeekFrom::Start(0)).with_context(|| format!("reading {shown}"))?;
     let mut parser = Parser::default();
-    let mut chunk = vec![0; 1 << 20];
-    loop {
-        let n = match file.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error).with_context(|| format!("reading {shown}")),
-        };
-        parser.feed_with(&chunk[..n], |item| {
+    let ControlFlow::Continue(()) = for_each_chunk(&mut file, |chunk| {
+        parser.feed_with(chunk, |item| {
             if let Ok(ItemRef::Event(_)) = item {
                 existing.events += 1;
             }
         });
-    }
+        ControlFlow::<Infallible>::Continue(())
+    })
+    .with_context(|| format!("reading {shown}"))?;
     existing.last_id = parser.last_event_id().to_owned();
     file.seek(SeekFrom::End(0)).with_context(|| format!("reading {shown}"))?;
     Ok((file, existing))

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, StdoutLock, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::SyncSender;
@@ -20,6 +21,7 @@ use scores_journal::{JournalError, Reader, SEGMENT_MAGIC};
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
 
+use crate::chunks::for_each_chunk;
 use crate::cli::ReplayArgs;
 use crate::live::{RawEvent, stdout_failed, write_json_line};
 
@@ -319,23 +321,12 @@ impl Replay<'_> {
     }
 
     /// Prints SSE text's events as JSON lines.
-    fn print_sse(&mut self, name: &str, mut reader: impl Read) -> Result<(), Stop> {
+    fn print_sse(&mut self, name: &str, reader: impl Read) -> Result<(), Stop> {
         let mut parser = Parser::default();
-        let mut chunk = vec![0; 1 << 20];
-        loop {
-            let n_read = match reader.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => {
-                    return Err(Stop::Io(
-                        anyhow::Error::new(error).context(format!("reading {name}")),
-                    ));
-                }
-            };
-            self.progress.inc(n_read as u64);
+        let flow = for_each_chunk(reader, |chunk| {
+            self.progress.inc(chunk.len() as u64);
             let mut stopped = Ok(());
-            parser.feed_with(&chunk[..n_read], |item| {
+            parser.feed_with(chunk, |item| {
                 if stopped.is_ok() {
                     stopped = match item {
                         Ok(ItemRef::Event(event)) => self.sse_event(event),
@@ -344,7 +335,17 @@ impl Replay<'_> {
                     };
                 }
             });
-            stopped?;
+            match stopped {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(stop) => ControlFlow::Break(stop),
+            }
+        });
+        match flow {
+            Ok(ControlFlow::Continue(())) => Ok(()),
+            Ok(ControlFlow::Break(stop)) => Err(stop),
+            Err(error) => {
+                Err(Stop::Io(anyhow::Error::new(error).context(format!("reading {name}"))))
+            }
         }
     }
 
@@ -420,26 +421,15 @@ enum Outcome {
 /// end of the input or until the receiver hangs up.
 fn decode_sse(
     name: &str,
-    mut reader: impl Read,
+    reader: impl Read,
     progress: &ProgressBar,
     batches: &SyncSender<Result<Vec<Outcome>, anyhow::Error>>,
 ) {
     let mut parser = Parser::default();
-    let mut chunk = vec![0; 1 << 20];
-    loop {
-        let n_read = match reader.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                let _ =
-                    batches.send(Err(anyhow::Error::new(error).context(format!("reading {name}"))));
-                return;
-            }
-        };
-        progress.inc(n_read as u64);
-        let mut batch = Vec::with_capacity(n_read / 64);
-        parser.feed_with(&chunk[..n_read], |item| {
+    let read = for_each_chunk(reader, |chunk| {
+        progress.inc(chunk.len() as u64);
+        let mut batch = Vec::with_capacity(chunk.len() / 64);
+        parser.feed_with(chunk, |item| {
             batch.push(match item {
                 Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
                     Ok(Decoded::Event(event)) => Outcome::Event(event),
@@ -455,9 +445,14 @@ fn decode_sse(
                 }
             });
         });
-        if batches.send(Ok(batch)).is_err() {
-            return;
+        // A send fails when the folding side has stopped: then stop reading too.
+        match batches.send(Ok(batch)) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
         }
+    });
+    if let Err(error) = read {
+        let _ = batches.send(Err(anyhow::Error::new(error).context(format!("reading {name}"))));
     }
 }
 

@@ -301,8 +301,7 @@ fn write_and_fold(
         batch.clear();
         // Handed over only when the checkpoint thread is idle; otherwise tried again after
         // the next batch.
-        if board.seq() - last_checkpoint >= checkpoint_every
-            && checkpointer.offer(state.snapshot())
+        if board.seq() - last_checkpoint >= checkpoint_every && checkpointer.offer(state.snapshot())
         {
             last_checkpoint = board.seq();
         }
