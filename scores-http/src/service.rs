@@ -88,7 +88,7 @@ pub enum ServiceError {
 }
 
 /// The most events one journal append takes.
-const MAX_BATCH: usize = 16_384;
+const MAX_BATCH: usize = 65_536;
 
 /// Runs the service on `listener` until `shutdown` completes, then stops gracefully.
 pub async fn run(
