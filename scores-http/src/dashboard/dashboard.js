@@ -279,22 +279,26 @@ function showExam(body) {
   drawHistogram(body.exam, scores);
 
   const table = el('exam-results');
-  const shown = body.results.slice(0, RESULT_ROWS).map((result) => {
-    const row = document.createElement('tr');
-    const student = document.createElement('td');
-    student.textContent = result.studentId;
-    const score = document.createElement('td');
-    score.className = 'num';
-    score.textContent = decimal.format(result.score);
-    score.title = String(result.score);
-    row.append(student, score);
-    return row;
-  });
+  const shown = body.results.slice(0, RESULT_ROWS)
+    .map((result) => scoreRow(result.studentId, result.score));
   table.tBodies[0].replaceChildren(...shown);
   table.hidden = false;
   el('exam-more').textContent = body.results.length > RESULT_ROWS
     ? `The first ${RESULT_ROWS} of ${count.format(body.results.length)}, by student id; all at /exams/${body.exam}.`
     : '';
+}
+
+/** A table row: what was scored (a student or an exam), and the score, in full on hover. */
+function scoreRow(label, value) {
+  const row = document.createElement('tr');
+  const name = document.createElement('td');
+  name.textContent = label;
+  const score = document.createElement('td');
+  score.className = 'num';
+  score.textContent = decimal.format(value);
+  score.title = String(value);
+  row.append(name, score);
+  return row;
 }
 
 function svg(tag, attributes, text) {
@@ -375,17 +379,7 @@ async function lookUp(id, announce) {
     const table = document.createElement('table');
     table.innerHTML = '<caption class="visually-hidden">The student\'s results, by exam</caption>'
       + '<thead><tr><th scope="col">Exam</th><th scope="col" class="num">Score</th></tr></thead><tbody></tbody>';
-    const rows = body.results.map((result) => {
-      const row = document.createElement('tr');
-      const exam = document.createElement('td');
-      exam.textContent = String(result.exam);
-      const score = document.createElement('td');
-      score.className = 'num';
-      score.textContent = decimal.format(result.score);
-      score.title = String(result.score);
-      row.append(exam, score);
-      return row;
-    });
+    const rows = body.results.map((result) => scoreRow(String(result.exam), result.score));
     table.tBodies[0].append(...rows);
     const wrapper = document.createElement('div');
     wrapper.className = 'scroll tall';
