@@ -43,6 +43,13 @@ echo "| ingest, simulate --rate max -> serve --fsync always, $students students 
 
 student=$(curl -sf "$base/students?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["students"][0])')
 exam=$(curl -sf "$base/exams?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exams"][0])')
+# Up to 1,000 ids, percent-encoded, for requests that each ask for a student drawn at random.
+curl -sf "$base/students?limit=1000" | python3 -c '
+import json, sys, urllib.parse
+ids = [urllib.parse.quote(i, safe="") for i in json.load(sys.stdin)["students"]]
+print("local ids = {" + ",".join(json.dumps(i) for i in ids) + "}")
+print("request = function() return wrk.format(\"GET\", \"/students/\" .. ids[math.random(#ids)]) end")
+' >"$data/random-student.lua"
 n_students=$(curl -sf "$base/students?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 
 # One request at a time: the latency of a request, without queueing behind 63 others.
@@ -54,8 +61,9 @@ single() {
 
 run() {
     local name=$1 path=$2
+    shift 2
     local out
-    out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency "$base$path")
+    out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency "$@" "$base$path")
     local rps p50 p99
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -67,6 +75,7 @@ echo "| endpoint ($connections connections, ${seconds} s, while ingesting) | thr
 echo "| --- | --- | --- | --- |"
 run "GET /healthz" /healthz
 run "GET /students/{id}" "/students/$student"
+run "GET /students/{id}, one of up to 1,000 at random" / -s "$data/random-student.lua"
 run "GET /exams/{number}" "/exams/$exam"
 run "GET /exams" /exams
 run "GET /students ($n_students students)" /students

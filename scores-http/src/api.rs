@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use scores_core::{ExamId, Page, Snapshot};
 use serde::{Deserialize, Serialize};
 
+use crate::rendered::Resource;
 use crate::state::AppState;
 
 /// The header that carries the snapshot's sequence number.
@@ -266,32 +267,25 @@ pub fn exam_json(snapshot: &Snapshot, exam: ExamId) -> Result<Vec<u8>, ApiError>
     }))
 }
 
-/// A JSON answer drawn from one snapshot: its sequence number in `X-Scores-Seq`, an `ETag`
-/// derived from it, and 304 when the client already has it.
-fn respond(
-    snapshot: &Snapshot,
-    headers: &HeaderMap,
-    render: impl FnOnce(&Snapshot) -> Result<Vec<u8>, ApiError>,
-) -> Response {
+/// Answers `query` from the published snapshot: its sequence number in `X-Scores-Seq`, an
+/// `ETag` derived from it, 304 when the client already has it, and otherwise the body, rendered
+/// once per snapshot (see [`RenderCache`](crate::rendered::RenderCache)).
+fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiError>) -> Response {
+    let (snapshot, resource) = match state.ready_snapshot().and_then(|s| Ok((s, resource?))) {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
+    };
     let etag = format!("W/\"{}\"", snapshot.seq());
-    let seq = snapshot.seq().to_string();
-    let validators = [(ETAG, etag.clone()), (SEQ_HEADER, seq)];
-    if if_none_match(headers, &etag) {
-        return (StatusCode::NOT_MODIFIED, validators).into_response();
-    }
-    match render(snapshot) {
-        Ok(body) => {
-            let content_type = [(CONTENT_TYPE, JSON.to_owned())];
-            (StatusCode::OK, validators, content_type, body).into_response()
+    let mut response = if if_none_match(headers, &etag) {
+        (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response()
+    } else {
+        match state.rendered().get_or_render(&snapshot, resource) {
+            Ok(body) => ([(ETAG, etag), (CONTENT_TYPE, JSON.to_owned())], body).into_response(),
+            Err(error) => error.into_response(),
         }
-        Err(error) => {
-            let mut response = error.into_response();
-            if let Ok(value) = HeaderValue::from_str(&snapshot.seq().to_string()) {
-                response.headers_mut().insert(SEQ_HEADER, value);
-            }
-            response
-        }
-    }
+    };
+    response.headers_mut().insert(SEQ_HEADER, HeaderValue::from(snapshot.seq()));
+    response
 }
 
 /// Whether `If-None-Match` lists `etag` (weak comparison) or is `*`.
@@ -311,19 +305,17 @@ fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams
         .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
 }
 
+fn segment(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(segment)| segment)
+        .map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))
+}
+
 pub(crate) async fn students(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    let snapshot = match state.ready_snapshot() {
-        Ok(snapshot) => snapshot,
-        Err(error) => return error.into_response(),
-    };
-    match params(query) {
-        Ok(params) => respond(&snapshot, &headers, |s| students_json(s, &params)),
-        Err(error) => error.into_response(),
-    }
+    answer(&state, &headers, params(query).map(Resource::students))
 }
 
 pub(crate) async fn student(
@@ -331,14 +323,7 @@ pub(crate) async fn student(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let student_id = match path {
-        Ok(Path(student_id)) => student_id,
-        Err(rejection) => return ApiError::InvalidPath(rejection.body_text()).into_response(),
-    };
-    match state.ready_snapshot() {
-        Ok(snapshot) => respond(&snapshot, &headers, |s| student_json(s, &student_id)),
-        Err(error) => error.into_response(),
-    }
+    answer(&state, &headers, segment(path).map(Resource::Student))
 }
 
 pub(crate) async fn exams(
@@ -346,14 +331,7 @@ pub(crate) async fn exams(
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    let snapshot = match state.ready_snapshot() {
-        Ok(snapshot) => snapshot,
-        Err(error) => return error.into_response(),
-    };
-    match params(query) {
-        Ok(params) => respond(&snapshot, &headers, |s| exams_json(s, &params)),
-        Err(error) => error.into_response(),
-    }
+    answer(&state, &headers, params(query).map(Resource::exams))
 }
 
 pub(crate) async fn exam(
@@ -361,16 +339,6 @@ pub(crate) async fn exam(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    let number = match path {
-        Ok(Path(number)) => number,
-        Err(rejection) => return ApiError::InvalidPath(rejection.body_text()).into_response(),
-    };
-    let exam = match parse_exam(&number) {
-        Ok(exam) => exam,
-        Err(error) => return error.into_response(),
-    };
-    match state.ready_snapshot() {
-        Ok(snapshot) => respond(&snapshot, &headers, |s| exam_json(s, exam)),
-        Err(error) => error.into_response(),
-    }
+    let exam = segment(path).and_then(|number| parse_exam(&number));
+    answer(&state, &headers, exam.map(Resource::Exam))
 }

@@ -36,6 +36,7 @@
 pub mod api;
 mod dashboard;
 mod metrics;
+mod rendered;
 pub mod service;
 pub mod simulator;
 mod state;

@@ -1,8 +1,8 @@
 //! What every handler shares: the published snapshot, readiness, metrics, the journal's read
 //! side, and the shutdown signal that ends live streams.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use scores_core::Snapshot;
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::api::ApiError;
 use crate::metrics::Metrics;
+use crate::rendered::RenderCache;
 
 /// Shared state behind the router; cheap to clone.
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub struct AppState(Arc<Shared>);
 #[derive(Debug)]
 struct Shared {
     snapshot: ArcSwap<Snapshot>,
+    retired: Mutex<Option<Arc<Snapshot>>>,
+    rendered: RenderCache,
     ready: AtomicBool,
     metrics: Metrics,
     journal: Option<ReadHandle>,
@@ -31,6 +34,8 @@ impl AppState {
     pub fn new(journal: Option<ReadHandle>, shutdown: watch::Receiver<bool>) -> AppState {
         AppState(Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            retired: Mutex::new(None),
+            rendered: RenderCache::default(),
             ready: AtomicBool::new(false),
             metrics: Metrics::default(),
             journal,
@@ -48,8 +53,18 @@ impl AppState {
     }
 
     /// Makes `snapshot` the one every new request reads.
+    ///
+    /// The snapshot it replaces is kept until the next publish, so that requests still reading
+    /// it have long finished when it is freed, and the freeing (the old version's own rows and
+    /// nodes, milliseconds for a large batch) falls to the publishing thread, not to a request.
     pub fn publish(&self, snapshot: Snapshot) {
-        self.0.snapshot.store(Arc::new(snapshot));
+        let replaced = self.0.snapshot.swap(Arc::new(snapshot));
+        let retired = self.retired().replace(replaced);
+        drop(retired);
+    }
+
+    fn retired(&self) -> MutexGuard<'_, Option<Arc<Snapshot>>> {
+        self.0.retired.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The service has restored its projections and answers queries.
@@ -69,6 +84,11 @@ impl AppState {
 
     pub(crate) fn ready_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
         if self.is_ready() { Ok(self.snapshot()) } else { Err(ApiError::NotReady) }
+    }
+
+    /// Bodies rendered from the published snapshot.
+    pub(crate) fn rendered(&self) -> &RenderCache {
+        &self.0.rendered
     }
 
     /// The service's counters.

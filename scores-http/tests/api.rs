@@ -222,3 +222,35 @@ async fn the_dashboard_is_html_with_its_script_and_stylesheet_embedded() {
         assert!(!body(response).await.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_new_snapshot_replaces_every_answer_of_the_one_before() {
+    let mut board = Scoreboard::new();
+    board.apply(&event("Marvin32", 1, 0.5));
+    let state = AppState::serving(board.snapshot());
+    let uris = ["/students", "/students/Marvin32", "/exams", "/exams/1"];
+    let mut before = Vec::new();
+    for uri in uris {
+        // Twice: the second answer is the body kept from the first.
+        let first = body(send(&state, Method::GET, uri, None).await).await;
+        assert_eq!(body(send(&state, Method::GET, uri, None).await).await, first, "{uri}");
+        before.push(first);
+    }
+
+    board.apply(&event("Marvin32", 1, 1.0));
+    board.apply(&event("Ada", 2, 0.25));
+    state.publish(board.snapshot());
+    let expected = [
+        r#"{"students":["Ada","Marvin32"],"total":2}"#,
+        r#"{"studentId":"Marvin32","results":[{"exam":1,"score":1.0}],"average":1.0}"#,
+        r#"{"exams":[1,2],"total":2}"#,
+        r#"{"exam":1,"results":[{"studentId":"Marvin32","score":1.0}],"average":1.0}"#,
+    ];
+    for ((uri, expected), before) in uris.into_iter().zip(expected).zip(before) {
+        let response = send(&state, Method::GET, uri, None).await;
+        assert_eq!(response.headers()["x-scores-seq"], "3", "{uri}");
+        let after = body(response).await;
+        assert_eq!(after, expected, "{uri}");
+        assert_ne!(after, before, "{uri}");
+    }
+}
