@@ -287,6 +287,15 @@ struct Replay<'a> {
 }
 
 impl Replay<'_> {
+    /// Folds `events` (emptying it) and counts them accepted.
+    fn fold(&mut self, events: &mut Vec<ScoreEvent>) {
+        if let Sink::Fold(board) = &mut self.sink {
+            board.apply_all(events.iter());
+        }
+        self.tally.accepted += events.len() as u64;
+        events.clear();
+    }
+
     /// Reads SSE text from `reader` to its end, as one stream.
     fn sse(&mut self, name: &str, reader: impl Read + Send) -> Result<(), Stop> {
         match &mut self.sink {
@@ -303,18 +312,22 @@ impl Replay<'_> {
             scope.spawn(move || decode_sse(name, reader, &progress, &sender));
             // Returning early drops `batches`, and the decoding thread stops at its next send.
             for batch in batches {
+                // Consecutive events are folded together, up to the next outcome that is not one.
+                let mut events = Vec::new();
                 for outcome in batch.map_err(Stop::Io)? {
                     match outcome {
-                        Outcome::Event(event) => {
-                            if let Sink::Fold(board) = &mut self.sink {
-                                board.apply(&event);
-                            }
-                            self.tally.accepted += 1;
+                        Outcome::Event(event) => events.push(event),
+                        Outcome::Ignored => {
+                            self.fold(&mut events);
+                            self.tally.ignored += 1;
                         }
-                        Outcome::Ignored => self.tally.ignored += 1,
-                        Outcome::Bad { reason, message } => self.bad(reason, &message)?,
+                        Outcome::Bad { reason, message } => {
+                            self.fold(&mut events);
+                            self.bad(reason, &message)?;
+                        }
                     }
                 }
+                self.fold(&mut events);
             }
             Ok(())
         })

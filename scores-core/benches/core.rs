@@ -56,6 +56,26 @@ fn fold(c: &mut Criterion) {
             (board, snapshot)
         })
     });
+    // The service under load at 100k students: a board already holding 5M results, folding
+    // batches of 65,536 and publishing after each, the previous snapshot freed as it is replaced.
+    let mut grown = workload::events(5 * N_EVENTS, N_STUDENTS, RESULTS_PER_EXAM, 2)
+        .into_iter()
+        .collect::<Scoreboard>();
+    let _ = grown.snapshot();
+    group.bench_function("apply 1M events onto 5M over 100k students, snapshot every 65536", |b| {
+        b.iter_batched(
+            || grown.clone(),
+            |mut board| {
+                let mut snapshot = board.snapshot();
+                for batch in events.chunks(65536) {
+                    board.apply_all(batch);
+                    snapshot = board.snapshot();
+                }
+                (board, snapshot)
+            },
+            BatchSize::LargeInput,
+        )
+    });
     let few_students = workload::events(N_EVENTS, 1_000, RESULTS_PER_EXAM, 1);
     group.bench_function("apply 1M events over 1k students into an empty board", |b| {
         b.iter_with_large_drop(|| {

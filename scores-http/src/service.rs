@@ -293,9 +293,7 @@ fn write_and_fold(
             }
         }
         append_until_durable(&mut journal, &batch, &state)?;
-        for entry in &batch {
-            board.apply(&entry.event);
-        }
+        board.apply_all(batch.iter().map(|entry| &entry.event));
         state.publish(board.snapshot());
         metrics.events_accepted.fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
