@@ -443,8 +443,10 @@ mod tests {
         assert_eq!(exams_of(&rarely_snapshot), exams_of(&often_snapshot));
     }
 
-    /// Each student's id, results and average, in id order.
-    fn students_of(snapshot: &Snapshot) -> Vec<(String, Vec<(ExamId, Score)>, f64)> {
+    /// A student's id, results and average, as a reader sees them.
+    type StudentView = (String, Vec<(ExamId, Score)>, f64);
+
+    fn students_of(snapshot: &Snapshot) -> Vec<StudentView> {
         let students = snapshot.student_ids_after(None).collect::<Vec<_>>();
         students
             .into_iter()
