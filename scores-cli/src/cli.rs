@@ -135,7 +135,8 @@ pub(crate) struct ServeArgs {
     /// such as `10ms` or `1s`.
     #[arg(long, env = "SCORES_FSYNC", default_value = "always", value_parser = parse_fsync)]
     pub(crate) fsync: FsyncPolicy,
-    /// Write a projection checkpoint after this many new events.
+    /// Write a projection checkpoint after this many new events (or, once the board holds more
+    /// results than that, after as many new events as it holds results).
     #[arg(long, env = "SCORES_CHECKPOINT_EVERY", default_value_t = 1_000_000)]
     pub(crate) checkpoint_every: u64,
     /// Take the upstream as dead after this long without a byte (e.g. `30s`).

@@ -45,7 +45,8 @@ pub struct ServiceConfig {
     pub data_dir: PathBuf,
     /// When journal appends reach stable storage.
     pub fsync: FsyncPolicy,
-    /// Write a checkpoint after this many new events.
+    /// Write a checkpoint after this many new events, or after as many new events as the board
+    /// holds results when that is more.
     pub checkpoint_every: u64,
     /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
     /// by the service.
@@ -297,10 +298,14 @@ fn write_and_fold(
         state.publish(board.snapshot());
         metrics.events_accepted.fetch_add(batch.len() as u64, Ordering::Relaxed);
         batch.clear();
-        // Handed over only when the checkpoint thread is idle; otherwise tried again after
-        // the next batch.
-        if board.seq() - last_checkpoint >= checkpoint_every && checkpointer.offer(state.snapshot())
-        {
+        // A checkpoint writes the whole board, so one is due only after at least as many
+        // events as the board holds results: checkpoints then cost a bounded share of ingest
+        // however large the board grows, and restoring folds no more events than the
+        // checkpoint holds results. Handed over only when the checkpoint thread is idle;
+        // otherwise tried again after the next batch.
+        let snapshot = state.snapshot();
+        let due = checkpoint_every.max(snapshot.n_results());
+        if board.seq() - last_checkpoint >= due && checkpointer.offer(snapshot) {
             last_checkpoint = board.seq();
         }
     }
