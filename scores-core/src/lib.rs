@@ -7,7 +7,9 @@
 //!
 //! - [`ScoreEvent`], [`StudentId`], [`ExamId`], [`Score`]: the domain values, validated when built.
 //! - [`decode`]: an SSE event's type and data to a [`Decoded`] event or a typed [`DecodeError`].
-//! - [`Scoreboard`]: the writer's projection; [`Scoreboard::apply`] folds one event.
+//! - [`Scoreboard`]: the writer's projection; [`Scoreboard::apply`] folds one event,
+//!   [`Scoreboard::apply_all`] a batch. [`Scoreboard::split`] parts it into a [`Fold`] and a
+//!   [`Publisher`], to fold one batch while the last is merged into a snapshot on another thread.
 //! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries; it
 //!   encodes to checkpoint bytes, and [`Scoreboard::from`] a decoded one resumes the fold.
 //!
@@ -50,5 +52,5 @@ pub use crate::decode::{
     DecodeError, Decoded, Field, JsonKind, JsonNumber, SCORE_EVENT_TYPES, decode,
 };
 pub use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId};
-pub use crate::scoreboard::{Applied, Scoreboard};
+pub use crate::scoreboard::{Applied, Changes, Fold, Publisher, Scoreboard};
 pub use crate::snapshot::{ExamReport, Listing, Page, Snapshot, StudentReport};

@@ -1,10 +1,16 @@
 //! The fold: [`Scoreboard::apply`] takes events one at a time; [`Scoreboard::snapshot`] publishes.
 //!
-//! The writer keeps what `apply` needs in plain hash maps, so folding costs a hash lookup and a
-//! binary search per event. Changes since the last snapshot are buffered (the dirty students and
-//! the changed exam results) and merged into the persistent maps of [`Snapshot`] only when a
-//! snapshot is taken, so a hot exam that changes a thousand times between two snapshots is merged
-//! once per snapshot, not once per event.
+//! A scoreboard has two halves, which a service may run on two threads:
+//!
+//! - [`Fold`] keeps what folding needs in plain hash maps and vectors, so an event costs a hash
+//!   lookup and a binary search. It buffers what changed (the dirty students, the changed exam
+//!   results) and hands that over as [`Changes`].
+//! - [`Publisher`] merges [`Changes`] into the persistent maps of [`Snapshot`], so a hot exam
+//!   that changes a thousand times between two snapshots is merged once per snapshot, not once
+//!   per event, and readers share all that did not change.
+//!
+//! Averages are computed by the fold, event by event, so they do not depend on how events were
+//! grouped into snapshots: a replay and the live service give the same bytes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,12 +19,13 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
 use crate::running_sum::RunningSum;
-use crate::snapshot::{Snapshot, StudentEntry};
+use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
 
 /// The projection of the log: every student's and every exam's current results and averages.
 ///
 /// One writer owns a `Scoreboard` and folds the log into it with [`apply`](Self::apply); readers
-/// get immutable [`Snapshot`]s from [`snapshot`](Self::snapshot).
+/// get immutable [`Snapshot`]s from [`snapshot`](Self::snapshot). [`split`](Self::split) parts
+/// the folding from the publishing, to run them on two threads.
 ///
 /// Semantics: a result is keyed by (student, exam); a later event for the same key replaces the
 /// score (a regrade), and an event that repeats the current score changes nothing, so applying a
@@ -26,24 +33,33 @@ use crate::snapshot::{Snapshot, StudentEntry};
 /// scores and stay within 1e-15 relative of a recomputation however many regrades happen.
 #[derive(Clone, Debug, Default)]
 pub struct Scoreboard {
+    fold: Fold,
+    publisher: Publisher,
+}
+
+/// The folding half of a [`Scoreboard`]: applies events and hands over what they changed.
+#[derive(Clone, Debug, Default)]
+pub struct Fold {
     seq: u64,
     n_results: u64,
     /// Each student's dense index into `students`, in order of first appearance.
     student_index: FxHashMap<StudentId, u32>,
     students: Vec<StudentRow>,
+    /// Students handed over so far: those from here on are new to the publisher.
+    n_students_handed_over: usize,
     exams: FxHashMap<ExamId, ExamRow>,
-    /// Students changed since the last snapshot, each once.
+    /// Students changed since the last hand-over, each once.
     dirty_students: Vec<u32>,
-    /// Exam results changed since the last snapshot, in the order they changed; unused while
+    /// Exams changed since the last hand-over, each once.
+    dirty_exams: Vec<ExamId>,
+    /// Exam results changed since the last hand-over, in the order they changed; unused while
     /// `rebuild_exams` is set.
     changed_results: Vec<(ExamId, u32, Score)>,
-    /// More changes since the last snapshot than half the results the board holds (a replay,
-    /// or a restore, folding millions of events before its first snapshot): the next snapshot
-    /// rebuilds every exam from the students' rows, which is then no dearer than merging the
-    /// changes, and the changes are no longer buffered.
+    /// More changes since the last hand-over than half the results the board holds (a replay,
+    /// or a restore, folding millions of events before its first snapshot): the next hand-over
+    /// carries every exam's results, rebuilt from the students' rows, which is then no dearer
+    /// than merging the changes, and the changes are no longer buffered.
     rebuild_exams: bool,
-    /// The persistent state as of the last snapshot. Snapshots handed out share its structure.
-    published: Snapshot,
 }
 
 #[derive(Clone, Debug)]
@@ -59,8 +75,43 @@ struct StudentRow {
 
 #[derive(Clone, Debug, Default)]
 struct ExamRow {
-    n_results: usize,
     sum: RunningSum,
+    is_dirty: bool,
+}
+
+/// What a [`Fold`] changed since it last handed changes over: the input of
+/// [`Publisher::publish`]. It owns its data, so it can cross threads.
+#[derive(Debug)]
+pub struct Changes {
+    seq: u64,
+    n_results: u64,
+    students: Vec<StudentChange>,
+    exam_results: ExamResults,
+    /// The running sum of each changed exam's scores.
+    exam_sums: Vec<(ExamId, RunningSum)>,
+}
+
+#[derive(Debug)]
+struct StudentChange {
+    idx: u32,
+    /// The id of a student the publisher has not seen yet.
+    new_id: Option<StudentId>,
+    entry: StudentEntry,
+}
+
+#[derive(Debug)]
+enum ExamResults {
+    /// `(exam, student, score)` in the order they changed.
+    Merge(Vec<(ExamId, u32, Score)>),
+    /// Every exam's results, in student-index order.
+    Rebuild(Vec<(ExamId, Vec<(u32, Score)>)>),
+}
+
+/// The publishing half of a [`Scoreboard`]: merges [`Changes`] into the persistent maps that
+/// snapshots share, and returns each new [`Snapshot`].
+#[derive(Clone, Debug, Default)]
+pub struct Publisher {
+    published: Snapshot,
 }
 
 /// What [`Scoreboard::apply`] did with an event.
@@ -84,6 +135,39 @@ impl Scoreboard {
     }
 
     /// Folds the next event of the log into the board and advances the sequence number by one.
+    pub fn apply(&mut self, event: &ScoreEvent) -> Applied {
+        self.fold.apply(event)
+    }
+
+    /// Folds events in order, exactly as [`apply`](Self::apply) one at a time would; see
+    /// [`Fold::apply_all`].
+    pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a ScoreEvent>) {
+        self.fold.apply_all(events);
+    }
+
+    /// The sequence number of the last event applied (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.fold.seq
+    }
+
+    /// Publishes the board as it is now: merges the changes buffered since the last snapshot
+    /// into the persistent maps and returns an immutable view at [`seq`](Self::seq).
+    ///
+    /// Costs time proportional to the changes since the last snapshot (times a logarithm), not
+    /// to the size of the board; with no changes it is a clone of a few pointers.
+    pub fn snapshot(&mut self) -> Snapshot {
+        self.publisher.publish(self.fold.take_changes())
+    }
+
+    /// The two halves, to fold on one thread and publish on another: what
+    /// [`Fold::take_changes`] returns, [`Publisher::publish`] turns into the next snapshot.
+    pub fn split(self) -> (Fold, Publisher) {
+        (self.fold, self.publisher)
+    }
+}
+
+impl Fold {
+    /// Folds the next event of the log and advances the sequence number by one.
     pub fn apply(&mut self, event: &ScoreEvent) -> Applied {
         let student_idx = self.student_idx(&event.student_id);
         self.apply_to(student_idx, event)
@@ -123,10 +207,70 @@ impl Scoreboard {
         }
     }
 
+    /// The sequence number of the last event applied (0 before any).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// What changed since the last call, for [`Publisher::publish`]. Costs time proportional to
+    /// the students and exams changed (or, after a very large batch, to the board's results).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut students = Vec::with_capacity(self.dirty_students.len());
+        for student_idx in self.dirty_students.drain(..) {
+            let row = &mut self.students[student_idx as usize];
+            row.is_dirty = false;
+            if !row.sum.is_reliable() {
+                row.sum = RunningSum::of(row.results.iter().map(|(_, score)| score.get()));
+            }
+            let is_new = student_idx as usize >= self.n_students_handed_over;
+            students.push(StudentChange {
+                idx: student_idx,
+                new_id: is_new.then(|| row.id.clone()),
+                entry: StudentEntry {
+                    results: row.results.clone(),
+                    average: row.sum.mean(row.results.len()),
+                },
+            });
+        }
+        self.n_students_handed_over = self.students.len();
+        let exam_sums = self
+            .dirty_exams
+            .drain(..)
+            .filter_map(|exam| {
+                let row = self.exams.get_mut(&exam)?;
+                row.is_dirty = false;
+                Some((exam, row.sum))
+            })
+            .collect();
+        let exam_results = if self.rebuild_exams {
+            self.rebuild_exams = false;
+            ExamResults::Rebuild(self.results_by_exam())
+        } else {
+            let capacity = self.changed_results.len().min(MIN_CHANGES_TO_REBUILD as usize);
+            ExamResults::Merge(std::mem::replace(
+                &mut self.changed_results,
+                Vec::with_capacity(capacity),
+            ))
+        };
+        Changes { seq: self.seq, n_results: self.n_results, students, exam_results, exam_sums }
+    }
+
+    /// Every exam's results from the students' rows, each in student-index order.
+    fn results_by_exam(&self) -> Vec<(ExamId, Vec<(u32, Score)>)> {
+        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
+        for (student_idx, row) in self.students.iter().enumerate() {
+            for &(exam, score) in row.results.iter() {
+                by_exam.entry(exam).or_default().push((student_idx as u32, score));
+            }
+        }
+        by_exam.into_iter().collect()
+    }
+
     fn apply_to(&mut self, student_idx: u32, event: &ScoreEvent) -> Applied {
         self.seq += 1;
         let ScoreEvent { exam, score, .. } = event;
         let row = &mut self.students[student_idx as usize];
+        let exam_row;
         let applied = match row.results.binary_search_by_key(exam, |(exam, _)| *exam) {
             Ok(index) => {
                 let previous = row.results[index].1;
@@ -135,20 +279,23 @@ impl Scoreboard {
                 }
                 Arc::make_mut(&mut row.results)[index].1 = *score;
                 row.sum.replace(previous.get(), score.get());
-                let exam_row = self.exams.entry(*exam).or_default();
+                exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.replace(previous.get(), score.get());
                 Applied::Regraded { previous }
             }
             Err(index) => {
                 insert_result(&mut row.results, index, (*exam, *score));
                 row.sum.add(score.get());
-                let exam_row = self.exams.entry(*exam).or_default();
+                exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.add(score.get());
-                exam_row.n_results += 1;
                 self.n_results += 1;
                 Applied::New
             }
         };
+        if !exam_row.is_dirty {
+            exam_row.is_dirty = true;
+            self.dirty_exams.push(*exam);
+        }
         if !row.is_dirty {
             row.is_dirty = true;
             self.dirty_students.push(student_idx);
@@ -180,94 +327,79 @@ impl Scoreboard {
         });
         student_idx
     }
+}
 
-    /// The sequence number of the last event applied (0 before any).
+impl Changes {
+    /// The sequence number the snapshot built from these changes will have.
     pub fn seq(&self) -> u64 {
         self.seq
     }
+}
 
-    /// Publishes the board as it is now: merges the changes buffered since the last snapshot
-    /// into the persistent maps and returns an immutable view at [`seq`](Self::seq).
-    ///
-    /// Costs time proportional to the changes since the last snapshot (times a logarithm), not
-    /// to the size of the board; with no changes it is a clone of a few pointers.
-    pub fn snapshot(&mut self) -> Snapshot {
-        self.merge_students();
-        self.merge_exams();
-        self.published.seq = self.seq;
-        self.published.n_results = self.n_results;
-        self.published.clone()
-    }
-
-    fn merge_students(&mut self) {
-        // In index order, new students (all dirty, all at the end) are appended in turn.
-        self.dirty_students.sort_unstable();
-        for student_idx in self.dirty_students.drain(..) {
-            let row = &mut self.students[student_idx as usize];
-            row.is_dirty = false;
-            if !row.sum.is_reliable() {
-                row.sum = RunningSum::of(row.results.iter().map(|(_, score)| score.get()));
-            }
-            let entry = StudentEntry {
-                results: row.results.clone(),
-                average: row.sum.mean(row.results.len()),
-            };
-            let published = &mut self.published;
-            if !published.students.set(student_idx as usize, entry.clone()) {
-                published.students.push(entry);
-                published.student_ids.push(row.id.clone());
-                published.student_index.insert(row.id.clone(), student_idx);
-            }
-        }
-    }
-
-    fn merge_exams(&mut self) {
-        if self.rebuild_exams {
-            self.rebuild_exams = false;
-            return self.rebuild_all_exams();
-        }
-        // A stable sort keeps each key's changes in order, so the last one wins below.
-        self.changed_results.sort_by_key(|&(exam, student_idx, _)| (exam, student_idx));
-        for same_exam in self.changed_results.chunk_by(|a, b| a.0 == b.0) {
-            let exam = same_exam[0].0;
-            let entry = self.published.exams.entry(exam).or_default();
-            for same_key in same_exam.chunk_by(|a, b| a.1 == b.1) {
-                let &(_, student_idx, score) = &same_key[same_key.len() - 1];
-                entry.results.insert(student_idx, score);
-            }
-            entry.by_student_id = Arc::default();
-            if let Some(row) = self.exams.get_mut(&exam) {
-                if !row.sum.is_reliable() {
-                    row.sum = RunningSum::of(entry.results.values().map(|score| score.get()));
+impl Publisher {
+    /// Merges `changes` into the persistent maps and returns the snapshot at `changes.seq()`.
+    /// Changes must be published in the order their fold handed them over.
+    pub fn publish(&mut self, changes: Changes) -> Snapshot {
+        let Changes { seq, n_results, mut students, exam_results, mut exam_sums } = changes;
+        let published = &mut self.published;
+        // In index order, new students (all at the end) are appended in turn.
+        students.sort_unstable_by_key(|change| change.idx);
+        for StudentChange { idx, new_id, entry } in students {
+            match new_id {
+                Some(id) => {
+                    published.students.push(entry);
+                    published.student_ids.push(id.clone());
+                    published.student_index.insert(id, idx);
                 }
-                entry.average = row.sum.mean(row.n_results);
-            }
-        }
-        self.changed_results.clear();
-        self.changed_results.shrink_to(1 << 16);
-    }
-
-    /// Rebuilds every exam's published results from the students' rows.
-    fn rebuild_all_exams(&mut self) {
-        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
-        for (student_idx, row) in self.students.iter().enumerate() {
-            for &(exam, score) in row.results.iter() {
-                by_exam.entry(exam).or_default().push((student_idx as u32, score));
-            }
-        }
-        for (exam, results) in by_exam {
-            let entry = self.published.exams.entry(exam).or_default();
-            // Built from pairs already in key order.
-            entry.results = results.into_iter().collect();
-            entry.by_student_id = Arc::default();
-            if let Some(row) = self.exams.get_mut(&exam) {
-                if !row.sum.is_reliable() {
-                    row.sum = RunningSum::of(entry.results.values().map(|score| score.get()));
+                None => {
+                    let known = published.students.set(idx as usize, entry);
+                    debug_assert!(known, "a student not new to the publisher is published");
                 }
-                entry.average = row.sum.mean(row.n_results);
             }
         }
+        match exam_results {
+            ExamResults::Merge(mut changed) => {
+                // A stable sort keeps each key's changes in order, so the last one wins below.
+                changed.sort_by_key(|&(exam, student_idx, _)| (exam, student_idx));
+                for same_exam in changed.chunk_by(|a, b| a.0 == b.0) {
+                    let entry = published.exams.entry(same_exam[0].0).or_default();
+                    for same_key in same_exam.chunk_by(|a, b| a.1 == b.1) {
+                        let &(_, student_idx, score) = &same_key[same_key.len() - 1];
+                        entry.results.insert(student_idx, score);
+                    }
+                    entry.by_student_id = Arc::default();
+                }
+            }
+            ExamResults::Rebuild(by_exam) => {
+                for (exam, results) in by_exam {
+                    let entry = published.exams.entry(exam).or_default();
+                    // Built from pairs already in key order.
+                    entry.results = results.into_iter().collect();
+                    entry.by_student_id = Arc::default();
+                }
+            }
+        }
+        exam_sums.sort_unstable_by_key(|&(exam, _)| exam);
+        for (exam, sum) in exam_sums {
+            if let Some(entry) = published.exams.get_mut(&exam) {
+                entry.average = average(entry, sum);
+            }
+        }
+        published.seq = seq;
+        published.n_results = n_results;
+        published.clone()
     }
+}
+
+/// An exam's average from the fold's running sum, or, in the rare case that sum can no longer
+/// vouch for its accuracy, from the exam's results.
+fn average(entry: &ExamEntry, sum: RunningSum) -> f64 {
+    let sum = if sum.is_reliable() {
+        sum
+    } else {
+        RunningSum::of(entry.results.values().map(|score| score.get()))
+    };
+    sum.mean(entry.results.len())
 }
 
 /// Inserts `result` at `index` of a student's results. Results still shared with a snapshot are
@@ -285,7 +417,7 @@ fn insert_result(results: &mut Arc<Vec<(ExamId, Score)>>, index: usize, result: 
     *results = Arc::new(copy);
 }
 
-/// How many events ahead of the fold [`Scoreboard::apply_all`] looks up rows.
+/// How many events ahead of the fold [`Fold::apply_all`] looks up rows.
 const LOOKAHEAD: usize = 16;
 
 /// Asks for the cache line at `ptr`: a hint that never faults and changes no result.
@@ -329,20 +461,22 @@ impl From<Snapshot> for Scoreboard {
             .iter()
             .map(|(exam, entry)| {
                 let sum = RunningSum::of(entry.results.values().map(|score| score.get()));
-                (*exam, ExamRow { n_results: entry.results.len(), sum })
+                (*exam, ExamRow { sum, is_dirty: false })
             })
             .collect();
-        Scoreboard {
+        let fold = Fold {
             seq: snapshot.seq,
             n_results: snapshot.n_results,
             student_index,
+            n_students_handed_over: students.len(),
             students,
             exams,
             dirty_students: Vec::new(),
+            dirty_exams: Vec::new(),
             changed_results: Vec::new(),
             rebuild_exams: false,
-            published: snapshot,
-        }
+        };
+        Scoreboard { fold, publisher: Publisher { published: snapshot } }
     }
 }
 
@@ -424,10 +558,10 @@ mod tests {
                 rarely.snapshot();
             }
         }
-        assert!(rarely.rebuild_exams, "200k changes to 1k results trigger a rebuild");
+        assert!(rarely.fold.rebuild_exams, "200k changes to 1k results trigger a rebuild");
         let often_snapshot = often.snapshot();
         let rarely_snapshot = rarely.snapshot();
-        assert!(!rarely.rebuild_exams);
+        assert!(!rarely.fold.rebuild_exams);
         assert_eq!(exams_of(&rarely_snapshot), exams_of(&often_snapshot));
         assert_eq!(rarely_snapshot.n_results(), often_snapshot.n_results());
         // The board goes on merging changes one by one after the rebuild.
@@ -481,6 +615,47 @@ mod tests {
             assert_eq!(exams_of(&actual), exams_of(&expected));
         }
         assert!(all.snapshot().n_students() > 200);
+    }
+
+    #[test]
+    fn a_split_board_publishes_on_another_thread_what_the_whole_one_does() {
+        let events: Vec<ScoreEvent> = (0..20_000u64)
+            .map(|i| {
+                let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                let student = format!("s{}", mixed % (50 + i / 100));
+                event(&student, 10_000 + (mixed / 7) % 30, ((mixed / 3) % 4) as f64 / 4.0)
+            })
+            .collect();
+        // More changes at once than `MIN_CHANGES_TO_REBUILD`: the publisher rebuilds the exams.
+        let many: Vec<ScoreEvent> = (0..70_000u64)
+            .map(|i| event(&format!("s{}", i % 300), 10_000 + i / 300, (i % 7) as f64 / 7.0))
+            .collect();
+        let mut whole = Scoreboard::new();
+        whole.apply(&event("restored", 1, 0.5));
+        let (mut fold, mut publisher) = Scoreboard::from(whole.snapshot()).split();
+        let (changes, received) = std::sync::mpsc::sync_channel(1);
+        let publishing = std::thread::spawn(move || {
+            received.into_iter().map(|changes| publisher.publish(changes)).collect::<Vec<_>>()
+        });
+        let mut rebuilt = 0;
+        for batch in events.chunks(777).chain([&many[..], &events[..100]]) {
+            whole.apply_all(batch);
+            fold.apply_all(batch);
+            let rebuilds = fold.rebuild_exams;
+            rebuilt += usize::from(rebuilds);
+            let handed_over = fold.take_changes();
+            assert_eq!(matches!(handed_over.exam_results, ExamResults::Rebuild(_)), rebuilds);
+            changes.send(handed_over).expect("the publisher runs");
+        }
+        drop(changes);
+        let published = publishing.join().expect("the publisher does not panic");
+        let expected = whole.snapshot();
+        let actual = published.last().expect("published");
+        assert_eq!(published.len(), events.len().div_ceil(777) + 2);
+        assert_eq!(rebuilt, 1);
+        assert_eq!(actual.seq(), expected.seq());
+        assert_eq!(students_of(actual), students_of(&expected));
+        assert_eq!(exams_of(actual), exams_of(&expected));
     }
 
     #[test]

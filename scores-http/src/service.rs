@@ -1,8 +1,9 @@
 //! The running service: feed → journal → fold → snapshot → HTTP.
 //!
 //! One task pulls the upstream [`Feed`] and hands valid events to the journal writer, a
-//! dedicated thread that appends whatever has accumulated as one batch (group commit), folds
-//! it, and publishes a new snapshot, so an event becomes visible only once it is durable. On
+//! dedicated thread that appends whatever has accumulated as one batch (group commit) and folds
+//! it; a publisher thread merges each folded batch into a new snapshot and publishes it while
+//! the writer goes on with the next, so an event becomes visible only once it is durable. On
 //! start the writer restores the board from the last checkpoint and the journal's tail, and the
 //! feed resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
 //! drain and sync, writes a final checkpoint, and lets HTTP requests finish.
@@ -12,10 +13,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-use scores_core::{Scoreboard, Snapshot};
+use scores_core::{Changes, Publisher, Scoreboard, Snapshot};
 use scores_journal::{
     Entry, FsyncPolicy, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
 };
@@ -161,7 +162,7 @@ pub async fn run(
     let served = server.await;
     match written {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => return Err(error.into()),
+        Ok(Ok(Err(error))) => return Err(error),
         _ => return Err(ServiceError::WriterFailed),
     }
     match served {
@@ -253,7 +254,7 @@ fn write_and_fold(
     (checkpointer, checkpoint_every): (Checkpointer, u64),
     mut events: mpsc::Receiver<Entry>,
     state: AppState,
-) -> Result<(), JournalError> {
+) -> Result<(), ServiceError> {
     let started = Instant::now();
     let mut board = match load_checkpoint(checkpoint_path) {
         Ok(Some(snapshot)) => Scoreboard::from(snapshot),
@@ -283,21 +284,62 @@ fn write_and_fold(
     state.set_ready();
     tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored; ready");
 
-    let mut last_checkpoint = board.seq();
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = events.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
+    // Folding a batch and publishing the one before run on two threads: with many students,
+    // merging a batch into the persistent maps takes as long as folding it.
+    let (mut fold, publisher) = board.split();
+    let (changes, to_publish) = std::sync::mpsc::sync_channel::<Changes>(1);
+    let last_checkpoint = std::thread::scope(|scope| {
+        let publishing = std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn_scoped(scope, || {
+                publish_all(publisher, to_publish, &state, (&checkpointer, checkpoint_every))
+            })
+            .map_err(|source| ServiceError::Io { action: "starting the publisher", source })?;
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = events.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match events.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(_) => break,
+                }
+            }
+            // Durable first; then folded and handed over to be published.
+            append_until_durable(&mut journal, &batch, &state)?;
+            fold.apply_all(batch.iter().map(|entry| &entry.event));
+            batch.clear();
+            if changes.send(fold.take_changes()).is_err() {
+                break;
             }
         }
-        append_until_durable(&mut journal, &batch, &state)?;
-        board.apply_all(batch.iter().map(|entry| &entry.event));
-        state.publish(board.snapshot());
-        metrics.events_accepted.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        batch.clear();
+        // The publisher publishes what it was handed, then ends.
+        drop(changes);
+        publishing.join().map_err(|_| ServiceError::WriterFailed)
+    })?;
+    let synced = journal.sync();
+    let last = (fold.seq() != last_checkpoint).then(|| state.snapshot());
+    checkpointer.finish(last);
+    synced?;
+    tracing::info!(seq = fold.seq(), "journal flushed and checkpointed");
+    Ok(())
+}
+
+/// The publisher thread: turns each batch's changes into the next snapshot, publishes it, and
+/// offers checkpoints. Returns the sequence number of the last checkpoint handed over.
+fn publish_all(
+    mut publisher: Publisher,
+    changes: Receiver<Changes>,
+    state: &AppState,
+    (checkpointer, checkpoint_every): (&Checkpointer, u64),
+) -> u64 {
+    let metrics = state.metrics();
+    let mut seq = state.snapshot().seq();
+    let mut last_checkpoint = seq;
+    for changes in changes {
+        let accepted = changes.seq() - seq;
+        seq = changes.seq();
+        state.publish(publisher.publish(changes));
+        metrics.events_accepted.fetch_add(accepted, Ordering::Relaxed);
         // A checkpoint writes the whole board, so one is due only after at least as many
         // events as the board holds results: checkpoints then cost a bounded share of ingest
         // however large the board grows, and restoring folds no more events than the
@@ -305,16 +347,11 @@ fn write_and_fold(
         // otherwise tried again after the next batch.
         let snapshot = state.snapshot();
         let due = checkpoint_every.max(snapshot.n_results());
-        if board.seq() - last_checkpoint >= due && checkpointer.offer(snapshot) {
-            last_checkpoint = board.seq();
+        if seq - last_checkpoint >= due && checkpointer.offer(snapshot) {
+            last_checkpoint = seq;
         }
     }
-    let synced = journal.sync();
-    let last = (board.seq() != last_checkpoint).then(|| state.snapshot());
-    checkpointer.finish(last);
-    synced?;
-    tracing::info!(seq = board.seq(), "journal flushed and checkpointed");
-    Ok(())
+    last_checkpoint
 }
 
 /// Writes checkpoints on a thread of its own: encoding and writing a board of millions of
