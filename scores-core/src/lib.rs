@@ -43,6 +43,7 @@ mod checkpoint;
 mod chunked;
 mod decode;
 mod event;
+mod prefetch;
 mod running_sum;
 mod scoreboard;
 mod snapshot;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
+use crate::prefetch::prefetch;
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
 
@@ -419,20 +420,6 @@ fn insert_result(results: &mut Arc<Vec<(ExamId, Score)>>, index: usize, result: 
 
 /// How many events ahead of the fold [`Fold::apply_all`] looks up rows.
 const LOOKAHEAD: usize = 16;
-
-/// Asks for the cache line at `ptr`: a hint that never faults and changes no result.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `prefetcht0` does not dereference its operand and cannot fault, whatever the
-    // address; it only warms the cache.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
 
 /// Below this many buffered changes, merging them is always cheap enough.
 const MIN_CHANGES_TO_REBUILD: u64 = 1 << 16;

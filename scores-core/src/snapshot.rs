@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
+use crate::prefetch::Prefetched;
 
 /// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
 ///
@@ -45,6 +46,14 @@ pub(crate) struct ExamEntry {
 
 /// An exam's `(student index, score)` pairs in student-id order.
 type ByStudentId = Arc<[(u32, Score)]>;
+
+/// `ids` with each id's bytes fetched into cache a few ids ahead: a listing reads every
+/// student's id, each its own allocation, mostly cold.
+fn ids_prefetched<'a>(
+    ids: impl Iterator<Item = &'a StudentId>,
+) -> impl Iterator<Item = &'a StudentId> {
+    Prefetched::new(ids, |id: &&StudentId| id.as_str().as_ptr())
+}
 
 /// Which part of a sorted list to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,7 +153,7 @@ impl Snapshot {
     pub fn students(&self, page: Page<'_, str>) -> Listing<StudentId> {
         let lower = page.after.map_or(Bound::Unbounded, Bound::Excluded);
         let range = self.student_index.range::<_, str>((lower, Bound::Unbounded)).map(|(id, _)| id);
-        paginate(range, page.limit, self.student_index.len())
+        paginate(ids_prefetched(range), page.limit, self.student_index.len())
     }
 
     /// The student ids after `after` (all when `None`), in order, borrowed: for rendering long
@@ -154,7 +163,7 @@ impl Snapshot {
         after: Option<&str>,
     ) -> impl Iterator<Item = &'a StudentId> + 'a {
         let lower = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_owned()));
-        self.student_index.range::<_, str>(BorrowedRange(lower)).map(|(id, _)| id)
+        ids_prefetched(self.student_index.range::<_, str>(BorrowedRange(lower)).map(|(id, _)| id))
     }
 
     /// A student's results and average, or `None` for a student with no results.
