@@ -279,7 +279,7 @@ fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiE
     let mut response = if if_none_match(headers, &etag) {
         (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response()
     } else {
-        match state.rendered().get_or_render(&snapshot, resource) {
+        match state.rendered().get_or_render(&snapshot, resource, state.metrics()) {
             Ok(body) => ([(ETAG, etag), (CONTENT_TYPE, JSON.to_owned())], body).into_response(),
             Err(error) => error.into_response(),
         }

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     /// The last sequence number made durable.
     pub journal_last_seq: AtomicU64,
+    /// Query answers sent from the bodies kept for the current snapshot.
+    pub bodies_reused: AtomicU64,
+    /// Query answers rendered from the snapshot.
+    pub bodies_rendered: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     routes: Mutex<BTreeMap<String, RouteStats>>,
 }
@@ -144,6 +148,18 @@ impl Metrics {
             "gauge",
             "Events received but not yet durable.",
             received.saturating_sub(accepted),
+        );
+        metric(
+            "scores_http_bodies_reused_total",
+            "counter",
+            "Query answers sent from the bodies kept for the current snapshot.",
+            load(&self.bodies_reused),
+        );
+        metric(
+            "scores_http_bodies_rendered_total",
+            "counter",
+            "Query answers rendered from the snapshot.",
+            load(&self.bodies_rendered),
         );
         metric(
             "scores_checkpoints_total",

@@ -8,12 +8,14 @@
 //! it is bounded in entries and bytes, past which bodies are rendered and not kept.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
 use scores_core::{ExamId, Snapshot};
 
 use crate::api::{self, ApiError, ListParams};
+use crate::metrics::Metrics;
 
 /// The most bodies kept for one snapshot.
 const MAX_ENTRIES: usize = 4096;
@@ -75,10 +77,13 @@ impl RenderCache {
         &self,
         snapshot: &Arc<Snapshot>,
         resource: Resource,
+        metrics: &Metrics,
     ) -> Result<Bytes, ApiError> {
         if let Some(body) = self.get(snapshot, &resource) {
+            metrics.bodies_reused.fetch_add(1, Ordering::Relaxed);
             return Ok(body);
         }
+        metrics.bodies_rendered.fetch_add(1, Ordering::Relaxed);
         let body = Bytes::from(resource.render(snapshot)?);
         self.keep(snapshot, resource, body.clone());
         Ok(body)
@@ -153,51 +158,57 @@ mod tests {
     #[test]
     fn a_body_is_rendered_once_per_snapshot_and_again_for_a_new_one() {
         let cache = RenderCache::default();
+        let metrics = Metrics::default();
         let mut board = board(&[("ada", 1, 0.5)]);
         let first = Arc::new(board.snapshot());
         let resource = || Resource::Student("ada".to_owned());
 
-        let a = cache.get_or_render(&first, resource()).unwrap();
-        let b = cache.get_or_render(&first, resource()).unwrap();
+        let a = cache.get_or_render(&first, resource(), &metrics).unwrap();
+        let b = cache.get_or_render(&first, resource(), &metrics).unwrap();
         assert_eq!(a, api::student_json(&first, "ada").unwrap());
         assert_eq!(a.as_ptr(), b.as_ptr(), "the second request sends the kept body");
+        assert_eq!(metrics.bodies_rendered.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.bodies_reused.load(Ordering::Relaxed), 1);
 
         board.apply(&event("ada", 2, 1.0));
         let second = Arc::new(board.snapshot());
-        let c = cache.get_or_render(&second, resource()).unwrap();
+        let c = cache.get_or_render(&second, resource(), &metrics).unwrap();
         assert_eq!(c, api::student_json(&second, "ada").unwrap());
         assert_ne!(a, c);
 
         // A request still holding the older snapshot gets that snapshot's answer.
-        let d = cache.get_or_render(&first, resource()).unwrap();
+        let d = cache.get_or_render(&first, resource(), &metrics).unwrap();
         assert_eq!(d, a);
-        let e = cache.get_or_render(&second, resource()).unwrap();
+        let e = cache.get_or_render(&second, resource(), &metrics).unwrap();
         assert_eq!(e.as_ptr(), c.as_ptr(), "an older request does not evict the newer bodies");
     }
 
     #[test]
     fn errors_and_distinct_queries_are_not_confused() {
         let cache = RenderCache::default();
+        let metrics = Metrics::default();
         let snapshot = Arc::new(board(&[("ada", 1, 0.5), ("bob", 1, 0.25)]).snapshot());
-        let ada = cache.get_or_render(&snapshot, Resource::Student("ada".to_owned())).unwrap();
-        let bob = cache.get_or_render(&snapshot, Resource::Student("bob".to_owned())).unwrap();
+        let ada =
+            cache.get_or_render(&snapshot, Resource::Student("ada".to_owned()), &metrics).unwrap();
+        let bob =
+            cache.get_or_render(&snapshot, Resource::Student("bob".to_owned()), &metrics).unwrap();
         assert_ne!(ada, bob);
         let missing = Resource::Student("eve".to_owned());
         assert_eq!(
-            cache.get_or_render(&snapshot, missing.clone()),
+            cache.get_or_render(&snapshot, missing.clone(), &metrics),
             Err(ApiError::UnknownStudent("eve".to_owned()))
         );
         assert!(cache.get(&snapshot, &missing).is_none());
 
         let page = |limit: &str| Resource::Students { limit: Some(limit.to_owned()), after: None };
-        let one = cache.get_or_render(&snapshot, page("1")).unwrap();
-        let two = cache.get_or_render(&snapshot, page("2")).unwrap();
+        let one = cache.get_or_render(&snapshot, page("1"), &metrics).unwrap();
+        let two = cache.get_or_render(&snapshot, page("2"), &metrics).unwrap();
         assert_eq!(
             one,
             api::students_json(&snapshot, &ListParams { limit: Some("1".to_owned()), after: None })
                 .unwrap()
         );
         assert_ne!(one, two);
-        assert!(cache.get_or_render(&snapshot, page("0")).is_err());
+        assert!(cache.get_or_render(&snapshot, page("0"), &metrics).is_err());
     }
 }
