@@ -140,6 +140,41 @@ proptest! {
     }
 
     #[test]
+    fn a_split_board_publishes_at_any_batch_boundaries_what_one_event_at_a_time_shows(
+        log in prop::collection::vec(event(), 0..300),
+        cuts in prop::collection::vec(0..300usize, 0..12),
+        restore_at in 0..12usize,
+    ) {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|cut| cut.min(log.len())).collect();
+        cuts.push(log.len());
+        cuts.sort_unstable();
+        let mut reference = Scoreboard::new();
+        let (mut fold, mut publisher) = Scoreboard::new().split();
+        let mut start = 0;
+        for (i, &end) in cuts.iter().enumerate() {
+            let batch = &log[start..end];
+            // The reference publishes after every event: batching must not show.
+            let mut expected = reference.snapshot();
+            for event in batch {
+                reference.apply(event);
+                expected = reference.snapshot();
+            }
+            fold.apply_all(batch);
+            let published = publisher.publish(fold.take_changes());
+            prop_assert_eq!(published.seq(), expected.seq());
+            prop_assert_eq!(published.n_results(), expected.n_results());
+            prop_assert_eq!(contents(&published), contents(&expected));
+            if i == restore_at {
+                // As the service does after a restart: resume from a checkpoint of this snapshot.
+                let restored = Snapshot::decode_checkpoint(&published.encode_checkpoint())
+                    .expect("a checkpoint decodes");
+                (fold, publisher) = Scoreboard::from(restored).split();
+            }
+            start = end;
+        }
+    }
+
+    #[test]
     fn checkpoint_decoding_never_panics(
         log in prop::collection::vec(event(), 0..40),
         flips in prop::collection::vec((any::<usize>(), any::<u8>()), 0..4),
