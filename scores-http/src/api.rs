@@ -123,7 +123,7 @@ impl IntoResponse for ApiError {
 
 /// `?limit=N&after=CURSOR` as they arrive, validated when a list is rendered: `limit` must be
 /// a positive integer, and for exams `after` an exam number.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 pub struct ListParams {
     /// At most this many items.
     pub limit: Option<String>,
@@ -267,12 +267,16 @@ pub fn exam_json(snapshot: &Snapshot, exam: ExamId) -> Result<Vec<u8>, ApiError>
     }))
 }
 
-/// Answers `query` from the published snapshot: its sequence number in `X-Scores-Seq`, an
-/// `ETag` derived from it, 304 when the client already has it, and otherwise the body, rendered
-/// once per snapshot (see [`RenderCache`](crate::rendered::RenderCache)).
+/// Answers a request for `resource` from the published snapshot: its sequence number in
+/// `X-Scores-Seq`, an `ETag` derived from it, 304 when the client already has it, and otherwise
+/// the body, rendered once per snapshot (see [`RenderCache`](crate::rendered::RenderCache)).
 fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiError>) -> Response {
-    let (snapshot, resource) = match state.ready_snapshot().and_then(|s| Ok((s, resource?))) {
-        Ok(found) => found,
+    let snapshot = match state.ready_snapshot() {
+        Ok(snapshot) => snapshot,
+        Err(error) => return error.into_response(),
+    };
+    let resource = match resource {
+        Ok(resource) => resource,
         Err(error) => return error.into_response(),
     };
     let etag = format!("W/\"{}\"", snapshot.seq());
@@ -315,7 +319,7 @@ pub(crate) async fn students(
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    answer(&state, &headers, params(query).map(Resource::students))
+    answer(&state, &headers, params(query).map(Resource::Students))
 }
 
 pub(crate) async fn student(
@@ -331,7 +335,7 @@ pub(crate) async fn exams(
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    answer(&state, &headers, params(query).map(Resource::exams))
+    answer(&state, &headers, params(query).map(Resource::Exams))
 }
 
 pub(crate) async fn exam(

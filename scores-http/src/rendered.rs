@@ -4,8 +4,8 @@
 //! resource: the first request renders it, the requests that follow on the same snapshot send the
 //! same bytes. A popular student or exam is then rendered once per published version (a few
 //! dozen times a second under full-speed ingest) rather than once per request. The cache holds
-//! the bodies of one snapshot only and is emptied by the first request that reads a newer one;
-//! it is bounded in entries and bytes, past which bodies are rendered and not kept.
+//! the bodies of one snapshot only, replaced when a body is kept for a newer one; it is bounded
+//! in entries and bytes, past which bodies are rendered and not kept.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -25,32 +25,18 @@ const MAX_BYTES: usize = 64 << 20;
 /// What a query asks for, rendered from a snapshot alone: the key of a rendered body.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Resource {
-    Students { limit: Option<String>, after: Option<String> },
+    Students(ListParams),
     Student(String),
-    Exams { limit: Option<String>, after: Option<String> },
+    Exams(ListParams),
     Exam(ExamId),
 }
 
 impl Resource {
-    pub(crate) fn students(params: ListParams) -> Resource {
-        Resource::Students { limit: params.limit, after: params.after }
-    }
-
-    pub(crate) fn exams(params: ListParams) -> Resource {
-        Resource::Exams { limit: params.limit, after: params.after }
-    }
-
     fn render(&self, snapshot: &Snapshot) -> Result<Vec<u8>, ApiError> {
-        let params = |limit: &Option<String>, after: &Option<String>| ListParams {
-            limit: limit.clone(),
-            after: after.clone(),
-        };
         match self {
-            Resource::Students { limit, after } => {
-                api::students_json(snapshot, &params(limit, after))
-            }
+            Resource::Students(params) => api::students_json(snapshot, params),
             Resource::Student(id) => api::student_json(snapshot, id),
-            Resource::Exams { limit, after } => api::exams_json(snapshot, &params(limit, after)),
+            Resource::Exams(params) => api::exams_json(snapshot, params),
             Resource::Exam(exam) => api::exam_json(snapshot, *exam),
         }
     }
@@ -62,7 +48,7 @@ pub(crate) struct RenderCache(Mutex<Option<Generation>>);
 
 #[derive(Debug)]
 struct Generation {
-    /// Weak: the cache never keeps a snapshot alive (freeing one is the writer's work, not a
+    /// Weak: the cache never keeps a snapshot alive (freeing one is the publisher's work, not a
     /// request's), yet its address cannot be reused by a later snapshot while it names this one.
     snapshot: Weak<Snapshot>,
     seq: u64,
@@ -200,7 +186,9 @@ mod tests {
         );
         assert!(cache.get(&snapshot, &missing).is_none());
 
-        let page = |limit: &str| Resource::Students { limit: Some(limit.to_owned()), after: None };
+        let page = |limit: &str| {
+            Resource::Students(ListParams { limit: Some(limit.to_owned()), after: None })
+        };
         let one = cache.get_or_render(&snapshot, page("1"), &metrics).unwrap();
         let two = cache.get_or_render(&snapshot, page("2"), &metrics).unwrap();
         assert_eq!(

@@ -2,7 +2,7 @@
 //! side, and the shutdown signal that ends live streams.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use scores_core::Snapshot;
@@ -59,12 +59,10 @@ impl AppState {
     /// nodes, milliseconds for a large batch) falls to the publishing thread, not to a request.
     pub fn publish(&self, snapshot: Snapshot) {
         let replaced = self.0.snapshot.swap(Arc::new(snapshot));
-        let retired = self.retired().replace(replaced);
+        let mut retired = self.0.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        let freed = retired.replace(replaced);
         drop(retired);
-    }
-
-    fn retired(&self) -> MutexGuard<'_, Option<Arc<Snapshot>>> {
-        self.0.retired.lock().unwrap_or_else(PoisonError::into_inner)
+        drop(freed);
     }
 
     /// The service has restored its projections and answers queries.
