@@ -3,13 +3,15 @@
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use scores_core::{ExamId, Page, Snapshot};
 use serde::{Deserialize, Serialize};
 
-use crate::rendered::Resource;
+use crate::rendered::{Coding, Resource};
 use crate::state::AppState;
 
 /// The header that carries the snapshot's sequence number.
@@ -283,13 +285,48 @@ fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiE
     let mut response = if if_none_match(headers, &etag) {
         (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response()
     } else {
-        match state.rendered().get_or_render(&snapshot, resource, state.metrics()) {
-            Ok(body) => ([(ETAG, etag), (CONTENT_TYPE, JSON.to_owned())], body).into_response(),
+        let coding = if accepts_gzip(headers) { Coding::Gzip } else { Coding::Identity };
+        match state.rendered().get_or_render(&snapshot, resource, coding, state.metrics()) {
+            Ok((body, Coding::Identity)) => {
+                ([(ETAG, etag), (CONTENT_TYPE, JSON.to_owned())], body).into_response()
+            }
+            // Encoded here, once per snapshot, the compression layer leaves it as it is.
+            Ok((body, Coding::Gzip)) => {
+                let headers = [
+                    (ETAG, etag),
+                    (CONTENT_TYPE, JSON.to_owned()),
+                    (CONTENT_ENCODING, "gzip".to_owned()),
+                    (VARY, ACCEPT_ENCODING.as_str().to_owned()),
+                ];
+                (headers, body).into_response()
+            }
             Err(error) => error.into_response(),
         }
     };
     response.headers_mut().insert(SEQ_HEADER, HeaderValue::from(snapshot.seq()));
     response
+}
+
+/// Whether `Accept-Encoding` accepts gzip: `gzip` (or `x-gzip`) with a non-zero quality, or,
+/// when neither is named, `*` with one.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut named = None;
+    let mut any = None;
+    let codings = headers.get_all(ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok());
+    for coding in codings.flat_map(|value| value.split(',')) {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let quality = parts
+            .find_map(|param| param.trim().strip_prefix("q="))
+            .map_or(Some(1.0), |q| q.trim().parse::<f32>().ok())
+            .unwrap_or(0.0);
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            named = Some(named.unwrap_or(0.0f32).max(quality));
+        } else if name == "*" {
+            any = Some(quality);
+        }
+    }
+    named.or(any).is_some_and(|quality| quality > 0.0)
 }
 
 /// Whether `If-None-Match` lists `etag` (weak comparison) or is `*`.

@@ -53,6 +53,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -77,9 +78,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
-        // Compression never applies to the event stream (tower-http's default predicate skips
-        // text/event-stream), but the stream is kept outside these layers all the same.
-        .layer(CompressionLayer::new())
+        // Compression never applies to the event stream (the predicate skips
+        // text/event-stream), but the stream is kept outside these layers all the same. Query
+        // answers arrive already encoded when the client asks for gzip (see `rendered`), and
+        // the layer leaves encoded responses as they are.
+        .layer(CompressionLayer::new().compress_when(compressible()))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     Router::new()
         .route("/scores", get(stream::scores))
@@ -91,6 +94,14 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .with_state(state)
+}
+
+/// tower-http's default predicate, but with the render cache's size threshold.
+fn compressible() -> impl Predicate {
+    SizeAbove::new(rendered::MIN_GZIP_BYTES as u64)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE)
 }
 
 async fn health() -> impl IntoResponse {

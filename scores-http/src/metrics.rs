@@ -40,6 +40,8 @@ pub struct Metrics {
     pub bodies_reused: AtomicU64,
     /// Query answers rendered from the snapshot.
     pub bodies_rendered: AtomicU64,
+    /// Query answers gzip-encoded (each body at most once per snapshot).
+    pub bodies_compressed: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     routes: Mutex<BTreeMap<String, RouteStats>>,
 }
@@ -160,6 +162,12 @@ impl Metrics {
             "counter",
             "Query answers rendered from the snapshot.",
             load(&self.bodies_rendered),
+        );
+        metric(
+            "scores_http_bodies_compressed_total",
+            "counter",
+            "Query answers gzip-encoded (each body at most once per snapshot).",
+            load(&self.bodies_compressed),
         );
         metric(
             "scores_checkpoints_total",

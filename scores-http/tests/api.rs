@@ -254,3 +254,46 @@ async fn a_new_snapshot_replaces_every_answer_of_the_one_before() {
         assert_ne!(after, before, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn gzip_is_sent_to_clients_that_accept_it_and_only_to_them() {
+    use std::io::Read as _;
+
+    let mut board = Scoreboard::new();
+    for exam in 0..100 {
+        board.apply(&event("Marvin32", exam, 0.25));
+    }
+    let state = AppState::serving(board.snapshot());
+    let get = |accept: Option<&'static str>, uri: &'static str| {
+        let state = state.clone();
+        async move {
+            let mut request = Request::get(uri);
+            if let Some(accept) = accept {
+                request = request.header("accept-encoding", accept);
+            }
+            router(state).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+        }
+    };
+    let identity = body(get(None, "/students/Marvin32").await).await;
+    assert!(identity.len() > 1024, "large enough to be compressed");
+
+    for accept in ["gzip", "deflate, gzip;q=0.5", "x-gzip", "*", "br;q=1, *;q=0.1"] {
+        let response = get(Some(accept), "/students/Marvin32").await;
+        assert_eq!(response.headers()["content-encoding"], "gzip", "{accept}");
+        assert_eq!(response.headers()["vary"], "accept-encoding", "{accept}");
+        assert_eq!(response.headers()["x-scores-seq"], "100", "{accept}");
+        let compressed = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut decoded).unwrap();
+        assert_eq!(decoded, identity, "{accept}");
+    }
+    for accept in ["identity", "gzip;q=0", "gzip;q=0, *", "br", "*;q=0"] {
+        let response = get(Some(accept), "/students/Marvin32").await;
+        assert!(!response.headers().contains_key("content-encoding"), "{accept}");
+        assert_eq!(body(response).await, identity, "{accept}");
+    }
+    // A small answer is sent as it is, whatever the client accepts.
+    let response = get(Some("gzip"), "/exams?limit=1").await;
+    assert!(!response.headers().contains_key("content-encoding"));
+    assert_eq!(body(response).await, r#"{"exams":[0],"total":100,"next":0}"#);
+}
