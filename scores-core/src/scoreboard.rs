@@ -578,17 +578,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn apply_all_folds_exactly_as_apply_does_one_at_a_time() {
-        // New students throughout, regrades, and repeats that change nothing, in batches that
-        // share students and rows with the snapshot before them.
-        let events: Vec<ScoreEvent> = (0..20_000u64)
+    /// 20,000 events with new students throughout, regrades, and repeats that change nothing:
+    /// folded in batches, they share students and rows with the snapshot before them.
+    fn mixed_events() -> Vec<ScoreEvent> {
+        (0..20_000u64)
             .map(|i| {
                 let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
                 let student = format!("s{}", mixed % (50 + i / 100));
                 event(&student, 10_000 + (mixed / 7) % 30, ((mixed / 3) % 4) as f64 / 4.0)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn apply_all_folds_exactly_as_apply_does_one_at_a_time() {
+        let events = mixed_events();
         let mut one_at_a_time = Scoreboard::new();
         let mut all = Scoreboard::new();
         for batch in events.chunks(777) {
@@ -606,13 +610,7 @@ mod tests {
 
     #[test]
     fn a_split_board_publishes_on_another_thread_what_the_whole_one_does() {
-        let events: Vec<ScoreEvent> = (0..20_000u64)
-            .map(|i| {
-                let mixed = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-                let student = format!("s{}", mixed % (50 + i / 100));
-                event(&student, 10_000 + (mixed / 7) % 30, ((mixed / 3) % 4) as f64 / 4.0)
-            })
-            .collect();
+        let events = mixed_events();
         // More changes at once than `MIN_CHANGES_TO_REBUILD`: the publisher rebuilds the exams.
         let many: Vec<ScoreEvent> = (0..70_000u64)
             .map(|i| event(&format!("s{}", i % 300), 10_000 + i / 300, (i % 7) as f64 / 7.0))
