@@ -258,7 +258,7 @@ fn replay_answers_byte_for_byte_what_the_service_serves() {
 
 #[test]
 fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
-    use scores_core::{ExamId, Score, ScoreEvent, StudentId};
+    use scores_core::ScoreEvent;
     use scores_journal::{Entry, Journal, Options};
 
     let dir = tempfile::tempdir().unwrap();
@@ -266,11 +266,7 @@ fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
     for batch in 0..10u64 {
         let entries: Vec<Entry> = (0..10u64)
             .map(|i| Entry {
-                event: ScoreEvent {
-                    student_id: StudentId::new(&format!("s{i}")).unwrap(),
-                    exam: ExamId(10_000 + batch),
-                    score: Score::new(0.5).unwrap(),
-                },
+                event: ScoreEvent::new(&format!("s{i}"), 10_000 + batch, 0.5).unwrap(),
                 upstream_id: (batch * 10 + i + 1).to_string().into(),
             })
             .collect();

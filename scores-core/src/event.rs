@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::decode::DecodeError;
+
 /// One exam result as the feed reports it: `student_id` scored `score` on `exam`.
 ///
 /// Serializes to the feed's compact shape, `{"studentId":"Marvin32","exam":11295,"score":0.64}`.
@@ -20,6 +22,28 @@ pub struct ScoreEvent {
     pub exam: ExamId,
     /// The score, in `0.0..=1.0`.
     pub score: Score,
+}
+
+impl ScoreEvent {
+    /// The event with these field values, validated as [`decode`](crate::decode) validates
+    /// them; the error names the field that is invalid.
+    ///
+    /// ```
+    /// use scores_core::{DecodeError, ScoreEvent};
+    ///
+    /// let event = ScoreEvent::new("Marvin32", 11295, 0.64)?;
+    /// assert_eq!(event.student_id.as_str(), "Marvin32");
+    /// assert_eq!(event.score.get(), 0.64);
+    /// assert!(matches!(ScoreEvent::new("Marvin32", 11295, 1.5), Err(DecodeError::Score(_))));
+    /// # Ok::<(), DecodeError>(())
+    /// ```
+    pub fn new(student_id: &str, exam: u64, score: f64) -> Result<ScoreEvent, DecodeError> {
+        Ok(ScoreEvent {
+            student_id: StudentId::new(student_id).map_err(DecodeError::StudentId)?,
+            exam: ExamId(exam),
+            score: Score::new(score).map_err(DecodeError::Score)?,
+        })
+    }
 }
 
 /// A student's user name: non-empty UTF-8, at most [`StudentId::MAX_LEN`] bytes, no control
@@ -197,6 +221,20 @@ mod tests {
 
     fn check_student(input: &str, expected: Result<(), InvalidStudentId>) {
         assert_eq!(StudentId::new(input).map(|_| ()), expected, "input: {input:?}");
+    }
+
+    #[test]
+    fn events_built_from_values_are_validated_like_decoded_ones() {
+        let event = ScoreEvent::new("Marvin32", 11295, 0.0).expect("valid");
+        assert_eq!(
+            (event.student_id.as_str(), event.exam, event.score.get()),
+            ("Marvin32", ExamId(11295), 0.0)
+        );
+        assert_eq!(
+            ScoreEvent::new("", 1, 0.5).map_err(|e| e.to_string()),
+            Err("field `studentId` is invalid: it is empty".to_owned())
+        );
+        assert_eq!(ScoreEvent::new("a", 1, -0.1).map_err(|e| e.reason()), Err("out_of_range"));
     }
 
     #[test]

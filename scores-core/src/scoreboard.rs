@@ -495,11 +495,7 @@ mod tests {
     use crate::snapshot::{Listing, Page};
 
     fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {
-        ScoreEvent {
-            student_id: StudentId::new(student).expect("valid id"),
-            exam: ExamId(exam),
-            score: Score::new(score).expect("valid score"),
-        }
+        ScoreEvent::new(student, exam, score).expect("valid event")
     }
 
     fn score(value: f64) -> Score {

@@ -209,11 +209,7 @@ proptest! {
 
 #[test]
 fn snapshots_taken_earlier_do_not_change() {
-    let event = |student: &str, exam: u64, score: f64| ScoreEvent {
-        student_id: StudentId::new(student).expect("valid"),
-        exam: ExamId(exam),
-        score: Score::new(score).expect("in range"),
-    };
+    let event = |student, exam, score| ScoreEvent::new(student, exam, score).expect("valid");
     let mut board = Scoreboard::new();
     board.apply(&event("a", 1, 0.5));
     let before = board.snapshot();

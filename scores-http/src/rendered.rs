@@ -186,16 +186,12 @@ fn gzip(body: &[u8]) -> Option<Bytes> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use scores_core::{Score, ScoreEvent, Scoreboard, StudentId};
+    use scores_core::{ScoreEvent, Scoreboard};
 
     use super::*;
 
     fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {
-        ScoreEvent {
-            student_id: StudentId::new(student).unwrap(),
-            exam: ExamId(exam),
-            score: Score::new(score).unwrap(),
-        }
+        ScoreEvent::new(student, exam, score).unwrap()
     }
 
     fn board(events: &[(&str, u64, f64)]) -> Scoreboard {

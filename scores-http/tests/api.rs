@@ -6,17 +6,13 @@
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
-use scores_core::{ExamId, Score, ScoreEvent, Scoreboard, StudentId};
+use scores_core::{ScoreEvent, Scoreboard};
 use scores_http::{AppState, router};
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {
-    ScoreEvent {
-        student_id: StudentId::new(student).unwrap(),
-        exam: ExamId(exam),
-        score: Score::new(score).unwrap(),
-    }
+    ScoreEvent::new(student, exam, score).unwrap()
 }
 
 /// Six events, one a regrade, one a zero: seq 6.

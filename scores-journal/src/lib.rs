@@ -45,15 +45,11 @@
 //! # Example
 //!
 //! ```
-//! use scores_core::{ExamId, Score, ScoreEvent, StudentId};
+//! use scores_core::ScoreEvent;
 //! use scores_journal::{Entry, Journal, Options};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let event = ScoreEvent {
-//!     student_id: StudentId::new("Marvin32")?,
-//!     exam: ExamId(11295),
-//!     score: Score::new(0.64)?,
-//! };
+//! let event = ScoreEvent::new("Marvin32", 11295, 0.64)?;
 //! let (mut journal, recovery) = Journal::open(dir.path(), Options::default())?;
 //! assert_eq!(recovery.last_seq, 0);
 //! let last_seq = journal.append(&[Entry { event: event.clone(), upstream_id: "17".into() }])?;

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scores_core::{ExamId, Score, ScoreEvent, StudentId};
+use scores_core::ScoreEvent;
 use scores_journal::{Entry, FsyncPolicy, Journal, Options};
 
 const CHILD_DIR: &str = "SCORES_JOURNAL_CRASH_CHILD_DIR";
@@ -22,11 +22,12 @@ const OPTIONS: Options = Options { fsync: FsyncPolicy::Always, segment_bytes: 25
 
 fn entry(seq: u64) -> Entry {
     Entry {
-        event: ScoreEvent {
-            student_id: StudentId::new(&format!("Student.{}", seq % 97)).unwrap(),
-            exam: ExamId(10_000 + seq / 50),
-            score: Score::new((seq % 101) as f64 / 100.0).unwrap(),
-        },
+        event: ScoreEvent::new(
+            &format!("Student.{}", seq % 97),
+            10_000 + seq / 50,
+            (seq % 101) as f64 / 100.0,
+        )
+        .unwrap(),
         upstream_id: Arc::from(seq.to_string()),
     }
 }

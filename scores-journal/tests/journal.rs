@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use scores_core::{ExamId, Score, ScoreEvent, Scoreboard, StudentId};
+use scores_core::{ScoreEvent, Scoreboard};
 use scores_journal::{
     Corruption, Entry, FsyncPolicy, Journal, JournalError, Options, Reader, load_checkpoint,
     save_checkpoint,
@@ -19,11 +19,12 @@ use scores_journal::{
 /// can be checked on its own.
 fn entry(seq: u64) -> Entry {
     Entry {
-        event: ScoreEvent {
-            student_id: StudentId::new(&format!("Student.{}", seq % 97)).unwrap(),
-            exam: ExamId(10_000 + seq / 50),
-            score: Score::new((seq % 101) as f64 / 100.0).unwrap(),
-        },
+        event: ScoreEvent::new(
+            &format!("Student.{}", seq % 97),
+            10_000 + seq / 50,
+            (seq % 101) as f64 / 100.0,
+        )
+        .unwrap(),
         upstream_id: Arc::from(seq.to_string()),
     }
 }
