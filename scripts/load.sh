@@ -73,17 +73,24 @@ run() {
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     echo "| $name | $rps req/s | p50 $p50 | p99 $p99 |"
+    last_rps=$rps
 }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
 echo "| endpoint ($connections connections, ${seconds} s, while ingesting) | throughput | p50 | p99 |"
 echo "| --- | --- | --- | --- |"
 run "GET /healthz" /healthz
+healthz=$last_rps
 run "GET /students/{id}" "/students/$student"
+student_rps=$last_rps
+run "GET /students/{id}, Accept-Encoding: gzip" "/students/$student" -H "Accept-Encoding: gzip"
+student_gzip_rps=$last_rps
 run "GET /students/{id}, one of up to 1,000 at random" / -s "$data/random-student.lua"
 run "GET /exams/{number}" "/exams/$exam"
 run "GET /exams" /exams
 run "GET /students ($n_students students)" /students
 echo
+echo "| GET /students/{id} ÷ GET /healthz | $(ratio "$student_rps" "$healthz"); with gzip $(ratio "$student_gzip_rps" "$healthz") |"
 echo "| GET /students ($n_students students), one request at a time, each rendered, while ingesting | $(single '/students?limit={i}') |"
 echo "| GET /students/{id}, one request at a time, while ingesting | $(single "/students/$student") |"
 echo
