@@ -351,6 +351,7 @@ impl Publisher {
                     published.students.push(entry);
                     published.student_ids.push(id.clone());
                     published.student_index.insert(id, idx);
+                    published.ranks = Arc::default();
                 }
                 None => {
                     let known = published.students.set(idx as usize, entry);
@@ -737,5 +738,26 @@ mod tests {
         let exam = snapshot.exam(ExamId(7)).expect("known");
         let order: Vec<&str> = exam.results().map(|(id, _)| id.as_str()).collect();
         assert_eq!(order, ["Kim", "amy", "zed"]);
+    }
+
+    #[test]
+    fn a_new_student_takes_its_place_in_the_exams_it_joins() {
+        let order = |snapshot: &Snapshot, exam: u64| -> Vec<String> {
+            let exam = snapshot.exam(ExamId(exam)).expect("known");
+            exam.results().map(|(id, _)| id.to_string()).collect()
+        };
+        let mut board = Scoreboard::new();
+        board.apply_all(&[event("carol", 1, 0.5), event("bob", 1, 0.5)]);
+        let first = board.snapshot();
+        assert_eq!(order(&first, 1), ["bob", "carol"]);
+        // New students sort before, between and after the known ones; exam 1 changes only in
+        // the second batch, after its order was computed for the first.
+        board.apply_all(&[event("alice", 2, 0.5), event("bert", 2, 0.5), event("dave", 2, 0.5)]);
+        let second = board.snapshot();
+        assert_eq!(order(&second, 1), ["bob", "carol"]);
+        assert_eq!(order(&second, 2), ["alice", "bert", "dave"]);
+        board.apply_all(&[event("dave", 1, 0.1), event("alice", 1, 0.1), event("bert", 1, 0.1)]);
+        assert_eq!(order(&board.snapshot(), 1), ["alice", "bert", "bob", "carol", "dave"]);
+        assert_eq!(order(&first, 1), ["bob", "carol"]);
     }
 }

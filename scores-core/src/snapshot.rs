@@ -23,7 +23,14 @@ pub struct Snapshot {
     /// Per-student results and average, by dense index.
     pub(crate) students: ChunkedVec<StudentEntry>,
     pub(crate) exams: imbl::OrdMap<ExamId, ExamEntry>,
+    /// Each student's position in id order, by dense index: computed by the first reader that
+    /// needs it and shared by every snapshot with the same students. The publisher replaces it
+    /// whenever a student is added.
+    pub(crate) ranks: Arc<OnceLock<Ranks>>,
 }
+
+/// Positions in student-id order, by dense student index.
+pub(crate) type Ranks = Arc<[u32]>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct StudentEntry {
@@ -188,10 +195,13 @@ impl Snapshot {
     pub fn exam(&self, exam: ExamId) -> Option<ExamReport> {
         let entry = self.exams.get(&exam)?;
         let results = entry.by_student_id.get_or_init(|| {
-            let id = |student_idx: u32| self.student_ids.get(student_idx as usize);
+            // Sorting by rank compares integers, where sorting by id would compare strings,
+            // each in an allocation of its own and mostly cold.
+            let ranks = self.ranks();
+            let rank = |student_idx: u32| ranks.get(student_idx as usize).copied();
             let mut results: Vec<(u32, Score)> =
                 entry.results.iter().map(|(i, s)| (*i, *s)).collect();
-            results.sort_unstable_by(|a, b| id(a.0).cmp(&id(b.0)));
+            results.sort_unstable_by_key(|&(student_idx, _)| rank(student_idx));
             results.into()
         });
         Some(ExamReport {
@@ -199,6 +209,20 @@ impl Snapshot {
             results: results.clone(),
             student_ids: self.student_ids.clone(),
             average: entry.average,
+        })
+    }
+
+    /// Each student's position in id order, by dense index.
+    fn ranks(&self) -> &[u32] {
+        self.ranks.get_or_init(|| {
+            let mut ranks = vec![0; self.student_index.len()];
+            for (rank, (_, &student_idx)) in self.student_index.iter().enumerate() {
+                // Indices are dense, `0..n_students`: each student's slot is filled once.
+                if let Some(slot) = ranks.get_mut(student_idx as usize) {
+                    *slot = rank as u32;
+                }
+            }
+            ranks.into()
         })
     }
 }
