@@ -36,7 +36,7 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     /// The last sequence number made durable.
     pub journal_last_seq: AtomicU64,
-    /// Query answers sent from the bodies kept for the current snapshot.
+    /// Query answers sent as already rendered: for the same snapshot, or a listing unchanged since.
     pub bodies_reused: AtomicU64,
     /// Query answers rendered from the snapshot.
     pub bodies_rendered: AtomicU64,
@@ -154,7 +154,7 @@ impl Metrics {
         metric(
             "scores_http_bodies_reused_total",
             "counter",
-            "Query answers sent from the bodies kept for the current snapshot.",
+            "Query answers sent as already rendered: for the same snapshot, or a listing unchanged since.",
             load(&self.bodies_reused),
         );
         metric(
