@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use scores_http::service::{self, ServiceConfig, Upstream};
 use scores_http::simulator::SimulatorConfig;
+use scores_journal::Options;
 use scores_sse::FeedConfig;
 
 use crate::cli::ServeArgs;
@@ -18,7 +19,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         };
         let config = ServiceConfig {
-            fsync: args.fsync,
+            journal: Options { fsync: args.fsync, ..Options::default() },
             checkpoint_every: args.checkpoint_every,
             feed: FeedConfig { idle_timeout: Some(args.idle_timeout), ..FeedConfig::new("") },
             ..ServiceConfig::new(upstream, &args.data_dir)

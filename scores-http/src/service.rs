@@ -6,7 +6,8 @@
 //! the writer goes on with the next, so an event becomes visible only once it is durable. On
 //! start the writer restores the board from the last checkpoint and the journal's tail, and the
 //! feed resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
-//! drain and sync, writes a final checkpoint, and lets HTTP requests finish.
+//! drain and sync, writes a final checkpoint, and lets HTTP requests finish; when the journal
+//! is refusing appends at the time, it also gives up retrying them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,8 +45,8 @@ pub struct ServiceConfig {
     pub upstream: Upstream,
     /// The data directory: the journal in `journal/`, the checkpoint in `checkpoint`.
     pub data_dir: PathBuf,
-    /// When journal appends reach stable storage.
-    pub fsync: FsyncPolicy,
+    /// The journal's options: when appends reach stable storage, how large a segment grows.
+    pub journal: Options,
     /// Write a checkpoint after this many new events, or after as many new events as the board
     /// holds results when that is more.
     pub checkpoint_every: u64,
@@ -60,7 +61,7 @@ impl ServiceConfig {
         ServiceConfig {
             upstream,
             data_dir: data_dir.into(),
-            fsync: FsyncPolicy::Always,
+            journal: Options { fsync: FsyncPolicy::Always, ..Options::default() },
             checkpoint_every: 1_000_000,
             feed: FeedConfig::new(""),
         }
@@ -87,6 +88,14 @@ pub enum ServiceError {
     /// The journal writer thread ended unexpectedly.
     #[error("the journal writer stopped unexpectedly")]
     WriterFailed,
+    /// Asked to stop while the journal refused appends. Nothing visible was lost: the events
+    /// not yet stored were never acknowledged, and the next start asks the upstream for them
+    /// again, after the last event id the journal holds.
+    #[error(
+        "stopped while the journal refused appends ({0}); the events received since the last \
+         stored one were not kept, and the next start asks the upstream for them again"
+    )]
+    StoppedWhileRefused(JournalError),
 }
 
 /// The most events one journal append takes.
@@ -100,7 +109,7 @@ pub async fn run(
 ) -> Result<(), ServiceError> {
     let journal_dir = config.data_dir.join("journal");
     let checkpoint_path = config.data_dir.join("checkpoint");
-    let options = Options { fsync: config.fsync, ..Options::default() };
+    let options = config.journal;
     let (journal, recovery) =
         tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))
             .await
@@ -219,7 +228,14 @@ async fn pull_feed(
         match item {
             FeedItem::Event { event, id } => {
                 metrics.events_received.fetch_add(1, Ordering::Relaxed);
-                if events.send(Entry { event, upstream_id: id }).await.is_err() {
+                // The channel stays full while the journal refuses appends: stopping must not
+                // wait for room. An event dropped here was never stored or acknowledged; the
+                // next start asks the upstream for it again.
+                let sent = tokio::select! {
+                    sent = events.send(Entry { event, upstream_id: id }) => sent.is_ok(),
+                    _ = stop.wait_for(|stopped| *stopped) => false,
+                };
+                if !sent {
                     return;
                 }
             }
@@ -288,7 +304,7 @@ fn write_and_fold(
     // merging a batch into the persistent maps takes as long as folding it.
     let (mut fold, publisher) = board.split();
     let (changes, to_publish) = std::sync::mpsc::sync_channel::<Changes>(1);
-    let last_checkpoint = std::thread::scope(|scope| {
+    let (last_checkpoint, refused) = std::thread::scope(|scope| {
         let publishing = std::thread::Builder::new()
             .name("publisher".into())
             .spawn_scoped(scope, || {
@@ -296,6 +312,7 @@ fn write_and_fold(
             })
             .map_err(|source| ServiceError::Io { action: "starting the publisher", source })?;
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut refused = None;
         while let Some(first) = events.blocking_recv() {
             batch.push(first);
             while batch.len() < MAX_BATCH {
@@ -305,7 +322,10 @@ fn write_and_fold(
                 }
             }
             // Durable first; then folded and handed over to be published.
-            append_until_durable(&mut journal, &batch, &state)?;
+            if let Err(error) = append_until_durable(&mut journal, &batch, &state) {
+                refused = Some(error);
+                break;
+            }
             fold.apply_all(batch.iter().map(|entry| &entry.event));
             batch.clear();
             if changes.send(fold.take_changes()).is_err() {
@@ -314,11 +334,16 @@ fn write_and_fold(
         }
         // The publisher publishes what it was handed, then ends.
         drop(changes);
-        publishing.join().map_err(|_| ServiceError::WriterFailed)
+        let last_checkpoint = publishing.join().map_err(|_| ServiceError::WriterFailed)?;
+        Ok::<_, ServiceError>((last_checkpoint, refused))
     })?;
+    // What was stored is synced and checkpointed even when a batch could not be.
     let synced = journal.sync();
     let last = (fold.seq() != last_checkpoint).then(|| state.snapshot());
     checkpointer.finish(last);
+    if let Some(error) = refused {
+        return Err(error);
+    }
     synced?;
     tracing::info!(seq = fold.seq(), "journal flushed and checkpointed");
     Ok(())
@@ -394,13 +419,15 @@ impl Checkpointer {
 
 /// Appends `batch`, retrying with a pause while the disk refuses (full, say): the feed waits
 /// behind the channel meanwhile, and nothing is dropped. A journal that cannot undo a failed
-/// write stops the service rather than risk the log.
+/// write stops the service rather than risk the log; so does a request to stop while appends
+/// fail, since retrying would never end.
 fn append_until_durable(
     journal: &mut Journal,
     batch: &[Entry],
     state: &AppState,
-) -> Result<(), JournalError> {
+) -> Result<(), ServiceError> {
     let metrics = state.metrics();
+    let stop = state.shutdown();
     loop {
         match journal.append(batch) {
             Ok(last_seq) => {
@@ -409,11 +436,20 @@ fn append_until_durable(
                 metrics.journal_last_seq.store(last_seq, Ordering::Relaxed);
                 return Ok(());
             }
-            Err(JournalError::Poisoned) => return Err(JournalError::Poisoned),
+            Err(JournalError::Poisoned) => return Err(JournalError::Poisoned.into()),
             Err(error) => {
                 metrics.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if *stop.borrow() {
+                    return Err(ServiceError::StoppedWhileRefused(error));
+                }
                 tracing::error!(%error, "journal append failed; retrying in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
+                // In steps, so that a request to stop is seen within a tenth of a second.
+                for _ in 0..10 {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
     }

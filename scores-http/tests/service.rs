@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::get;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use scores_http::service::{self, ServiceConfig, Upstream};
-use scores_journal::FsyncPolicy;
+use scores_journal::{FsyncPolicy, Options};
 use scores_sse::FeedConfig;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -97,6 +97,15 @@ struct Running {
 }
 
 async fn start_service(upstream: SocketAddr, data_dir: &Path) -> Running {
+    start_service_with(
+        upstream,
+        data_dir,
+        Options { fsync: FsyncPolicy::Always, ..Options::default() },
+    )
+    .await
+}
+
+async fn start_service_with(upstream: SocketAddr, data_dir: &Path, journal: Options) -> Running {
     let feed = FeedConfig {
         retry: Duration::from_millis(10),
         max_retry: Duration::from_millis(100),
@@ -104,7 +113,7 @@ async fn start_service(upstream: SocketAddr, data_dir: &Path) -> Running {
         ..FeedConfig::new("")
     };
     let config = ServiceConfig {
-        fsync: FsyncPolicy::Always,
+        journal,
         feed,
         ..ServiceConfig::new(Upstream::Url(format!("http://{upstream}/scores")), data_dir)
     };
@@ -121,6 +130,13 @@ impl Running {
     async fn stop(self) {
         self.stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.task).await.unwrap().unwrap().unwrap();
+    }
+
+    /// Stops the service, which must end with an error, in bounded time.
+    async fn stop_with_error(self) -> service::ServiceError {
+        self.stop.send(()).unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        ended.expect("the service stopped in time").unwrap().unwrap_err()
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -430,4 +446,38 @@ async fn the_rebroadcast_resumes_from_last_event_id() {
     }
     assert_eq!(ids, ["10", "11", "12"]);
     service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_refuses_appends_hides_what_it_refused_and_still_lets_the_service_stop() {
+    let data = tempfile::tempdir().unwrap();
+    let script = Script::default();
+    let mut model = Model::default();
+    script.push(Plan::Stream(events(1..=20, &mut model), End::Close));
+    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    // One-byte segments: every append to a segment that holds records starts a new file.
+    let journal = Options { fsync: FsyncPolicy::Always, segment_bytes: 1 };
+    let service = start_service_with(upstream, data.path(), journal).await;
+    service.wait_for_seq(20).await;
+
+    // No new segment can be made once the journal's directory is a file.
+    let dir = data.path().join("journal");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    script.push(Plan::Stream(events(21..=60, &mut Model::default()), End::Hang));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.metric("scores_journal_errors_total").await.unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the journal never refused an append");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, ready) = service.get("/readyz").await;
+    assert_eq!(ready["seq"], 20, "events the journal refused are not visible");
+    check_against_model(&service, &model).await;
+
+    // Retrying would never end; stopping does, and says why.
+    let error = service.stop_with_error().await;
+    assert!(
+        matches!(error, service::ServiceError::StoppedWhileRefused(_)),
+        "stopped with {error:?}"
+    );
 }
