@@ -92,6 +92,7 @@ run "GET /students ($n_students students)" /students
 echo
 echo "| GET /students/{id} ÷ GET /healthz | $(ratio "$student_rps" "$healthz"); with gzip $(ratio "$student_gzip_rps" "$healthz") |"
 echo "| GET /students ($n_students students), one request at a time, each rendered, while ingesting | $(single '/students?limit={i}') |"
+echo "| GET /students ($n_students students), one request at a time, the same query, while ingesting | $(single /students) |"
 echo "| GET /students/{id}, one request at a time, while ingesting | $(single "/students/$student") |"
 echo
 echo "final seq: $(seq_now)"
