@@ -101,8 +101,18 @@ fn answers(c: &mut Criterion) {
     let state = AppState::serving(board.snapshot());
     let app = router(state.clone());
     group.sample_size(20);
-    group.bench_function("GET /students (100k ids), new snapshot", |b| {
+    // A listing is kept until a student is added (see `rendered`), then rendered again.
+    group.bench_function("GET /students (100k ids), new snapshot, same students", |b| {
         b.iter(|| {
+            state.publish(board.snapshot());
+            runtime.block_on(get(&app, "/students", false))
+        })
+    });
+    let mut added = 0_u64;
+    group.bench_function("GET /students (100k ids), new snapshot, a student added", |b| {
+        b.iter(|| {
+            added += 1;
+            board.apply(&event(&format!("Added.Student{added}"), FIRST_EXAM, 0.5));
             state.publish(board.snapshot());
             runtime.block_on(get(&app, "/students", false))
         })
