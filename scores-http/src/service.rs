@@ -228,14 +228,9 @@ async fn pull_feed(
         match item {
             FeedItem::Event { event, id } => {
                 metrics.events_received.fetch_add(1, Ordering::Relaxed);
-                // The channel stays full while the journal refuses appends: stopping must not
-                // wait for room. An event dropped here was never stored or acknowledged; the
-                // next start asks the upstream for it again.
-                let sent = tokio::select! {
-                    sent = events.send(Entry { event, upstream_id: id }) => sent.is_ok(),
-                    _ = stop.wait_for(|stopped| *stopped) => false,
-                };
-                if !sent {
+                // While the journal refuses appends the channel stays full and this waits; on
+                // a stop the writer gives up and closes the channel, which ends the wait.
+                if events.send(Entry { event, upstream_id: id }).await.is_err() {
                     return;
                 }
             }

@@ -464,17 +464,27 @@ async fn a_journal_that_refuses_appends_hides_what_it_refused_and_still_lets_the
     let dir = data.path().join("journal");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, "not a directory").unwrap();
-    script.push(Plan::Stream(events(21..=60, &mut Model::default()), End::Hang));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while service.metric("scores_journal_errors_total").await.unwrap_or(0) == 0 {
-        assert!(Instant::now() < deadline, "the journal never refused an append");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // More events than the service queues, so that the feed ends up waiting for room.
+    let sent = 350_000;
+    script.push(Plan::Stream(events(21..=20 + sent, &mut Model::default()), End::Hang));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lag = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = service.metric("scores_journal_lag_events").await.unwrap();
+        if now > 0 && now == lag {
+            break;
+        }
+        lag = now;
+        assert!(Instant::now() < deadline, "the feed never came to a stop");
     }
+    assert!(lag < sent, "the feed took all {sent} events: it did not wait for room");
+    assert!(service.metric("scores_journal_errors_total").await.unwrap() > 0);
     let (_, ready) = service.get("/readyz").await;
     assert_eq!(ready["seq"], 20, "events the journal refused are not visible");
     check_against_model(&service, &model).await;
 
-    // Retrying would never end; stopping does, and says why.
+    // Retrying would never end, nor would waiting for room; stopping ends both, and says why.
     let error = service.stop_with_error().await;
     assert!(
         matches!(error, service::ServiceError::StoppedWhileRefused(_)),
