@@ -57,6 +57,9 @@ pub enum ApiError {
     /// A request took longer than the service allows.
     #[error("the request took too long")]
     Timeout,
+    /// A request came with a body over the limit (no endpoint takes one).
+    #[error("the request body is over the limit of {max} bytes", max = crate::MAX_REQUEST_BODY)]
+    BodyTooLarge,
     /// Something failed inside the service. The detail is logged, never sent.
     #[error("internal error")]
     Internal,
@@ -76,6 +79,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,6 +97,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
             ApiError::Timeout => "timeout",
+            ApiError::BodyTooLarge => "body_too_large",
             ApiError::Internal => "internal",
         }
     }

@@ -64,6 +64,8 @@ pub use crate::state::AppState;
 
 /// How long a query may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body accepted (413 past it); no endpoint reads one.
+const MAX_REQUEST_BODY: usize = 16 * 1024;
 
 /// The whole HTTP surface over `state`. See the crate docs.
 pub fn router(state: AppState) -> Router {
@@ -90,7 +92,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record_request))
-        .layer(RequestBodyLimitLayer::new(16 * 1024))
+        .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
+        .layer(middleware::map_response(with_api_error_bodies))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .with_state(state)
@@ -129,6 +132,25 @@ async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
 }
 
+/// Gives the API's JSON error body to the errors tower-http's layers answer with on their own:
+/// 408 from the timeout, 413 from the body limit. Any `X-Scores-Seq` already set is kept.
+async fn with_api_error_bodies(response: Response) -> Response {
+    let error = match response.status() {
+        StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+        _ => return response,
+    };
+    let content_type = response.headers().get(CONTENT_TYPE);
+    if content_type.is_some_and(|value| value.as_bytes().starts_with(b"application/json")) {
+        return response;
+    }
+    let mut json = error.into_response();
+    if let Some(seq) = response.headers().get(api::SEQ_HEADER) {
+        json.headers_mut().insert(api::SEQ_HEADER, seq.clone());
+    }
+    json
+}
+
 async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
@@ -141,4 +163,33 @@ async fn record_request(State(state): State<AppState>, request: Request, next: N
         response.headers_mut().insert(api::SEQ_HEADER, seq);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_timeouts_answer_gets_the_json_error_body_and_keeps_its_sequence_number() {
+        let timed_out = Response::builder()
+            .status(StatusCode::REQUEST_TIMEOUT)
+            .header(api::SEQ_HEADER, "42")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = with_api_error_bodies(timed_out).await;
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(response.headers()[api::SEQ_HEADER], "42");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"code":"timeout","message":"the request took too long"}}"#
+        );
+
+        // An answer that is already JSON is left as it is.
+        let response = with_api_error_bodies(ApiError::BodyTooLarge.into_response()).await;
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(body, ApiError::BodyTooLarge.to_json());
+    }
 }

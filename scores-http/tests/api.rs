@@ -149,6 +149,18 @@ async fn bad_input_is_a_json_error_never_a_500() {
         body(response).await,
         r#"{"error":{"code":"method_not_allowed","message":"method not allowed; this endpoint answers GET"}}"#
     );
+    // The body limit's own answer gets the same JSON shape.
+    let request = Request::post("/students")
+        .header("content-length", "20000")
+        .body(Body::from(vec![b'x'; 20_000]))
+        .unwrap();
+    let response = router(state()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
+    assert_eq!(
+        body(response).await,
+        r#"{"error":{"code":"body_too_large","message":"the request body is over the limit of 16384 bytes"}}"#
+    );
 }
 
 #[tokio::test]
