@@ -2,12 +2,13 @@
 //! replay` shares so that both print the same bytes for the same events.
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
 use scores_core::{ExamId, Page, Snapshot};
 use serde::{Deserialize, Serialize};
 
@@ -345,7 +346,16 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|value| value.split(',').any(|tag| tag.trim() == "*" || weak_value(tag) == ours))
 }
 
-fn params(query: Result<Query<ListParams>, QueryRejection>) -> Result<ListParams, ApiError> {
+/// The list parameters, or why the query string is refused. The query extractor decodes
+/// lossily (`after=%FF` would become `after=\u{FFFD}`), so the raw query is checked first: a
+/// query, like a path segment, must percent-decode to UTF-8.
+fn params(
+    RawQuery(raw): RawQuery,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Result<ListParams, ApiError> {
+    if raw.is_some_and(|raw| percent_decode_str(&raw).decode_utf8().is_err()) {
+        return Err(ApiError::InvalidQuery("it is not UTF-8 once percent-decoded".to_owned()));
+    }
     query
         .map(|Query(params)| params)
         .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
@@ -359,9 +369,10 @@ fn segment(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
 pub(crate) async fn students(
     State(state): State<AppState>,
     headers: HeaderMap,
+    raw: RawQuery,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    answer(&state, &headers, params(query).map(Resource::Students))
+    answer(&state, &headers, params(raw, query).map(Resource::Students))
 }
 
 pub(crate) async fn student(
@@ -375,9 +386,10 @@ pub(crate) async fn student(
 pub(crate) async fn exams(
     State(state): State<AppState>,
     headers: HeaderMap,
+    raw: RawQuery,
     query: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
-    answer(&state, &headers, params(query).map(Resource::Exams))
+    answer(&state, &headers, params(raw, query).map(Resource::Exams))
 }
 
 pub(crate) async fn exam(

@@ -138,6 +138,11 @@ async fn bad_input_is_a_json_error_never_a_500() {
     check("/students?limit=0", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"0\""}}"#).await;
     check("/students?limit=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"x\""}}"#).await;
     check("/exams?after=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"x\""}}"#).await;
+    for uri in ["/students?after=%FF", "/exams?limit=%C3"] {
+        check(uri, 400, r#"{"error":{"code":"invalid_query","message":"invalid query string: it is not UTF-8 once percent-decoded"}}"#).await;
+    }
+    // Percent-encoded UTF-8 is fine: "é".
+    check("/students?after=%C3%A9", 200, r#"{"students":[],"total":4}"#).await;
     check("/nowhere", 404, r#"{"error":{"code":"not_found","message":"no endpoint /nowhere"}}"#)
         .await;
     let response = send(&state(), Method::GET, "/students/%FF", None).await;
