@@ -40,6 +40,14 @@ pub enum ApiError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A request header is malformed.
+    #[error("invalid header `{name}`: {reason}")]
+    InvalidHeader {
+        /// The header.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A path segment does not decode (say, percent-encoding that is not UTF-8).
     #[error("invalid path: {0}")]
     InvalidPath(String),
@@ -75,6 +83,7 @@ impl ApiError {
             }
             ApiError::InvalidExamNumber(_)
             | ApiError::InvalidParameter { .. }
+            | ApiError::InvalidHeader { .. }
             | ApiError::InvalidPath(_)
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -92,6 +101,7 @@ impl ApiError {
             ApiError::UnknownExam(_) => "exam_not_found",
             ApiError::InvalidExamNumber(_) => "invalid_exam_number",
             ApiError::InvalidParameter { .. } => "invalid_parameter",
+            ApiError::InvalidHeader { .. } => "invalid_header",
             ApiError::InvalidPath(_) => "invalid_path",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::NoRoute(_) => "not_found",

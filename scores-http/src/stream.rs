@@ -48,7 +48,7 @@ pub(crate) async fn scores(
         Some(id) => match id.parse::<u64>() {
             Ok(seq) => seq,
             Err(_) => {
-                return ApiError::InvalidParameter {
+                return ApiError::InvalidHeader {
                     name: "Last-Event-ID",
                     reason: format!("expected a sequence number, got {id:?}"),
                 }
@@ -60,7 +60,8 @@ pub(crate) async fn scores(
     encode_retry(Duration::from_secs(1), &mut preamble);
     let stream = Replay {
         journal,
-        next_seq: after + 1,
+        // After `u64::MAX` no event can come: the stream only keeps alive.
+        next_seq: after.saturating_add(1),
         shutdown: state.shutdown(),
         ready: VecDeque::from([Bytes::from(preamble)]),
     };

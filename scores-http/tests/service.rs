@@ -445,6 +445,20 @@ async fn the_rebroadcast_resumes_from_last_event_id() {
         }
     }
     assert_eq!(ids, ["10", "11", "12"]);
+
+    // An id that is not a sequence number is refused; one past every event waits for more.
+    let resume = |id: &str| {
+        client.get(format!("{}/scores", service.base)).header("last-event-id", id).send()
+    };
+    let response = resume("ten").await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_header", "{error}");
+    let mut body = resume(&u64::MAX.to_string()).await.unwrap().bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"retry: 1000\n");
+    let next = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
+    assert!(next.is_err(), "nothing follows event {}: {next:?}", u64::MAX);
     service.stop().await;
 }
 
