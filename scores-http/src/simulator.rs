@@ -152,7 +152,8 @@ async fn feed(State(config): State<SimulatorConfig>, headers: HeaderMap) -> Resp
     } else {
         0
     };
-    if config.count.is_some_and(|count| resume_after >= count) {
+    // Without a count the sequence ends at id `u64::MAX`.
+    if resume_after >= config.count.unwrap_or(u64::MAX) {
         return StatusCode::NO_CONTENT.into_response();
     }
     let names: Vec<String> = (0..config.students.max(1)).map(student_name).collect();
@@ -172,7 +173,7 @@ struct Stream {
 
 impl Stream {
     async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Stream)> {
-        let remaining = self.config.count.map_or(u64::MAX, |count| count.saturating_sub(self.next));
+        let remaining = self.config.count.unwrap_or(u64::MAX).saturating_sub(self.next);
         // `--drop-every n` ends this connection after n events; the client reconnects.
         let before_drop = match self.config.drop_every {
             Some(n) if n > 0 => n.saturating_sub(self.sent_here),
@@ -213,6 +214,25 @@ mod tests {
         assert_eq!(distinct.len(), names.len());
         assert!(names.iter().all(|n| scores_core::StudentId::new(n).is_ok()));
         assert!(names.iter().any(|n| n.contains('.')) && names.iter().any(|n| n.contains('_')));
+    }
+
+    #[tokio::test]
+    async fn the_sequence_ends_at_the_last_id_there_is() {
+        use tower::ServiceExt as _;
+
+        let config = SimulatorConfig { ids: true, rate: Rate::Max, ..SimulatorConfig::default() };
+        let resume = |id: u64| {
+            let request = axum::http::Request::get("/scores").header("last-event-id", id);
+            router(config.clone()).oneshot(request.body(Body::empty()).expect("a request"))
+        };
+        let response = resume(u64::MAX - 2).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+        let text = std::str::from_utf8(&body).expect("UTF-8");
+        let ids: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("id: ")).collect();
+        assert_eq!(ids, [(u64::MAX - 1).to_string(), u64::MAX.to_string()]);
+        let response = resume(u64::MAX).await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 
     #[test]
