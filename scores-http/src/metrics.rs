@@ -36,7 +36,7 @@ pub struct Metrics {
     pub checkpoints: AtomicU64,
     /// The last sequence number made durable.
     pub journal_last_seq: AtomicU64,
-    /// Query answers sent as already rendered: for the same snapshot, or a listing unchanged since.
+    /// Query answers sent as already rendered: on the same snapshot, or a listing unchanged.
     pub bodies_reused: AtomicU64,
     /// Query answers rendered from the snapshot.
     pub bodies_rendered: AtomicU64,
@@ -154,7 +154,7 @@ impl Metrics {
         metric(
             "scores_http_bodies_reused_total",
             "counter",
-            "Query answers sent as already rendered: for the same snapshot, or a listing unchanged since.",
+            "Query answers sent as already rendered (same snapshot, or a listing unchanged).",
             load(&self.bodies_reused),
         );
         metric(

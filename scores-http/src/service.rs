@@ -18,9 +18,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use scores_core::{Changes, Publisher, Scoreboard, Snapshot};
-use scores_journal::{
-    Entry, FsyncPolicy, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
-};
+use scores_journal::{Entry, Journal, JournalError, Options, load_checkpoint, save_checkpoint};
 use scores_sse::{ConnectionState, Feed, FeedConfig, FeedItem};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -56,12 +54,13 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// Defaults: fsync every batch, a checkpoint every million events, the feed's defaults.
+    /// Defaults: the journal's (fsync every batch, 64 MiB segments), a checkpoint every million
+    /// events, the feed's defaults.
     pub fn new(upstream: Upstream, data_dir: impl Into<PathBuf>) -> ServiceConfig {
         ServiceConfig {
             upstream,
             data_dir: data_dir.into(),
-            journal: Options { fsync: FsyncPolicy::Always, ..Options::default() },
+            journal: Options::default(),
             checkpoint_every: 1_000_000,
             feed: FeedConfig::new(""),
         }
