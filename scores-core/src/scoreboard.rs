@@ -345,19 +345,23 @@ impl Publisher {
         let published = &mut self.published;
         // In index order, new students (all at the end) are appended in turn.
         students.sort_unstable_by_key(|change| change.idx);
+        let n_students = published.student_index.len();
         for StudentChange { idx, new_id, entry } in students {
             match new_id {
                 Some(id) => {
                     published.students.push(entry);
                     published.student_ids.push(id.clone());
                     published.student_index.insert(id, idx);
-                    published.ranks = Arc::default();
                 }
                 None => {
                     let known = published.students.set(idx as usize, entry);
                     debug_assert!(known, "a student not new to the publisher is published");
                 }
             }
+        }
+        if published.student_index.len() != n_students {
+            // New students take places in id order: the ranks are computed again when needed.
+            published.ranks = Arc::default();
         }
         match exam_results {
             ExamResults::Merge(mut changed) => {
