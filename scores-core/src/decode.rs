@@ -109,11 +109,11 @@ impl fmt::Display for JsonNumber {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum DecodeError {
     /// The data is neither JSON nor JSON5.
-    #[error("data is not JSON: {message} at line {line}, column {column}")]
+    #[error("data is not JSON: {message} at {}", data_position(*line, *column))]
     NotJson {
         /// The strict JSON parser's description of the first problem.
         message: String,
-        /// 1-based line of the problem.
+        /// 1-based line of the problem, within the data (several `data:` lines make several).
         line: usize,
         /// 1-based column of the problem.
         column: usize,
@@ -158,6 +158,16 @@ pub enum DecodeError {
     /// `score` is a number but not a valid score.
     #[error("field `score` is out of range: {0}")]
     Score(InvalidScore),
+}
+
+/// Where in an event's data a problem is: its column when the data is one line (as nearly
+/// always), so that it does not read as a line of the file or stream the event came from.
+fn data_position(line: usize, column: usize) -> String {
+    if line == 1 {
+        format!("column {column}")
+    } else {
+        format!("line {line} of the data, column {column}")
+    }
 }
 
 impl DecodeError {
@@ -508,9 +518,14 @@ mod tests {
     fn rejections_name_the_field_and_the_reason() {
         check_message(
             r#"{"studentId":"a","exam":1"#,
-            "data is not JSON: EOF while parsing an object at line 1, column 25",
+            "data is not JSON: EOF while parsing an object at column 25",
         );
-        check_message("", "data is not JSON: EOF while parsing a value at line 1, column 0");
+        check_message("", "data is not JSON: EOF while parsing a value at column 0");
+        // Two `data:` lines make two lines of data.
+        check_message(
+            "{\"studentId\":\"a\",\n\"exam\":x}",
+            "data is not JSON: expected value at line 2 of the data, column 8",
+        );
         check_message("[1,2]", "data is an array, not a JSON object");
         check_message(r#"{"exam":1,"score":0.5}"#, "field `studentId` is missing");
         check_message(r#"{"studentId":"a","score":0.5}"#, "field `exam` is missing");
