@@ -96,3 +96,4 @@ echo "| GET /students ($n_students students), one request at a time, the same qu
 echo "| GET /students/{id}, one request at a time, while ingesting | $(single "/students/$student") |"
 echo
 echo "final seq: $(seq_now)"
+curl -sf "$base/metrics" | grep -E '^scores_(http_bodies_[a-z]+_total|journal_appends_total|results) ' || true

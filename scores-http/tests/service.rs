@@ -80,6 +80,42 @@ async fn serve_plan(State(script): State<Script>, headers: HeaderMap) -> Respons
     .unwrap()
 }
 
+/// What every test starts from: a data directory, and a scripted upstream on a free port that
+/// serves `first` to its first connection.
+struct Harness {
+    data: tempfile::TempDir,
+    script: Script,
+    upstream: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Harness {
+    async fn new(first: Plan) -> Harness {
+        let script = Script::default();
+        script.push(first);
+        let (upstream, server) =
+            start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+        Harness { data: tempfile::tempdir().unwrap(), script, upstream, server }
+    }
+
+    /// A service on the data directory, fed by the upstream.
+    async fn service(&self) -> Running {
+        self.service_with(Options { fsync: FsyncPolicy::Always, ..Options::default() }).await
+    }
+
+    async fn service_with(&self, journal: Options) -> Running {
+        start_service(self.upstream, self.data.path(), journal).await
+    }
+
+    /// Stops the upstream, and after `down` starts it again on the same port and script.
+    async fn restart_upstream(&mut self, down: Duration) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+        tokio::time::sleep(down).await;
+        (_, self.server) = start_upstream(self.script.clone(), self.upstream).await;
+    }
+}
+
 /// Serves `script` on `address` (a free port when it ends in `:0`).
 async fn start_upstream(script: Script, address: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
     let listener = TcpListener::bind(address).await.unwrap();
@@ -96,16 +132,7 @@ struct Running {
     task: JoinHandle<Result<(), service::ServiceError>>,
 }
 
-async fn start_service(upstream: SocketAddr, data_dir: &Path) -> Running {
-    start_service_with(
-        upstream,
-        data_dir,
-        Options { fsync: FsyncPolicy::Always, ..Options::default() },
-    )
-    .await
-}
-
-async fn start_service_with(upstream: SocketAddr, data_dir: &Path, journal: Options) -> Running {
+async fn start_service(upstream: SocketAddr, data_dir: &Path, journal: Options) -> Running {
     let feed = FeedConfig {
         retry: Duration::from_millis(10),
         max_retry: Duration::from_millis(100),
@@ -327,12 +354,9 @@ fn events(ids: std::ops::RangeInclusive<u64>, model: &mut Model) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_matches_the_model_of_the_events_sent() {
-    let data = tempfile::tempdir().unwrap();
-    let script = Script::default();
     let mut model = Model::default();
-    script.push(Plan::Stream(events(1..=60, &mut model), End::Hang));
-    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
-    let service = start_service(upstream, data.path()).await;
+    let harness = Harness::new(Plan::Stream(events(1..=60, &mut model), End::Hang)).await;
+    let service = harness.service().await;
     service.wait_for_seq(60).await;
     check_against_model(&service, &model).await;
     service.stop().await;
@@ -340,27 +364,21 @@ async fn every_endpoint_matches_the_model_of_the_events_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_upstream_faults_the_answers_match_the_model_of_the_valid_events() {
-    let data = tempfile::tempdir().unwrap();
-    let script = Script::default();
     let mut model = Model::default();
     let mut first = events(1..=10, &mut model);
     first.insert(3, "event: score\nid: 3\ndata: {\"studentId\":\"x\",\"exam\":\n\n".into());
     first.insert(5, "event: score\ndata: {\"exam\":1,\"score\":0.5}\n\n".into());
     first.insert(7, "event: heartbeat\ndata: ping\n\n".into());
     first.push("event: score\nid: 11\ndata: {\"studentId\":\"cut".into()); // dropped mid-event
-    script.push(Plan::Stream(first, End::Close));
-    script.push(Plan::Status(StatusCode::SERVICE_UNAVAILABLE));
-    script.push(Plan::Stream(events(11..=20, &mut model), End::Hang)); // then goes silent
-    let (upstream, server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
-    let service = start_service(upstream, data.path()).await;
+    let mut harness = Harness::new(Plan::Stream(first, End::Close)).await;
+    harness.script.push(Plan::Status(StatusCode::SERVICE_UNAVAILABLE));
+    harness.script.push(Plan::Stream(events(11..=20, &mut model), End::Hang)); // then goes silent
+    let service = harness.service().await;
     service.wait_for_seq(20).await;
 
     // The upstream restarts: gone for a while, then back on the same port.
-    server.abort();
-    let _ = server.await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    script.push(Plan::Stream(events(21..=30, &mut model), End::Hang));
-    let (_, _server) = start_upstream(script.clone(), upstream).await;
+    harness.restart_upstream(Duration::from_millis(300)).await;
+    harness.script.push(Plan::Stream(events(21..=30, &mut model), End::Hang));
     service.wait_for_seq(30).await;
 
     check_against_model(&service, &model).await;
@@ -371,7 +389,7 @@ async fn after_upstream_faults_the_answers_match_the_model_of_the_valid_events()
     );
     assert_eq!(service.metric("scores_events_ignored_total").await, Some(1));
     assert!(service.metric("scores_upstream_reconnects_total").await.unwrap() >= 2);
-    let ids = script.last_event_ids();
+    let ids = harness.script.last_event_ids();
     assert_eq!(ids[0], None);
     assert_eq!(ids[1].as_deref(), Some("10"), "resumed after the last whole event: {ids:?}");
     assert!(ids.contains(&Some("20".to_owned())), "resumed after the silent connection: {ids:?}");
@@ -380,27 +398,24 @@ async fn after_upstream_faults_the_answers_match_the_model_of_the_valid_events()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
-    let data = tempfile::tempdir().unwrap();
-    let script = Script::default();
     let mut model = Model::default();
-    script.push(Plan::Stream(events(1..=40, &mut model), End::Hang));
-    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
-    let service = start_service(upstream, data.path()).await;
+    let harness = Harness::new(Plan::Stream(events(1..=40, &mut model), End::Hang)).await;
+    let service = harness.service().await;
     service.wait_for_seq(40).await;
     let (_, before) = service.get("/exams").await;
     service.stop().await;
-    assert!(data.path().join("checkpoint").exists(), "shutdown writes a checkpoint");
+    assert!(harness.data.path().join("checkpoint").exists(), "shutdown writes a checkpoint");
 
-    script.push(Plan::Stream(events(41..=50, &mut model), End::Hang));
-    let connections_before = script.last_event_ids().len();
-    let service = start_service(upstream, data.path()).await;
+    harness.script.push(Plan::Stream(events(41..=50, &mut model), End::Hang));
+    let connections_before = harness.script.last_event_ids().len();
+    let service = harness.service().await;
     service.wait_for_seq(50).await;
     let (_, after) = service.get("/exams").await;
     assert_eq!(before["exams"], after["exams"]);
     check_against_model(&service, &model).await;
     // The restarted service's first connection resumes after the last journaled event (later
     // ones may follow: the test upstream goes silent, and the idle timeout is short).
-    let ids = script.last_event_ids();
+    let ids = harness.script.last_event_ids();
     assert_eq!(
         ids[connections_before].as_deref(),
         Some("40"),
@@ -411,12 +426,9 @@ async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rebroadcast_resumes_from_last_event_id() {
-    let data = tempfile::tempdir().unwrap();
-    let script = Script::default();
     let mut model = Model::default();
-    script.push(Plan::Stream(events(1..=12, &mut model), End::Hang));
-    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
-    let service = start_service(upstream, data.path()).await;
+    let harness = Harness::new(Plan::Stream(events(1..=12, &mut model), End::Hang)).await;
+    let service = harness.service().await;
     service.wait_for_seq(12).await;
 
     let client = reqwest::Client::new();
@@ -464,23 +476,20 @@ async fn the_rebroadcast_resumes_from_last_event_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_that_refuses_appends_hides_what_it_refused_and_still_lets_the_service_stop() {
-    let data = tempfile::tempdir().unwrap();
-    let script = Script::default();
     let mut model = Model::default();
-    script.push(Plan::Stream(events(1..=20, &mut model), End::Close));
-    let (upstream, _server) = start_upstream(script.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let harness = Harness::new(Plan::Stream(events(1..=20, &mut model), End::Close)).await;
     // One-byte segments: every append to a segment that holds records starts a new file.
     let journal = Options { fsync: FsyncPolicy::Always, segment_bytes: 1 };
-    let service = start_service_with(upstream, data.path(), journal).await;
+    let service = harness.service_with(journal).await;
     service.wait_for_seq(20).await;
 
     // No new segment can be made once the journal's directory is a file.
-    let dir = data.path().join("journal");
+    let dir = harness.data.path().join("journal");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, "not a directory").unwrap();
     // More events than the service queues, so that the feed ends up waiting for room.
     let sent = 350_000;
-    script.push(Plan::Stream(events(21..=20 + sent, &mut Model::default()), End::Hang));
+    harness.script.push(Plan::Stream(events(21..=20 + sent, &mut Model::default()), End::Hang));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut lag = 0;
     loop {
