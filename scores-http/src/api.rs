@@ -368,12 +368,19 @@ fn params(
     }
     query
         .map(|Query(params)| params)
-        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))
+        .map_err(|rejection| ApiError::InvalidQuery(reason(&rejection)))
+}
+
+/// Why an extractor refused the request, in the words of the error at the bottom of its chain:
+/// "duplicate field `limit`", without axum's "Failed to deserialize query string: " before it.
+pub(crate) fn reason(rejection: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(rejection), |error| error.source())
+        .last()
+        .map_or_else(String::new, ToString::to_string)
 }
 
 fn segment(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(segment)| segment)
-        .map_err(|rejection| ApiError::InvalidPath(rejection.body_text()))
+    path.map(|Path(segment)| segment).map_err(|rejection| ApiError::InvalidPath(reason(&rejection)))
 }
 
 pub(crate) async fn students(

@@ -17,7 +17,7 @@ use scores_sse::{Event, encode, encode_comment, encode_retry};
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::api::ApiError;
+use crate::api::{ApiError, reason};
 use crate::state::AppState;
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
@@ -40,7 +40,7 @@ pub(crate) async fn scores(
     };
     let params = match query {
         Ok(Query(params)) => params,
-        Err(rejection) => return ApiError::InvalidQuery(rejection.body_text()).into_response(),
+        Err(rejection) => return ApiError::InvalidQuery(reason(&rejection)).into_response(),
     };
     let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
     let after = match last_event_id.map(str::trim) {
