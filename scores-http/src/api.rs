@@ -171,7 +171,7 @@ struct StudentResult<'a> {
     score: f64,
 }
 
-fn to_json(body: &impl Serialize) -> Vec<u8> {
+pub(crate) fn to_json(body: &impl Serialize) -> Vec<u8> {
     // Serializing these plain structs (strings, integers, finite floats) into memory cannot
     // fail; an empty body would be the only outcome of a bug here.
     serde_json::to_vec(body).unwrap_or_default()

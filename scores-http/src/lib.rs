@@ -115,8 +115,21 @@ async fn readiness(State(state): State<AppState>) -> Response {
     if !state.is_ready() {
         return ApiError::NotReady.into_response();
     }
-    let body = format!(r#"{{"status":"ready","seq":{}}}"#, state.snapshot().seq());
-    ([(CONTENT_TYPE, "application/json; charset=utf-8")], body).into_response()
+    // Still ready while the journal refuses appends: every answer is right as of `seq`, which
+    // stays put until the journal takes appends again. Why it refuses is said, for operators.
+    #[derive(serde::Serialize)]
+    struct Readiness {
+        status: &'static str,
+        seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        journal: Option<String>,
+    }
+    let body = Readiness {
+        status: "ready",
+        seq: state.snapshot().seq(),
+        journal: state.journal_refusal().map(|refusal| format!("refusing appends: {refusal}")),
+    };
+    ([(CONTENT_TYPE, "application/json; charset=utf-8")], api::to_json(&body)).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -422,9 +422,14 @@ fn append_until_durable(
 ) -> Result<(), ServiceError> {
     let metrics = state.metrics();
     let stop = state.shutdown();
+    let mut refused = false;
     loop {
         match journal.append(batch) {
             Ok(last_seq) => {
+                if refused {
+                    state.set_journal_refusal(None);
+                    tracing::info!("the journal takes appends again");
+                }
                 metrics.journal_appends.fetch_add(1, Ordering::Relaxed);
                 metrics.journal_fsyncs.store(journal.n_syncs(), Ordering::Relaxed);
                 metrics.journal_last_seq.store(last_seq, Ordering::Relaxed);
@@ -433,6 +438,8 @@ fn append_until_durable(
             Err(JournalError::Poisoned) => return Err(JournalError::Poisoned.into()),
             Err(error) => {
                 metrics.journal_errors.fetch_add(1, Ordering::Relaxed);
+                refused = true;
+                state.set_journal_refusal(Some(error.to_string()));
                 if *stop.borrow() {
                     return Err(ServiceError::StoppedWhileRefused(error));
                 }

@@ -23,6 +23,8 @@ struct Shared {
     retired: Mutex<Option<Arc<Snapshot>>>,
     rendered: RenderCache,
     ready: AtomicBool,
+    /// Why the journal refuses appends, while it does.
+    journal_refusal: Mutex<Option<String>>,
     metrics: Metrics,
     journal: Option<ReadHandle>,
     shutdown: watch::Receiver<bool>,
@@ -37,6 +39,7 @@ impl AppState {
             retired: Mutex::new(None),
             rendered: RenderCache::default(),
             ready: AtomicBool::new(false),
+            journal_refusal: Mutex::new(None),
             metrics: Metrics::default(),
             journal,
             shutdown,
@@ -73,6 +76,16 @@ impl AppState {
     /// Whether queries are answered yet.
     pub fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Records why the journal refuses appends, or with `None` that it takes them again.
+    pub(crate) fn set_journal_refusal(&self, reason: Option<String>) {
+        *self.0.journal_refusal.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+    }
+
+    /// Why the journal refuses appends, while it does: nothing new becomes visible meanwhile.
+    pub fn journal_refusal(&self) -> Option<String> {
+        self.0.journal_refusal.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// The published snapshot.

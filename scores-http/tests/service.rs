@@ -505,6 +505,8 @@ async fn a_journal_that_refuses_appends_hides_what_it_refused_and_still_lets_the
     assert!(service.metric("scores_journal_errors_total").await.unwrap() > 0);
     let (_, ready) = service.get("/readyz").await;
     assert_eq!(ready["seq"], 20, "events the journal refused are not visible");
+    let refusal = ready["journal"].as_str().unwrap_or_default();
+    assert!(refusal.starts_with("refusing appends: "), "/readyz says why: {ready}");
     check_against_model(&service, &model).await;
 
     // Retrying would never end, nor would waiting for room; stopping ends both, and says why.
