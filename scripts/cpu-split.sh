@@ -16,22 +16,8 @@ seconds=${SECONDS_PER_RUN:-5}
 sim_port=${SIM_PORT:-18211}
 port=${PORT:-18210}
 
-command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "GNU time is missing: apt-get install time" >&2; exit 2; }
-cargo build --release --locked -p scores-cli >&2
-data=$(mktemp -d)
-cleanup() { kill "${serve_pid:-}" "${sim_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
-trap cleanup EXIT
-
-./target/release/scores simulate --rate max --ids --students "$students" --listen "127.0.0.1:$sim_port" \
-    2>"$data/simulate.log" &
-sim_pid=$!
-./target/release/scores serve --upstream "http://127.0.0.1:$sim_port/scores" --listen "127.0.0.1:$port" \
-    --data-dir "$data/scores" --fsync always 2>"$data/serve.log" &
-serve_pid=$!
-base="http://127.0.0.1:$port"
-seq_now() { curl -sf "$base/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])' 2>/dev/null || echo 0; }
-for _ in $(seq 100); do [ "$(seq_now)" != 0 ] && break; sleep 0.1; done
+source scripts/ingesting.sh
 sleep 3
 
 # Clock ticks (user + system) per thread, as "process/thread-name/tid ticks".
