@@ -312,14 +312,17 @@ fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiE
                     (ETAG, etag),
                     (CONTENT_TYPE, JSON.to_owned()),
                     (CONTENT_ENCODING, "gzip".to_owned()),
-                    (VARY, ACCEPT_ENCODING.as_str().to_owned()),
                 ];
                 (headers, body).into_response()
             }
             Err(error) => error.into_response(),
         }
     };
-    response.headers_mut().insert(SEQ_HEADER, HeaderValue::from(snapshot.seq()));
+    let headers = response.headers_mut();
+    headers.insert(SEQ_HEADER, HeaderValue::from(snapshot.seq()));
+    // Whether the body is gzip depends on `Accept-Encoding`, so every answer says so, 304s
+    // included (the compression layer says it only on bodies it could have compressed).
+    headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
     response
 }
 
