@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use scores_core::{Scoreboard, decode};
+use scores_core::{ScoreEvent, Scoreboard, decode};
 
 mod workload;
 
@@ -131,22 +131,28 @@ fn snapshot_cost(c: &mut Criterion) {
 }
 
 /// The service under load at 100k students: a board already holding 5M results, folding batches
-/// of 65,536 and publishing after each, the previous snapshot freed as it is replaced. The 5M
-/// board is built only when this benchmark runs, and after the others: it would change their
-/// memory.
+/// of 65,536 and publishing after each, the previous snapshot freed as it is replaced. Two
+/// shapes: exams that advance as the feed's do (each exam collects ~1,000 results and is done),
+/// and the simulator's 1,000 exams recurring in bursts of 20, so that every exam keeps growing
+/// (5,000 results each at the start). The 5M boards are built only when this benchmark runs, and
+/// after the others: they would change their memory.
 fn fold_onto_a_grown_board(c: &mut Criterion) {
-    let events = workload::events(N_EVENTS, N_STUDENTS, RESULTS_PER_EXAM, 1);
-    let grown = std::sync::OnceLock::new();
     let mut group = c.benchmark_group("fold");
     group.sample_size(10);
     group.throughput(Throughput::Elements(N_EVENTS as u64));
-    group.bench_function(
-        "apply_all 1M events onto 5M over 100k students, snapshot every 65536",
-        |b| {
+    type Workload = fn(usize, u64) -> Vec<ScoreEvent>;
+    let shapes: [(&str, Workload); 2] = [
+        ("", |n, seed| workload::events(n, N_STUDENTS, RESULTS_PER_EXAM, seed)),
+        (", the simulator's exams", |n, seed| workload::simulated(n, N_STUDENTS, 1_000, 20, seed)),
+    ];
+    for (shape, events_of) in shapes {
+        let events = events_of(N_EVENTS, 1);
+        let grown = std::sync::OnceLock::new();
+        let name =
+            format!("apply_all 1M events onto 5M over 100k students{shape}, snapshot every 65536");
+        group.bench_function(name, |b| {
             let grown = grown.get_or_init(|| {
-                let mut board = workload::events(5 * N_EVENTS, N_STUDENTS, RESULTS_PER_EXAM, 2)
-                    .into_iter()
-                    .collect::<Scoreboard>();
+                let mut board: Scoreboard = events_of(5 * N_EVENTS, 2).into_iter().collect();
                 let _ = board.snapshot();
                 board
             });
@@ -162,8 +168,8 @@ fn fold_onto_a_grown_board(c: &mut Criterion) {
                 },
                 BatchSize::LargeInput,
             )
-        },
-    );
+        });
+    }
 }
 
 criterion_group!(benches, fold, decode_throughput, snapshot_cost, fold_onto_a_grown_board);

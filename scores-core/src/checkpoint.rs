@@ -5,11 +5,14 @@
 //! ```text
 //! "SCORESC1"  seq:u64  n_results:u64
 //! n_students:u32  { id_len:u16 id:[u8]  n:u32 { exam:u64 score:f64 }* }*   by student index
-//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*     by exam, then index
+//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*     by exam, then slot
 //! ```
 //!
-//! Decoding checks everything a reader relies on (ids, scores, orders, indices, counts), so bad
-//! bytes give a [`CheckpointError`], never a panic or a board that answers wrongly. Integrity
+//! An exam's results come in the order of their slots (the order the students first had a
+//! result on it); checkpoints written before slots list them by student index, which decodes
+//! the same. Decoding checks everything a reader relies on (ids, scores, orders, indices, counts,
+//! and that the exams hold exactly the students' results), so bad bytes give a
+//! [`CheckpointError`], never a panic or a board that answers wrongly. Integrity
 //! against bit rot is the storage layer's job (the journal checksums the bytes).
 
 use std::sync::Arc;
@@ -138,31 +141,41 @@ impl Snapshot {
         let n_exams = input.u32()? as usize;
         let mut n_exam_results = 0u64;
         let mut previous_exam = None;
-        for _ in 0..n_exams {
+        // Per student, 1 + the ordinal of the last exam that listed them: a student listed
+        // twice by one exam is caught without a set per exam.
+        let mut listed_by = vec![0u32; n_students];
+        for ordinal in 1..=n_exams as u32 {
             let exam = ExamId(input.u64()?);
             if previous_exam.is_some_and(|previous| previous >= exam) {
                 return Err(CheckpointError::Inconsistent("exams are out of order"));
             }
             previous_exam = Some(exam);
             let n = input.u32()? as usize;
-            let mut results = imbl::OrdMap::new();
-            let mut previous_idx = None;
+            let mut results = imbl::Vector::new();
             for _ in 0..n {
                 let student_idx = input.u32()?;
                 let score = Score::new(input.f64()?).map_err(CheckpointError::Score)?;
-                if student_idx as usize >= n_students {
+                let Some(listed_by) = listed_by.get_mut(student_idx as usize) else {
                     return Err(CheckpointError::Inconsistent("an exam names an unknown student"));
+                };
+                if *listed_by == ordinal {
+                    return Err(CheckpointError::Inconsistent("an exam lists a student twice"));
                 }
-                if previous_idx.is_some_and(|previous| previous >= student_idx) {
+                *listed_by = ordinal;
+                let student = snapshot.students.get(student_idx as usize);
+                let student_has_it = student.is_some_and(|student| {
+                    let found = student.results.binary_search_by_key(&exam, |(exam, _)| *exam);
+                    found.is_ok_and(|index| student.results[index].1 == score)
+                });
+                if !student_has_it {
                     return Err(CheckpointError::Inconsistent(
-                        "an exam's students are out of order",
+                        "an exam's result is not among its student's results",
                     ));
                 }
-                previous_idx = Some(student_idx);
-                results.insert(student_idx, score);
+                results.push_back((student_idx, score));
             }
             n_exam_results += n as u64;
-            let sum = RunningSum::of(results.values().map(|score| score.get()));
+            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
             let average = sum.mean(results.len());
             let entry = ExamEntry { average, results, by_student_id: Arc::default() };
             snapshot.exams.insert(exam, entry);
@@ -216,5 +229,66 @@ impl<'a> Input<'a> {
 
     fn remaining(&self) -> usize {
         self.bytes.len() - self.offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ScoreEvent, Scoreboard};
+
+    /// Two students with a result each on one exam: the checkpoint ends with that exam's two
+    /// `(student_index, score)` entries, 12 bytes each.
+    fn two_results() -> Vec<u8> {
+        let mut board = Scoreboard::new();
+        for (student, score) in [("a", 0.25), ("b", 0.75)] {
+            board.apply(&ScoreEvent::new(student, 11295, score).expect("valid"));
+        }
+        board.snapshot().encode_checkpoint()
+    }
+
+    fn inconsistency(bytes: &[u8]) -> Option<&'static str> {
+        match Snapshot::decode_checkpoint(bytes) {
+            Err(CheckpointError::Inconsistent(why)) => Some(why),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn exams_may_list_their_students_in_any_order() {
+        let bytes = two_results();
+        let mut swapped = bytes.clone();
+        let entries = swapped.len() - 24;
+        swapped[entries..].rotate_left(12);
+        let (original, swapped) = (
+            Snapshot::decode_checkpoint(&bytes).expect("decodes"),
+            Snapshot::decode_checkpoint(&swapped).expect("decodes"),
+        );
+        let results = |snapshot: &Snapshot| {
+            let exam = snapshot.exam(ExamId(11295)).expect("has results");
+            exam.results().map(|(id, score)| (id.to_string(), score)).collect::<Vec<_>>()
+        };
+        assert_eq!(results(&swapped), results(&original));
+    }
+
+    #[test]
+    fn an_exam_listing_a_student_twice_is_inconsistent() {
+        let mut bytes = two_results();
+        let last = bytes.len() - 12;
+        // The second entry names the first student, with the first entry's score.
+        let first = bytes[last - 12..last].to_vec();
+        bytes[last..].copy_from_slice(&first);
+        assert_eq!(inconsistency(&bytes), Some("an exam lists a student twice"));
+    }
+
+    #[test]
+    fn an_exam_result_its_student_lacks_is_inconsistent() {
+        let mut bytes = two_results();
+        let score_at = bytes.len() - 8;
+        bytes[score_at..].copy_from_slice(&0.5f64.to_le_bytes());
+        assert_eq!(
+            inconsistency(&bytes),
+            Some("an exam's result is not among its student's results")
+        );
     }
 }

@@ -55,7 +55,7 @@ pub struct Fold {
     dirty_exams: Vec<ExamId>,
     /// Exam results changed since the last hand-over, in the order they changed; unused while
     /// `rebuild_exams` is set.
-    changed_results: Vec<(ExamId, u32, Score)>,
+    changed_results: Vec<ResultChange>,
     /// More changes since the last hand-over than half the results the board holds (a replay,
     /// or a restore, folding millions of events before its first snapshot): the next hand-over
     /// carries every exam's results, rebuilt from the students' rows, which is then no dearer
@@ -70,6 +70,9 @@ struct StudentRow {
     /// then copied once (a memcpy of the student's results, measured cheaper than a persistent
     /// map's node copies, and half the memory).
     results: Arc<Vec<(ExamId, Score)>>,
+    /// Each result's slot in its exam's results, in the order of `results`. The fold's own: a
+    /// regrade names the slot it replaces, so publishing it costs no search.
+    slots: Vec<u32>,
     sum: RunningSum,
     is_dirty: bool,
 }
@@ -77,7 +80,18 @@ struct StudentRow {
 #[derive(Clone, Debug, Default)]
 struct ExamRow {
     sum: RunningSum,
+    /// How many students have a result on this exam: the slot the next new result takes.
+    n_results: u32,
     is_dirty: bool,
+}
+
+/// A changed exam result: the new score of the student in `slot` of the exam's results.
+#[derive(Clone, Copy, Debug)]
+struct ResultChange {
+    exam: ExamId,
+    slot: u32,
+    student_idx: u32,
+    score: Score,
 }
 
 /// What a [`Fold`] changed since it last handed changes over: the input of
@@ -102,9 +116,9 @@ struct StudentChange {
 
 #[derive(Debug)]
 enum ExamResults {
-    /// `(exam, student, score)` in the order they changed.
-    Merge(Vec<(ExamId, u32, Score)>),
-    /// Every exam's results, in student-index order.
+    /// The changes in the order they happened.
+    Merge(Vec<ResultChange>),
+    /// Every exam's results, in slot order.
     Rebuild(Vec<(ExamId, Vec<(u32, Score)>)>),
 }
 
@@ -256,22 +270,34 @@ impl Fold {
         Changes { seq: self.seq, n_results: self.n_results, students, exam_results, exam_sums }
     }
 
-    /// Every exam's results from the students' rows, each in student-index order.
+    /// Every exam's results from the students' rows, each in slot order.
     fn results_by_exam(&self) -> Vec<(ExamId, Vec<(u32, Score)>)> {
-        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
+        let mut by_exam: FxHashMap<ExamId, Vec<(u32, u32, Score)>> = FxHashMap::default();
         for (student_idx, row) in self.students.iter().enumerate() {
-            for &(exam, score) in row.results.iter() {
-                by_exam.entry(exam).or_default().push((student_idx as u32, score));
+            for (&(exam, score), &slot) in row.results.iter().zip(&row.slots) {
+                by_exam.entry(exam).or_default().push((slot, student_idx as u32, score));
             }
         }
-        by_exam.into_iter().collect()
+        by_exam
+            .into_iter()
+            .map(|(exam, mut results)| {
+                results.sort_unstable_by_key(|&(slot, _, _)| slot);
+                (
+                    exam,
+                    results
+                        .into_iter()
+                        .map(|(_, student_idx, score)| (student_idx, score))
+                        .collect(),
+                )
+            })
+            .collect()
     }
 
     fn apply_to(&mut self, student_idx: u32, event: &ScoreEvent) -> Applied {
         self.seq += 1;
         let ScoreEvent { exam, score, .. } = event;
         let row = &mut self.students[student_idx as usize];
-        let exam_row;
+        let (exam_row, slot);
         let applied = match row.results.binary_search_by_key(exam, |(exam, _)| *exam) {
             Ok(index) => {
                 let previous = row.results[index].1;
@@ -282,6 +308,7 @@ impl Fold {
                 row.sum.replace(previous.get(), score.get());
                 exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.replace(previous.get(), score.get());
+                slot = row.slots[index];
                 Applied::Regraded { previous }
             }
             Err(index) => {
@@ -289,6 +316,9 @@ impl Fold {
                 row.sum.add(score.get());
                 exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.add(score.get());
+                slot = exam_row.n_results;
+                exam_row.n_results += 1;
+                row.slots.insert(index, slot);
                 self.n_results += 1;
                 Applied::New
             }
@@ -302,7 +332,8 @@ impl Fold {
             self.dirty_students.push(student_idx);
         }
         if !self.rebuild_exams {
-            self.changed_results.push((*exam, student_idx, *score));
+            let change = ResultChange { exam: *exam, slot, student_idx, score: *score };
+            self.changed_results.push(change);
             let rebuild_from = (self.n_results / 2).max(MIN_CHANGES_TO_REBUILD);
             if self.changed_results.len() as u64 > rebuild_from {
                 self.rebuild_exams = true;
@@ -323,6 +354,7 @@ impl Fold {
         self.students.push(StudentRow {
             id: student_id.clone(),
             results: Arc::default(),
+            slots: Vec::new(),
             sum: RunningSum::default(),
             is_dirty: false,
         });
@@ -365,13 +397,21 @@ impl Publisher {
         }
         match exam_results {
             ExamResults::Merge(mut changed) => {
-                // A stable sort keeps each key's changes in order, so the last one wins below.
-                changed.sort_by_key(|&(exam, student_idx, _)| (exam, student_idx));
-                for same_exam in changed.chunk_by(|a, b| a.0 == b.0) {
-                    let entry = published.exams.entry(same_exam[0].0).or_default();
-                    for same_key in same_exam.chunk_by(|a, b| a.1 == b.1) {
-                        let &(_, student_idx, score) = &same_key[same_key.len() - 1];
-                        entry.results.insert(student_idx, score);
+                // A stable sort keeps each slot's changes in order, so the last one wins below,
+                // and puts new results (each in the slot after the last) in the order they fill.
+                changed.sort_by_key(|change| (change.exam, change.slot));
+                for same_exam in changed.chunk_by(|a, b| a.exam == b.exam) {
+                    let entry = published.exams.entry(same_exam[0].exam).or_default();
+                    for same_slot in same_exam.chunk_by(|a, b| a.slot == b.slot) {
+                        let change = same_slot[same_slot.len() - 1];
+                        let result = (change.student_idx, change.score);
+                        match entry.results.get_mut(change.slot as usize) {
+                            Some(slot) => *slot = result,
+                            None => {
+                                debug_assert_eq!(change.slot as usize, entry.results.len());
+                                entry.results.push_back(result);
+                            }
+                        }
                     }
                     entry.by_student_id = Arc::default();
                 }
@@ -379,7 +419,6 @@ impl Publisher {
             ExamResults::Rebuild(by_exam) => {
                 for (exam, results) in by_exam {
                     let entry = published.exams.entry(exam).or_default();
-                    // Built from pairs already in key order.
                     entry.results = results.into_iter().collect();
                     entry.by_student_id = Arc::default();
                 }
@@ -403,7 +442,7 @@ fn average(entry: &ExamEntry, sum: RunningSum) -> f64 {
     let sum = if sum.is_reliable() {
         sum
     } else {
-        RunningSum::of(entry.results.values().map(|score| score.get()))
+        RunningSum::of(entry.results.iter().map(|(_, score)| score.get()))
     };
     sum.mean(entry.results.len())
 }
@@ -444,18 +483,25 @@ impl From<Snapshot> for Scoreboard {
             students.push(StudentRow {
                 id: id.clone(),
                 results: entry.results.clone(),
+                slots: vec![0; entry.results.len()],
                 sum: RunningSum::of(entry.results.iter().map(|(_, score)| score.get())),
                 is_dirty: false,
             });
         }
-        let exams = snapshot
-            .exams
-            .iter()
-            .map(|(exam, entry)| {
-                let sum = RunningSum::of(entry.results.values().map(|score| score.get()));
-                (*exam, ExamRow { sum, is_dirty: false })
-            })
-            .collect();
+        let mut exams = FxHashMap::default();
+        for (exam, entry) in &snapshot.exams {
+            for (slot, &(student_idx, _)) in entry.results.iter().enumerate() {
+                // A snapshot's exams and students hold the same results (the checkpoint decoder
+                // checks a decoded one), so every result is found.
+                let Some(row) = students.get_mut(student_idx as usize) else { continue };
+                if let Ok(index) = row.results.binary_search_by_key(exam, |(exam, _)| *exam) {
+                    row.slots[index] = slot as u32;
+                }
+            }
+            let sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
+            let n_results = entry.results.len() as u32;
+            exams.insert(*exam, ExamRow { sum, n_results, is_dirty: false });
+        }
         let fold = Fold {
             seq: snapshot.seq,
             n_results: snapshot.n_results,

@@ -42,9 +42,11 @@ pub(crate) struct StudentEntry {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ExamEntry {
-    /// Score by student index. Keys and values are plain `Copy` data, so the writer's path
-    /// copies are memcpy and no string is compared while folding.
-    pub(crate) results: imbl::OrdMap<u32, Score>,
+    /// `(student index, score)` by slot: a student's result keeps the slot it took when it was
+    /// new, so a new result is appended and a regrade replaces one value. Publishing a batch
+    /// then copies the tail and the chunks regraded, where a map keyed by student copied a
+    /// node for nearly every result added. Plain `Copy` data: no string is compared.
+    pub(crate) results: imbl::Vector<(u32, Score)>,
     pub(crate) average: f64,
     /// The results in student-id order, computed by the first reader that asks and shared by
     /// every snapshot holding this version of the exam. The writer replaces it on each change.
@@ -199,8 +201,7 @@ impl Snapshot {
             // each in an allocation of its own and mostly cold.
             let ranks = self.ranks();
             let rank = |student_idx: u32| ranks.get(student_idx as usize).copied();
-            let mut results: Vec<(u32, Score)> =
-                entry.results.iter().map(|(i, s)| (*i, *s)).collect();
+            let mut results: Vec<(u32, Score)> = entry.results.iter().copied().collect();
             results.sort_unstable_by_key(|&(student_idx, _)| rank(student_idx));
             results.into()
         });

@@ -89,3 +89,32 @@ pub(crate) fn events(
         })
         .collect()
 }
+
+/// Events as `scores simulate` sends them: bursts of `burst` events share an exam drawn from
+/// `n_exams`, each event's student drawn from `n_students`. Unlike [`events`], exams recur, so
+/// with many students each exam's results keep growing.
+#[allow(dead_code, reason = "the memory bench does not use it")]
+pub(crate) fn simulated(
+    n_events: usize,
+    n_students: u64,
+    n_exams: u64,
+    burst: u64,
+    seed: u64,
+) -> Vec<ScoreEvent> {
+    let students: Vec<StudentId> =
+        (0..n_students).map(|i| StudentId::new(&student_name(i)).expect("valid name")).collect();
+    let mut rng = Rng::new(seed);
+    let mut exam = ExamId(10_000);
+    (0..n_events as u64)
+        .map(|i| {
+            if i % burst == 0 {
+                exam = ExamId(10_000 + rng.below(n_exams));
+            }
+            ScoreEvent {
+                student_id: students[rng.below(n_students) as usize].clone(),
+                exam,
+                score: Score::new(rng.unit()).expect("in range"),
+            }
+        })
+        .collect()
+}
