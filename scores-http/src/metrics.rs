@@ -34,6 +34,8 @@ pub struct Metrics {
     pub journal_errors: AtomicU64,
     /// Checkpoints written.
     pub checkpoints: AtomicU64,
+    /// Snapshots published.
+    pub snapshots_published: AtomicU64,
     /// The last sequence number made durable.
     pub journal_last_seq: AtomicU64,
     /// Query answers sent as already rendered: on the same snapshot, or a listing unchanged.
@@ -174,6 +176,12 @@ impl Metrics {
             "counter",
             "Projection checkpoints written.",
             load(&self.checkpoints),
+        );
+        metric(
+            "scores_snapshots_published_total",
+            "counter",
+            "Snapshots published: each makes the events appended before it visible.",
+            load(&self.snapshots_published),
         );
         metric(
             "scores_snapshot_seq",

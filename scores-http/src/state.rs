@@ -62,6 +62,7 @@ impl AppState {
     /// nodes, milliseconds for a large batch) falls to the publishing thread, not to a request.
     pub fn publish(&self, snapshot: Snapshot) {
         let replaced = self.0.snapshot.swap(Arc::new(snapshot));
+        self.metrics().snapshots_published.fetch_add(1, Ordering::Relaxed);
         let mut retired = self.0.retired.lock().unwrap_or_else(PoisonError::into_inner);
         let freed = retired.replace(replaced);
         drop(retired);
