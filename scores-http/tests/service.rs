@@ -389,6 +389,10 @@ async fn after_upstream_faults_the_answers_match_the_model_of_the_valid_events()
     );
     assert_eq!(service.metric("scores_events_ignored_total").await, Some(1));
     assert!(service.metric("scores_upstream_reconnects_total").await.unwrap() >= 2);
+    // One snapshot on start, then at most one per append.
+    let published = service.metric("scores_snapshots_published_total").await.unwrap();
+    let appends = service.metric("scores_journal_appends_total").await.unwrap();
+    assert!((2..=appends + 1).contains(&published), "{published} snapshots, {appends} appends");
     let ids = harness.script.last_event_ids();
     assert_eq!(ids[0], None);
     assert_eq!(ids[1].as_deref(), Some("10"), "resumed after the last whole event: {ids:?}");
