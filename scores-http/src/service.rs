@@ -100,14 +100,18 @@ pub enum ServiceError {
     StoppedWhileRefused(JournalError),
 }
 
-/// The most events one journal append takes.
+/// The writer stops gathering events for one journal append once it has this many.
 const MAX_BATCH: usize = 65_536;
+
+/// How many batches of events (each what the feed parsed from one chunk of the stream) wait
+/// for the writer at most: beyond that, the feed waits, and the upstream behind it.
+const QUEUED_BATCHES: usize = 256;
 
 /// While more events wait, the writer hands its changes over to be published at most this
 /// often; once it has caught up with the feed, at once. Each hand-over shares every changed
-/// student's results with the new snapshot, so the next change to a student copies them: with
-/// the journal syncing faster than the feed fills a batch, a snapshot per append meant ~1,500
-/// a second, and copying 200 students' thousand results after each was most of the fold.
+/// student's results with the new snapshot, so the next change to a student copies them. With
+/// 200 students and wrk on the same cores, a snapshot per append was ~550 a second; at most
+/// every 5 ms, ~280, and ingest ~10% faster (docs/PERFORMANCE.md).
 const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Runs the service on `listener` until `shutdown` completes, then stops gracefully.
@@ -156,7 +160,7 @@ pub async fn run(
         }
     };
     let last_upstream_id = journal.last_upstream_id().to_owned();
-    let (events_tx, events_rx) = mpsc::channel::<Entry>(MAX_BATCH * 4);
+    let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
     let writer_state = state.clone();
     let checkpoint_every = config.checkpoint_every;
     let checkpointer = Checkpointer::start(checkpoint_path.clone(), state.clone())
@@ -216,52 +220,62 @@ async fn start_simulator(
 }
 
 /// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.
+/// Events go to the writer a chunk of the stream at a time: the item awaited, then every item
+/// already parsed from the same chunk, as one message.
 async fn pull_feed(
     mut feed: Feed,
-    events: mpsc::Sender<Entry>,
+    events: mpsc::Sender<Vec<Entry>>,
     state: AppState,
     mut stop: watch::Receiver<bool>,
 ) {
     let metrics = state.metrics();
     let mut connections = 0u64;
+    // One future for the whole loop, rather than one registered and dropped per item.
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    let mut batch = Vec::new();
     loop {
         let item = tokio::select! {
             item = feed.next() => item,
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = &mut stopped => return,
         };
         let Some(item) = item else {
             tracing::info!("the upstream asked clients to stop (204); no more events will arrive");
-            let _ = stop.wait_for(|stopped| *stopped).await;
+            stopped.await;
             return;
         };
-        match item {
-            FeedItem::Event { event, id } => {
-                metrics.events_received.fetch_add(1, Ordering::Relaxed);
-                // While the journal refuses appends the channel stays full and this waits; on
-                // a stop the writer gives up and closes the channel, which ends the wait.
-                if events.send(Entry { event, upstream_id: id }).await.is_err() {
-                    return;
+        for item in std::iter::once(item).chain(std::iter::from_fn(|| feed.ready())) {
+            match item {
+                FeedItem::Event { event, id } => batch.push(Entry { event, upstream_id: id }),
+                FeedItem::Ignored { event_type } => {
+                    metrics.events_ignored.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%event_type, "ignored an event of another type");
                 }
-            }
-            FeedItem::Ignored { event_type } => {
-                metrics.events_ignored.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%event_type, "ignored an event of another type");
-            }
-            FeedItem::Rejected(error) => {
-                metrics.count_rejected(error.reason());
-                tracing::warn!(%error, "rejected an upstream event");
-            }
-            FeedItem::State(ConnectionState::Connected) => {
-                connections += 1;
-                if connections > 1 {
-                    metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                FeedItem::Rejected(error) => {
+                    metrics.count_rejected(error.reason());
+                    tracing::warn!(%error, "rejected an upstream event");
                 }
-                metrics.upstream_connected.store(true, Ordering::Relaxed);
+                FeedItem::State(ConnectionState::Connected) => {
+                    connections += 1;
+                    if connections > 1 {
+                        metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    metrics.upstream_connected.store(true, Ordering::Relaxed);
+                }
+                FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
+                    metrics.upstream_connected.store(false, Ordering::Relaxed);
+                }
+                FeedItem::Raw(_) | FeedItem::State(_) => {}
             }
-            FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
-                metrics.upstream_connected.store(false, Ordering::Relaxed);
+        }
+        if !batch.is_empty() {
+            metrics.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // While the journal refuses appends the channel stays full and this waits; on a
+            // stop the writer gives up and closes the channel, which ends the wait.
+            if events.send(std::mem::take(&mut batch)).await.is_err() {
+                return;
             }
-            FeedItem::Raw(_) | FeedItem::State(_) => {}
         }
     }
 }
@@ -272,7 +286,7 @@ fn write_and_fold(
     mut journal: Journal,
     checkpoint_path: &Path,
     (checkpointer, checkpoint_every): (Checkpointer, u64),
-    mut events: mpsc::Receiver<Entry>,
+    mut events: mpsc::Receiver<Vec<Entry>>,
     state: AppState,
 ) -> Result<(), ServiceError> {
     let started = Instant::now();
@@ -319,10 +333,10 @@ fn write_and_fold(
         let mut refused = None;
         let mut handed_over = (fold.seq(), Instant::now());
         while let Some(first) = events.blocking_recv() {
-            batch.push(first);
+            batch.extend(first);
             while batch.len() < MAX_BATCH {
                 match events.try_recv() {
-                    Ok(entry) => batch.push(entry),
+                    Ok(more) => batch.extend(more),
                     Err(_) => break,
                 }
             }

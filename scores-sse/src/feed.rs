@@ -273,6 +273,14 @@ impl Feed {
         }
     }
 
+    /// The next item already parsed from what the upstream sent, without waiting for more:
+    /// what [`next`](Self::next) would return at once. `None` when `next` would have to read,
+    /// connect or wait. A consumer that hands items on in batches takes one with `next`, then
+    /// the rest of its chunk with `ready`.
+    pub fn ready(&mut self) -> Option<FeedItem> {
+        self.pending.pop_front()
+    }
+
     async fn connect(&mut self) {
         self.attempt += 1;
         self.pending

@@ -379,3 +379,23 @@ async fn an_unreachable_upstream_is_retried() {
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn ready_hands_out_what_is_already_parsed_without_reading() {
+    let chunk = [
+        score_event("1", "Ann", 1, 0.1),
+        score_event("2", "Bob", 1, 0.2),
+        score_event("3", "Cy", 1, 0.3),
+    ]
+    .concat();
+    let (_upstream, url) = upstream(vec![Plan::Stream(vec![chunk], End::Hang)]).await;
+    let mut feed = Feed::new(no_retry_wait(url)).unwrap();
+    let ready = |feed: &mut Feed| {
+        std::iter::from_fn(|| feed.ready()).map(|item| describe(&item)).collect::<Vec<_>>()
+    };
+    assert!(feed.ready().is_none(), "nothing is parsed before the first connection");
+    assert_eq!(describe(&feed.next().await.unwrap()), "connecting 1");
+    assert_eq!(ready(&mut feed), ["connected"]);
+    assert_eq!(describe(&feed.next().await.unwrap()), "event Ann 1 0.1 id=1");
+    assert_eq!(ready(&mut feed), ["event Bob 1 0.2 id=2", "event Cy 1 0.3 id=3"]);
+}
