@@ -62,6 +62,7 @@ run() {
 }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
+requests_start_seq=$(seq_now); requests_start=$(date +%s.%N)
 echo "| endpoint ($connections connections, ${seconds} s, while ingesting) | throughput | p50 | p99 |"
 echo "| --- | --- | --- | --- |"
 run "GET /healthz" /healthz
@@ -74,7 +75,9 @@ run "GET /students/{id}, one of up to 1,000 at random" / -s "$data/random-studen
 run "GET /exams/{number}" "/exams/$exam"
 run "GET /exams" /exams
 run "GET /students ($n_students students)" /students
+requests_end_seq=$(seq_now); requests_end=$(date +%s.%N)
 echo
+echo "| ingest meanwhile (the wrk runs share the cores with it) | $(python3 -c "print(f'{($requests_end_seq - $requests_start_seq) / ($requests_end - $requests_start) / 1e6:.2f}')") M events/s |"
 echo "| GET /students/{id} ÷ GET /healthz | $(ratio "$student_rps" "$healthz"); with gzip $(ratio "$student_gzip_rps" "$healthz") |"
 echo "| GET /students ($n_students students), one request at a time, each rendered, while ingesting | $(single '/students?limit={i}') |"
 echo "| GET /students ($n_students students), one request at a time, the same query, while ingesting | $(single /students) |"
