@@ -191,8 +191,8 @@ impl Fold {
     /// Folds events in order, exactly as [`apply`](Self::apply) one at a time would, but
     /// overlaps the memory latency of consecutive events. Three loads stand between an event
     /// and its fold, each needing the one before: the header of the student's results (where
-    /// they are, how many), their first and last exams (from which [`search`] guesses), and the
-    /// line the search starts from. Each is asked for a third of [`LOOKAHEAD`] events before
+    /// they are, how many), their first and last exams (from which the search guesses), and the
+    /// line the search starts from. Each is asked for a third of `LOOKAHEAD` events before
     /// the next needs it. With more students than fit in cache, waiting on those loads was most
     /// of the fold's time.
     pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a ScoreEvent>) {

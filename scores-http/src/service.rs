@@ -4,11 +4,10 @@
 //! dedicated thread that appends whatever has accumulated as one batch (group commit) and folds
 //! it; a publisher thread merges what was folded into a new snapshot and publishes it while
 //! the writer goes on with the next batch, so an event becomes visible only once it is durable.
-//! Under full-speed ingest a snapshot covers the batches of at least [`MIN_PUBLISH_INTERVAL`];
-//! once the writer has caught up with the feed, every batch is published as soon as it is
-//! durable. On
-//! start the writer restores the board from the last checkpoint and the journal's tail, and the
-//! feed resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
+//! Under full-speed ingest a snapshot covers the batches of at least 5 ms; once the writer has
+//! caught up with the feed, every batch is published as soon as it is durable. On start the
+//! writer restores the board from the last checkpoint and the journal's tail, and the feed
+//! resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
 //! drain and sync, writes a final checkpoint, and lets HTTP requests finish; when the journal
 //! is refusing appends at the time, it also gives up retrying them.
 
