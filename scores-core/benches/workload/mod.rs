@@ -70,24 +70,14 @@ pub(crate) fn events(
     results_per_exam: u64,
     seed: u64,
 ) -> Vec<ScoreEvent> {
-    let students: Vec<StudentId> =
-        (0..n_students).map(|i| StudentId::new(&student_name(i)).expect("valid name")).collect();
-    let mut rng = Rng::new(seed);
-    (0..n_events as u64)
-        .map(|i| {
-            let current_exam = 10_000 + i / results_per_exam;
-            let exam = if rng.below(100) == 0 {
-                current_exam.saturating_sub(rng.below(5)).max(10_000)
-            } else {
-                current_exam
-            };
-            ScoreEvent {
-                student_id: students[rng.below(n_students) as usize].clone(),
-                exam: ExamId(exam),
-                score: Score::new(rng.unit()).expect("in range"),
-            }
-        })
-        .collect()
+    generate(n_events, n_students, seed, |i, rng| {
+        let current_exam = 10_000 + i / results_per_exam;
+        if rng.below(100) == 0 {
+            ExamId(current_exam.saturating_sub(rng.below(5)).max(10_000))
+        } else {
+            ExamId(current_exam)
+        }
+    })
 }
 
 /// Events as `scores simulate` sends them: bursts of `burst` events share an exam drawn from
@@ -101,20 +91,31 @@ pub(crate) fn simulated(
     burst: u64,
     seed: u64,
 ) -> Vec<ScoreEvent> {
+    let mut exam = ExamId(10_000);
+    generate(n_events, n_students, seed, |i, rng| {
+        if i % burst == 0 {
+            exam = ExamId(10_000 + rng.below(n_exams));
+        }
+        exam
+    })
+}
+
+/// `n_events` events, the i-th on `exam_of(i)`, each by a student drawn from `n_students`
+/// with a score drawn uniformly.
+fn generate(
+    n_events: usize,
+    n_students: u64,
+    seed: u64,
+    mut exam_of: impl FnMut(u64, &mut Rng) -> ExamId,
+) -> Vec<ScoreEvent> {
     let students: Vec<StudentId> =
         (0..n_students).map(|i| StudentId::new(&student_name(i)).expect("valid name")).collect();
     let mut rng = Rng::new(seed);
-    let mut exam = ExamId(10_000);
     (0..n_events as u64)
-        .map(|i| {
-            if i % burst == 0 {
-                exam = ExamId(10_000 + rng.below(n_exams));
-            }
-            ScoreEvent {
-                student_id: students[rng.below(n_students) as usize].clone(),
-                exam,
-                score: Score::new(rng.unit()).expect("in range"),
-            }
+        .map(|i| ScoreEvent {
+            exam: exam_of(i, &mut rng),
+            student_id: students[rng.below(n_students) as usize].clone(),
+            score: Score::new(rng.unit()).expect("in range"),
         })
         .collect()
 }
