@@ -339,8 +339,16 @@ fn write_and_fold(
                     Err(_) => break,
                 }
             }
-            // Durable first; then folded and handed over to be published.
-            if let Err(error) = append_until_durable(&mut journal, &batch, &state) {
+            // Durable first; then folded and handed over to be published. While the journal
+            // refuses this batch, what earlier ones made durable is published meanwhile.
+            let publish_what_is_durable = || {
+                if fold.seq() != handed_over.0 && changes.send(fold.take_changes()).is_ok() {
+                    handed_over = (fold.seq(), Instant::now());
+                }
+            };
+            if let Err(error) =
+                append_until_durable(&mut journal, &batch, &state, publish_what_is_durable)
+            {
                 refused = Some(error);
                 break;
             }
@@ -443,17 +451,19 @@ impl Checkpointer {
 }
 
 /// Appends `batch`, retrying with a pause while the disk refuses (full, say): the feed waits
-/// behind the channel meanwhile, and nothing is dropped. A journal that cannot undo a failed
-/// write stops the service rather than risk the log; so does a request to stop while appends
-/// fail, since retrying would never end.
+/// behind the channel meanwhile, and nothing is dropped; `on_refusal` runs at the first
+/// refusal. A journal that cannot undo a failed write stops the service rather than risk the
+/// log; so does a request to stop while appends fail, since retrying would never end.
 fn append_until_durable(
     journal: &mut Journal,
     batch: &[Entry],
     state: &AppState,
+    on_refusal: impl FnOnce(),
 ) -> Result<(), ServiceError> {
     let metrics = state.metrics();
     let stop = state.shutdown();
     let mut refused = false;
+    let mut on_refusal = Some(on_refusal);
     loop {
         match journal.append(batch) {
             Ok(last_seq) => {
@@ -470,6 +480,9 @@ fn append_until_durable(
             Err(error) => {
                 metrics.journal_errors.fetch_add(1, Ordering::Relaxed);
                 refused = true;
+                if let Some(on_refusal) = on_refusal.take() {
+                    on_refusal();
+                }
                 state.set_journal_refusal(Some(error.to_string()));
                 if *stop.borrow() {
                     return Err(ServiceError::StoppedWhileRefused(error));
