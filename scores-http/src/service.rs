@@ -511,3 +511,44 @@ fn checkpoint(path: &Path, snapshot: &Snapshot, state: &AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use scores_core::ScoreEvent;
+    use scores_journal::FsyncPolicy;
+
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        let event = ScoreEvent::new("Marvin32", 11_000 + n, 0.5).unwrap();
+        Entry { event, upstream_id: Arc::from(n.to_string()) }
+    }
+
+    #[test]
+    fn a_refused_append_calls_on_refusal_once_and_retries_until_asked_to_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        // One-byte segments: the next append after a record needs a new file.
+        let options = Options { fsync: FsyncPolicy::Always, segment_bytes: 1 };
+        let (mut journal, _) = Journal::open(&journal_dir, options).unwrap();
+        journal.append(&[entry(1)]).unwrap();
+        std::fs::remove_dir_all(&journal_dir).unwrap();
+        std::fs::write(&journal_dir, "not a directory").unwrap();
+
+        let (stop, stop_rx) = watch::channel(false);
+        let state = AppState::new(None, stop_rx);
+        let stopper = std::thread::spawn(move || {
+            // After the first retry (one second after the first refusal).
+            std::thread::sleep(Duration::from_millis(1_500));
+            stop.send(true).unwrap();
+        });
+        let mut calls = 0;
+        let appended = append_until_durable(&mut journal, &[entry(2)], &state, || calls += 1);
+        stopper.join().unwrap();
+
+        assert!(matches!(appended, Err(ServiceError::StoppedWhileRefused(_))), "{appended:?}");
+        assert_eq!(calls, 1);
+        assert!(state.metrics().journal_errors.load(Ordering::Relaxed) >= 2, "it retried");
+        assert!(state.journal_refusal().is_some());
+    }
+}
