@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-use scores_core::{Changes, Publisher, Scoreboard, Snapshot};
+use scores_core::{Changes, Fold, Publisher, Scoreboard, Snapshot};
 use scores_journal::{Entry, Journal, JournalError, Options, load_checkpoint, save_checkpoint};
 use scores_sse::{ConnectionState, Feed, FeedConfig, FeedItem};
 use tokio::net::TcpListener;
@@ -330,7 +330,7 @@ fn write_and_fold(
             .map_err(|source| ServiceError::Io { action: "starting the publisher", source })?;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut refused = None;
-        let mut handed_over = (fold.seq(), Instant::now());
+        let mut to_publisher = ToPublisher { changes, last: (fold.seq(), Instant::now()) };
         while let Some(first) = events.blocking_recv() {
             batch.extend(first);
             while batch.len() < MAX_BATCH {
@@ -342,9 +342,7 @@ fn write_and_fold(
             // Durable first; then folded and handed over to be published. While the journal
             // refuses this batch, what earlier ones made durable is published meanwhile.
             let publish_what_is_durable = || {
-                if fold.seq() != handed_over.0 && changes.send(fold.take_changes()).is_ok() {
-                    handed_over = (fold.seq(), Instant::now());
-                }
+                to_publisher.hand_over(&mut fold);
             };
             if let Err(error) =
                 append_until_durable(&mut journal, &batch, &state, publish_what_is_durable)
@@ -354,19 +352,14 @@ fn write_and_fold(
             }
             fold.apply_all(batch.iter().map(|entry| &entry.event));
             batch.clear();
-            if events.is_empty() || handed_over.1.elapsed() >= MIN_PUBLISH_INTERVAL {
-                if changes.send(fold.take_changes()).is_err() {
-                    break;
-                }
-                handed_over = (fold.seq(), Instant::now());
+            if (events.is_empty() || to_publisher.is_due()) && !to_publisher.hand_over(&mut fold) {
+                break;
             }
         }
         // The publisher publishes what it was handed (and what is durable but was not handed
         // over yet), then ends.
-        if fold.seq() != handed_over.0 {
-            let _ = changes.send(fold.take_changes());
-        }
-        drop(changes);
+        to_publisher.hand_over(&mut fold);
+        drop(to_publisher);
         let last_checkpoint = publishing.join().map_err(|_| ServiceError::WriterFailed)?;
         Ok::<_, ServiceError>((last_checkpoint, refused))
     })?;
@@ -380,6 +373,30 @@ fn write_and_fold(
     synced?;
     tracing::info!(seq = fold.seq(), "journal flushed and checkpointed");
     Ok(())
+}
+
+/// The writer's end of the channel to the publisher thread.
+struct ToPublisher {
+    changes: SyncSender<Changes>,
+    /// The sequence number and time of the last hand-over.
+    last: (u64, Instant),
+}
+
+impl ToPublisher {
+    /// Hands over what `fold` changed since the last hand-over, if anything; false once the
+    /// publisher has gone.
+    fn hand_over(&mut self, fold: &mut Fold) -> bool {
+        if fold.seq() == self.last.0 {
+            return true;
+        }
+        self.last = (fold.seq(), Instant::now());
+        self.changes.send(fold.take_changes()).is_ok()
+    }
+
+    /// Whether [`MIN_PUBLISH_INTERVAL`] has passed since the last hand-over.
+    fn is_due(&self) -> bool {
+        self.last.1.elapsed() >= MIN_PUBLISH_INTERVAL
+    }
 }
 
 /// The publisher thread: turns each batch's changes into the next snapshot, publishes it, and
