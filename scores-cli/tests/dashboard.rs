@@ -236,16 +236,25 @@ async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
     })
     .await;
 
-    // Choosing an exam draws its histogram and lists its results.
-    // The rows hold still under the pointer, so the button can be found, then clicked.
+    // Choosing an exam draws its histogram and lists its results. Rows hold still under the
+    // pointer, but until the click puts it there they may be drawn again between finding a
+    // button and using it, which makes the button stale: then it is found again.
     let table = client.find(Locator::Css("table.exams")).await.unwrap();
     client
         .execute("arguments[0].scrollIntoView()", vec![serde_json::to_value(&table).unwrap()])
         .await
         .unwrap();
-    let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
-    let exam = button.attr("data-exam").await.unwrap().unwrap();
-    button.click().await.unwrap();
+    let mut clicked = None;
+    for _ in 0..20 {
+        let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
+        if let Ok(Some(exam)) = button.attr("data-exam").await
+            && button.click().await.is_ok()
+        {
+            clicked = Some(exam);
+            break;
+        }
+    }
+    let exam = clicked.expect("an exam's button could be clicked");
     eventually("the exam's histogram", || async {
         let drawn = js(
             &client,
