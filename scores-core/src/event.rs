@@ -87,7 +87,11 @@ impl StudentId {
         if id.len() > Self::MAX_LEN {
             return Err(InvalidStudentId::TooLong { len: id.len() });
         }
-        if let Some((byte_offset, c)) = id.char_indices().find(|(_, c)| c.is_control()) {
+        // Printable ASCII, as ids nearly always are, holds no control character.
+        let printable_ascii = id.bytes().all(|b| (b' '..=b'~').contains(&b));
+        if !printable_ascii
+            && let Some((byte_offset, c)) = id.char_indices().find(|(_, c)| c.is_control())
+        {
             return Err(InvalidStudentId::ControlCharacter { code_point: c.into(), byte_offset });
         }
         Ok(StudentId(Arc::from(id)))
@@ -248,6 +252,16 @@ mod tests {
         check_student(
             "ab\ncd",
             Err(InvalidStudentId::ControlCharacter { code_point: 0x0A, byte_offset: 2 }),
+        );
+        // The edges of printable ASCII, which needs no look at each character.
+        check_student(" ~", Ok(()));
+        check_student(
+            "a\u{7f}",
+            Err(InvalidStudentId::ControlCharacter { code_point: 0x7F, byte_offset: 1 }),
+        );
+        check_student(
+            "\u{1f}a",
+            Err(InvalidStudentId::ControlCharacter { code_point: 0x1F, byte_offset: 0 }),
         );
         check_student(
             "é\u{7f}",
