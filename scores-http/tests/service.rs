@@ -341,11 +341,13 @@ const STUDENTS: [&str; 6] =
     ["Marvin32", "Susana_Langworth", "Hannah.Herman76", "Zoë Ürsel", "a/b", "Otto"];
 
 /// Events 1..=n: a few exams, students cycling, with regrades and zero scores among them.
+/// Scores are printed at full precision, as the feed prints them: k/101 takes 17 significant
+/// digits for many k, and the answers must give back the very same text.
 fn events(ids: std::ops::RangeInclusive<u64>, model: &mut Model) -> Vec<String> {
     ids.map(|id| {
         let student = STUDENTS[(id * 7 % STUDENTS.len() as u64) as usize];
         let exam = 11_000 + id % 4;
-        let score = if id % 9 == 0 { 0.0 } else { (id * 37 % 101) as f64 / 100.0 };
+        let score = if id % 9 == 0 { 0.0 } else { (id * 37 % 101) as f64 / 101.0 };
         model.apply(student, exam, score);
         score_event(id, student, exam, score)
     })
