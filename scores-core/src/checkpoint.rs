@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
+use crate::sorted_ids::SortedIds;
 
 const MAGIC: &[u8; 8] = b"SCORESC1";
 
@@ -138,6 +139,8 @@ impl Snapshot {
             snapshot.student_ids.push(id);
             snapshot.students.push(StudentEntry { results: Arc::new(results), average });
         }
+        snapshot.sorted_ids =
+            SortedIds::from_sorted(snapshot.student_index.keys().map(StudentId::as_str));
         let n_exams = input.u32()? as usize;
         let mut n_exam_results = 0u64;
         let mut previous_exam = None;

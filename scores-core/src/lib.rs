@@ -47,6 +47,7 @@ mod prefetch;
 mod running_sum;
 mod scoreboard;
 mod snapshot;
+mod sorted_ids;
 
 pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{

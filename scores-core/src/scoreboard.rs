@@ -380,12 +380,14 @@ impl Publisher {
         // In index order, new students (all at the end) are appended in turn.
         students.sort_unstable_by_key(|change| change.idx);
         let n_students = published.student_index.len();
+        let mut new_ids = Vec::new();
         for StudentChange { idx, new_id, entry } in students {
             match new_id {
                 Some(id) => {
                     published.students.push(entry);
                     published.student_ids.push(id.clone());
-                    published.student_index.insert(id, idx);
+                    published.student_index.insert(id.clone(), idx);
+                    new_ids.push(id);
                 }
                 None => {
                     let known = published.students.set(idx as usize, entry);
@@ -393,6 +395,7 @@ impl Publisher {
                 }
             }
         }
+        published.sorted_ids.insert(new_ids.iter().map(StudentId::as_str).collect());
         if published.student_index.len() != n_students {
             // New students take places in id order: the ranks are computed again when needed.
             published.ranks = Arc::default();
@@ -705,7 +708,7 @@ mod tests {
         students
             .into_iter()
             .map(|id| {
-                let report = snapshot.student(id.as_str()).expect("listed");
+                let report = snapshot.student(id).expect("listed");
                 (id.to_string(), report.results().collect(), report.average)
             })
             .collect()

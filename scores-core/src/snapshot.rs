@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
 use crate::prefetch::Prefetched;
+use crate::sorted_ids::SortedIds;
 
 /// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
 ///
@@ -18,6 +19,8 @@ pub struct Snapshot {
     pub(crate) n_results: u64,
     /// Each student's dense index, sorted by id. Changes only when a new student appears.
     pub(crate) student_index: imbl::OrdMap<StudentId, u32>,
+    /// The same ids in order, as contiguous text: what listings read.
+    pub(crate) sorted_ids: SortedIds,
     /// Each student's id, by dense index. Append-only.
     pub(crate) student_ids: ChunkedVec<StudentId>,
     /// Per-student results and average, by dense index.
@@ -167,12 +170,8 @@ impl Snapshot {
 
     /// The student ids after `after` (all when `None`), in order, borrowed: for rendering long
     /// lists without copying them.
-    pub fn student_ids_after<'a>(
-        &'a self,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = &'a StudentId> + 'a {
-        let lower = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_owned()));
-        ids_prefetched(self.student_index.range::<_, str>(BorrowedRange(lower)).map(|(id, _)| id))
+    pub fn student_ids_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> {
+        self.sorted_ids.after(after)
     }
 
     /// A student's results and average, or `None` for a student with no results.
@@ -225,20 +224,6 @@ impl Snapshot {
             }
             ranks.into()
         })
-    }
-}
-
-/// `(lower, unbounded)` over `str` with an owned lower bound, so the iterator need not borrow
-/// the caller's cursor.
-struct BorrowedRange(Bound<String>);
-
-impl std::ops::RangeBounds<str> for BorrowedRange {
-    fn start_bound(&self) -> Bound<&str> {
-        self.0.as_ref().map(String::as_str)
-    }
-
-    fn end_bound(&self) -> Bound<&str> {
-        Bound::Unbounded
     }
 }
 

@@ -200,13 +200,13 @@ pub fn students_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>
         if i > 0 {
             out.push(b',');
         }
-        write_json(&mut out, id.as_str());
+        write_json_str(&mut out, id);
         last = Some(id);
     }
     out.extend_from_slice(format!("],\"total\":{}", snapshot.n_students()).as_bytes());
     if let (Some(last), Some(_)) = (last, ids.peek()) {
         out.extend_from_slice(b",\"next\":");
-        write_json(&mut out, last.as_str());
+        write_json_str(&mut out, last);
     }
     out.push(b'}');
     Ok(out)
@@ -219,6 +219,22 @@ fn write_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// Appends `text` as a JSON string, exactly as [`write_json`] would. An id holds no control
+/// character and rarely a quote or a backslash, so it is nearly always copied whole: serde_json
+/// escapes a byte at a time, which was half the time of listing 100k students.
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    let plain =
+        text.bytes().fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, text);
+    }
+}
+
 /// `GET /students/{id}` as JSON, written straight into the buffer.
 pub fn student_json(snapshot: &Snapshot, student_id: &str) -> Result<Vec<u8>, ApiError> {
     let report = snapshot
@@ -227,7 +243,7 @@ pub fn student_json(snapshot: &Snapshot, student_id: &str) -> Result<Vec<u8>, Ap
     let results = report.results();
     let mut out = Vec::with_capacity(64 + results.len() * 40);
     out.extend_from_slice(b"{\"studentId\":");
-    write_json(&mut out, report.student_id.as_str());
+    write_json_str(&mut out, report.student_id.as_str());
     out.extend_from_slice(b",\"results\":[");
     for (i, (exam, score)) in results.enumerate() {
         if i > 0 {
@@ -419,4 +435,24 @@ pub(crate) async fn exam(
 ) -> Response {
     let exam = segment(path).and_then(|number| parse_exam(&number));
     answer(&state, &headers, exam.map(Resource::Exam))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(
+            text in r#"[a-z"\\\x00-\x1f\x7f-\x{a0}é€😀]{0,12}"#,
+        ) {
+            let mut out = b"[".to_vec();
+            write_json_str(&mut out, &text);
+            let mut expected = b"[".to_vec();
+            serde_json::to_writer(&mut expected, &text).unwrap();
+            proptest::prop_assert_eq!(out, expected);
+        }
+    }
 }
