@@ -1,5 +1,5 @@
 //! Folding any events, publishing at any points, must not panic, and a checkpoint of the result
-//! must decode to a board that answers the same.
+//! must decode to a board that answers the same. Both list the ids as the id map orders them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,6 +18,10 @@ fuzz_target!(|steps: Vec<(u8, u16, u64, bool)>| {
     let snapshot = board.snapshot();
     let restored = Snapshot::decode_checkpoint(&snapshot.encode_checkpoint()).expect("own checkpoint decodes");
     assert_eq!(restored.students(Page::ALL), snapshot.students(Page::ALL));
+    // The ids in order, as listings read them, are the id map's.
+    let ids = snapshot.students(Page::ALL).items;
+    assert!(snapshot.student_ids_after(None).eq(ids.iter().map(StudentId::as_str)));
+    assert!(restored.student_ids_after(None).eq(ids.iter().map(StudentId::as_str)));
     assert_eq!(restored.exams(Page::ALL), snapshot.exams(Page::ALL));
     for id in snapshot.students(Page::ALL).items {
         let (a, b) = (snapshot.student(id.as_str()).expect("listed"), restored.student(id.as_str()).expect("listed"));
