@@ -179,13 +179,20 @@ pub(crate) fn to_json(body: &impl Serialize) -> Vec<u8> {
 
 fn page_limit(limit: Option<&str>) -> Result<Option<usize>, ApiError> {
     let Some(limit) = limit else { return Ok(None) };
-    match limit.parse::<usize>() {
-        Ok(0) | Err(_) => Err(ApiError::InvalidParameter {
+    match parse_digits::<usize>(limit) {
+        Some(0) | None => Err(ApiError::InvalidParameter {
             name: "limit",
             reason: format!("expected a positive integer, got {limit:?}"),
         }),
-        Ok(n) => Ok(Some(n)),
+        Some(n) => Ok(Some(n)),
     }
+}
+
+/// `text` as an integer written in decimal digits only: `from_str` also takes a leading `+`,
+/// which no limit, cursor or exam number is written with.
+fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
 }
 
 /// `GET /students` as JSON. Writes the ids straight from the snapshot: a list of 100k ids is
@@ -266,10 +273,12 @@ pub fn exams_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, A
     let limit = page_limit(params.limit.as_deref())?;
     let after = match params.after.as_deref() {
         None => None,
-        Some(after) => Some(ExamId(after.parse().map_err(|_| ApiError::InvalidParameter {
-            name: "after",
-            reason: format!("expected an exam number, got {after:?}"),
-        })?)),
+        Some(after) => {
+            Some(ExamId(parse_digits(after).ok_or_else(|| ApiError::InvalidParameter {
+                name: "after",
+                reason: format!("expected an exam number, got {after:?}"),
+            })?))
+        }
     };
     let listing = snapshot.exams(Page { limit, after: after.as_ref() });
     Ok(to_json(&ExamsBody {
@@ -281,11 +290,7 @@ pub fn exams_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, A
 
 /// Parses the `{number}` of `/exams/{number}`.
 pub fn parse_exam(number: &str) -> Result<ExamId, ApiError> {
-    // `u64::from_str` accepts a leading `+`; an exam number is digits only.
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::InvalidExamNumber(number.to_owned()));
-    }
-    number.parse().map(ExamId).map_err(|_| ApiError::InvalidExamNumber(number.to_owned()))
+    parse_digits(number).map(ExamId).ok_or_else(|| ApiError::InvalidExamNumber(number.to_owned()))
 }
 
 /// `GET /exams/{number}` as JSON.

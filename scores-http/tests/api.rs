@@ -137,6 +137,8 @@ async fn bad_input_is_a_json_error_never_a_500() {
     check("/exams/+5", 400, r#"{"error":{"code":"invalid_exam_number","message":"exam number must be an integer from 0 to 18446744073709551615, got \"+5\""}}"#).await;
     check("/students?limit=0", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"0\""}}"#).await;
     check("/students?limit=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"x\""}}"#).await;
+    check("/students?limit=%2B5", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"+5\""}}"#).await;
+    check("/exams?after=%2B5", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"+5\""}}"#).await;
     check("/exams?after=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"x\""}}"#).await;
     for uri in ["/students?after=%FF", "/exams?limit=%C3"] {
         check(uri, 400, r#"{"error":{"code":"invalid_query","message":"invalid query string: it is not UTF-8 once percent-decoded"}}"#).await;
