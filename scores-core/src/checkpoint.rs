@@ -18,9 +18,9 @@
 use std::sync::Arc;
 
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
+use crate::id_index::IdIndex;
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
-use crate::sorted_ids::SortedIds;
 
 const MAGIC: &[u8; 8] = b"SCORESC1";
 
@@ -110,6 +110,7 @@ impl Snapshot {
         let n_students = input.u32()? as usize;
         let mut snapshot = Snapshot { seq, n_results, ..Snapshot::default() };
         let mut n_student_results = 0u64;
+        let mut ids_in_order = Vec::with_capacity(n_students.min(input.remaining() / 8));
         for index in 0..n_students {
             let id_len = usize::from(input.u16()?);
             let id = std::str::from_utf8(input.take(id_len)?)
@@ -133,14 +134,16 @@ impl Snapshot {
             let average = sum.mean(results.len());
             let index = u32::try_from(index)
                 .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
-            if snapshot.student_index.insert(id.clone(), index).is_some() {
-                return Err(CheckpointError::Inconsistent("a student id appears twice"));
-            }
+            ids_in_order.push((id.clone(), index));
             snapshot.student_ids.push(id);
             snapshot.students.push(StudentEntry { results: Arc::new(results), average });
         }
-        snapshot.sorted_ids =
-            SortedIds::from_sorted(snapshot.student_index.keys().map(StudentId::as_str));
+        ids_in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if ids_in_order.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Err(CheckpointError::Inconsistent("a student id appears twice"));
+        }
+        snapshot.student_index =
+            IdIndex::from_sorted(ids_in_order.iter().map(|(id, index)| (id.as_str(), *index)));
         let n_exams = input.u32()? as usize;
         let mut n_exam_results = 0u64;
         let mut previous_exam = None;
@@ -272,6 +275,15 @@ mod tests {
             exam.results().map(|(id, score)| (id.to_string(), score)).collect::<Vec<_>>()
         };
         assert_eq!(results(&swapped), results(&original));
+    }
+
+    #[test]
+    fn a_student_id_appearing_twice_is_inconsistent() {
+        let mut bytes = two_results();
+        // The second student's id, `b` (length 1 as a u16, then the byte), becomes `a`.
+        let at = bytes.windows(3).position(|window| window == [1, 0, b'b']).expect("id b") + 2;
+        bytes[at] = b'a';
+        assert_eq!(inconsistency(&bytes), Some("a student id appears twice"));
     }
 
     #[test]

@@ -43,11 +43,11 @@ mod checkpoint;
 mod chunked;
 mod decode;
 mod event;
+mod id_index;
 mod prefetch;
 mod running_sum;
 mod scoreboard;
 mod snapshot;
-mod sorted_ids;
 
 pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{

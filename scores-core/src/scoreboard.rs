@@ -379,15 +379,13 @@ impl Publisher {
         let published = &mut self.published;
         // In index order, new students (all at the end) are appended in turn.
         students.sort_unstable_by_key(|change| change.idx);
-        let n_students = published.student_index.len();
-        let mut new_ids = Vec::new();
+        let mut new_students = Vec::new();
         for StudentChange { idx, new_id, entry } in students {
             match new_id {
                 Some(id) => {
                     published.students.push(entry);
                     published.student_ids.push(id.clone());
-                    published.student_index.insert(id.clone(), idx);
-                    new_ids.push(id);
+                    new_students.push((id, idx));
                 }
                 None => {
                     let known = published.students.set(idx as usize, entry);
@@ -395,8 +393,9 @@ impl Publisher {
                 }
             }
         }
-        published.sorted_ids.insert(new_ids.iter().map(StudentId::as_str).collect());
-        if published.student_index.len() != n_students {
+        if !new_students.is_empty() {
+            let new = new_students.iter().map(|(id, idx)| (id.as_str(), *idx)).collect();
+            published.student_index.insert(new);
             // New students take places in id order: the ranks are computed again when needed.
             published.ranks = Arc::default();
         }

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
+use crate::id_index::IdIndex;
 use crate::prefetch::Prefetched;
-use crate::sorted_ids::SortedIds;
 
 /// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
 ///
@@ -17,10 +17,8 @@ use crate::sorted_ids::SortedIds;
 pub struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) n_results: u64,
-    /// Each student's dense index, sorted by id. Changes only when a new student appears.
-    pub(crate) student_index: imbl::OrdMap<StudentId, u32>,
-    /// The same ids in order, as contiguous text: what listings read.
-    pub(crate) sorted_ids: SortedIds,
+    /// Each student's dense index, by id, in id order. Changes only when a new student appears.
+    pub(crate) student_index: IdIndex,
     /// Each student's id, by dense index. Append-only.
     pub(crate) student_ids: ChunkedVec<StudentId>,
     /// Per-student results and average, by dense index.
@@ -163,23 +161,23 @@ impl Snapshot {
 
     /// Student ids in byte order of their UTF-8.
     pub fn students(&self, page: Page<'_, str>) -> Listing<StudentId> {
-        let lower = page.after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = self.student_index.range::<_, str>((lower, Bound::Unbounded)).map(|(id, _)| id);
-        paginate(ids_prefetched(range), page.limit, self.student_index.len())
+        let entries = self.student_index.after(page.after);
+        let ids = entries.filter_map(|(_, student_idx)| self.student_ids.get(student_idx as usize));
+        paginate(ids_prefetched(ids), page.limit, self.student_index.len())
     }
 
     /// The student ids after `after` (all when `None`), in order, borrowed: for rendering long
     /// lists without copying them.
     pub fn student_ids_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> {
-        self.sorted_ids.after(after)
+        self.student_index.after(after).map(|(id, _)| id)
     }
 
     /// A student's results and average, or `None` for a student with no results.
     pub fn student(&self, student_id: &str) -> Option<StudentReport> {
-        let (id, index) = self.student_index.get_key_value(student_id)?;
-        let entry = self.students.get(*index as usize)?;
+        let index = self.student_index.get(student_id)? as usize;
+        let entry = self.students.get(index)?;
         Some(StudentReport {
-            student_id: id.clone(),
+            student_id: self.student_ids.get(index)?.clone(),
             results: entry.results.clone(),
             average: entry.average,
         })
@@ -216,7 +214,7 @@ impl Snapshot {
     fn ranks(&self) -> &[u32] {
         self.ranks.get_or_init(|| {
             let mut ranks = vec![0; self.student_index.len()];
-            for (rank, (_, &student_idx)) in self.student_index.iter().enumerate() {
+            for (rank, (_, student_idx)) in self.student_index.after(None).enumerate() {
                 // Indices are dense, `0..n_students`: each student's slot is filled once.
                 if let Some(slot) = ranks.get_mut(student_idx as usize) {
                     *slot = rank as u32;
