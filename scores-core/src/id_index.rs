@@ -153,7 +153,7 @@ impl IdIndex {
     pub(crate) fn after<'a>(
         &'a self,
         after: Option<&str>,
-    ) -> impl Iterator<Item = (&'a str, u32)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, u32)> + use<'a> {
         let (first_block, first_entry) = match after {
             None => (0, 0),
             Some(after) => {

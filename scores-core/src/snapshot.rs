@@ -166,9 +166,12 @@ impl Snapshot {
         paginate(ids_prefetched(ids), page.limit, self.student_index.len())
     }
 
-    /// The student ids after `after` (all when `None`), in order, borrowed: for rendering long
-    /// lists without copying them.
-    pub fn student_ids_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> {
+    /// The student ids after `after` (all when `None`), in order, borrowed from the snapshot
+    /// (not from `after`): for rendering long lists without copying them.
+    pub fn student_ids_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a str> + use<'a> {
         self.student_index.after(after).map(|(id, _)| id)
     }
 
