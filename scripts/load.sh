@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark: end-to-end ingest from `scores simulate --rate max` into `scores serve`
 # (durable and visible), then requests/s and p99 latency per endpoint under 64 connections while
-# ingest goes on. Everything runs on 127.0.0.1 and stops by itself.
+# ingest goes on, and the same for a bare axum server answering the /healthz and /students/{id}
+# bodies as constants (the floor for their ratio). Everything runs on 127.0.0.1 and stops by
+# itself.
 #
 #   bash scripts/load.sh                 # 100k students, 10 s per phase
 #   STUDENTS=1000 SECONDS_PER_RUN=5 bash scripts/load.sh
@@ -15,8 +17,10 @@ seconds=${SECONDS_PER_RUN:-10}
 connections=${CONNECTIONS:-64}
 sim_port=${SIM_PORT:-18201}
 port=${PORT:-18200}
+floor_port=${FLOOR_PORT:-18202}
 
 source scripts/ingesting.sh
+cargo build --release --locked -p scores-http --example constant_bodies >&2
 
 # Ingest: events made durable and visible per second, measured from the published snapshot.
 sleep 2
@@ -76,9 +80,24 @@ run "GET /exams/{number}" "/exams/$exam"
 run "GET /exams" /exams
 run "GET /students ($n_students students)" /students
 requests_end_seq=$(seq_now); requests_end=$(date +%s.%N)
+
+# The floor: a bare axum server answering the same two bodies as constants, on the same cores and
+# under the same ingest. Its ratio is the best any service answering these bytes could reach here.
+curl -sf "$base/healthz" >"$data/healthz.json"
+curl -sf "$base/students/$student" >"$data/student.json"
+./target/release/examples/constant_bodies "127.0.0.1:$floor_port" "$data/healthz.json" "$data/student.json" &
+floor_pid=$!
+trap 'kill "$floor_pid" 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$floor_port/0" && break; sleep 0.1; done
+base=http://127.0.0.1:$floor_port run "bare axum, the /healthz body as a constant" /0
+floor_small=$last_rps
+base=http://127.0.0.1:$floor_port run "bare axum, the /students/{id} body ($(wc -c <"$data/student.json") B) as a constant" /1
+floor_large=$last_rps
+kill "$floor_pid"
 echo
 echo "| ingest meanwhile (the wrk runs share the cores with it) | $(python3 -c "print(f'{($requests_end_seq - $requests_start_seq) / ($requests_end - $requests_start) / 1e6:.2f}')") M events/s |"
 echo "| GET /students/{id} ÷ GET /healthz | $(ratio "$student_rps" "$healthz"); with gzip $(ratio "$student_gzip_rps" "$healthz") |"
+echo "| the same bodies as constants (bare axum), ÷ | $(ratio "$floor_large" "$floor_small") |"
 echo "| GET /students ($n_students students), one request at a time, each rendered, while ingesting | $(single '/students?limit={i}') |"
 echo "| GET /students ($n_students students), one request at a time, the same query, while ingesting | $(single /students) |"
 echo "| GET /students/{id}, one request at a time, while ingesting | $(single "/students/$student") |"
