@@ -325,16 +325,15 @@ fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiE
         let coding = if accepts_gzip(headers) { Coding::Gzip } else { Coding::Identity };
         match state.rendered().get_or_render(&snapshot, resource, coding, state.metrics()) {
             Ok((body, Coding::Identity)) => {
-                ([(ETAG, etag), (CONTENT_TYPE, JSON.to_owned())], body).into_response()
+                ([(ETAG, etag)], [(CONTENT_TYPE, HeaderValue::from_static(JSON))], body)
+                    .into_response()
             }
-            // Encoded here, once per snapshot, the compression layer leaves it as it is.
             Ok((body, Coding::Gzip)) => {
                 let headers = [
-                    (ETAG, etag),
-                    (CONTENT_TYPE, JSON.to_owned()),
-                    (CONTENT_ENCODING, "gzip".to_owned()),
+                    (CONTENT_TYPE, HeaderValue::from_static(JSON)),
+                    (CONTENT_ENCODING, HeaderValue::from_static("gzip")),
                 ];
-                (headers, body).into_response()
+                ([(ETAG, etag)], headers, body).into_response()
             }
             Err(error) => error.into_response(),
         }

@@ -160,7 +160,7 @@ async fn bad_input_is_a_json_error_never_a_500() {
         body(response).await,
         r#"{"error":{"code":"method_not_allowed","message":"method not allowed; this endpoint answers GET"}}"#
     );
-    // The body limit's own answer gets the same JSON shape.
+    // The body limit's own answer gets the same JSON shape, and a sequence number.
     let request = Request::post("/students")
         .header("content-length", "20000")
         .body(Body::from(vec![b'x'; 20_000]))
@@ -168,6 +168,7 @@ async fn bad_input_is_a_json_error_never_a_500() {
     let response = router(state()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(response.headers()["content-type"], "application/json; charset=utf-8");
+    assert_eq!(response.headers()["x-scores-seq"], "6");
     assert_eq!(
         body(response).await,
         r#"{"error":{"code":"body_too_large","message":"the request body is over the limit of 16384 bytes"}}"#
@@ -239,6 +240,29 @@ async fn the_dashboard_is_html_with_its_script_and_stylesheet_embedded() {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], content_type);
         assert!(!body(response).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_and_metrics_are_compressed_for_clients_that_accept_gzip() {
+    use std::io::Read as _;
+
+    let state = state();
+    for path in ["/", "/assets/dashboard.js", "/assets/dashboard.css", "/metrics"] {
+        let identity = body(send(&state, Method::GET, path, None).await).await;
+        let request = Request::get(path).header("accept-encoding", "gzip");
+        let response = router(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await;
+        let response = response.unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip", "{path}");
+        let compressed = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let mut decoded = String::new();
+        flate2::read::GzDecoder::new(&compressed[..]).read_to_string(&mut decoded).unwrap();
+        if path == "/metrics" {
+            // Counts move between the two requests; the exposition's shape does not.
+            assert!(decoded.contains("# TYPE scores_events_accepted_total counter"), "{decoded}");
+        } else {
+            assert_eq!(decoded, identity, "{path}");
+        }
     }
 }
 

@@ -441,11 +441,13 @@ async fn the_rebroadcast_resumes_from_last_event_id() {
     let response = client
         .get(format!("{}/scores", service.base))
         .header("last-event-id", "9")
+        .header("accept-encoding", "gzip")
         .send()
         .await
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert!(!response.headers().contains_key("content-encoding"), "the stream is never compressed");
     let mut parser = scores_sse::Parser::default();
     let mut ids = Vec::new();
     let mut body = response.bytes_stream();
