@@ -3,6 +3,7 @@
 //! (or `?after=SEQ`) and gets every event after it, then live ones as they become durable.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,8 +13,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use scores_journal::{ReadHandle, Record};
-use scores_sse::{Event, encode, encode_comment, encode_retry};
+use scores_journal::{JournalError, ReadHandle, Reader, Record};
+use scores_sse::{encode_comment, encode_retry};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -60,6 +61,7 @@ pub(crate) async fn scores(
     encode_retry(Duration::from_secs(1), &mut preamble);
     let stream = Replay {
         journal,
+        reader: None,
         // After `u64::MAX` no event can come: the stream only keeps alive.
         next_seq: after.saturating_add(1),
         shutdown: state.shutdown(),
@@ -80,6 +82,8 @@ pub(crate) async fn scores(
 
 struct Replay {
     journal: ReadHandle,
+    /// Reads on from where the last chunk ended; made for the first chunk.
+    reader: Option<Reader>,
     next_seq: u64,
     shutdown: watch::Receiver<bool>,
     ready: VecDeque<Bytes>,
@@ -95,16 +99,24 @@ impl Replay {
                 return None;
             }
             if self.journal.last_seq() >= self.next_seq {
-                let (journal, from) = (self.journal.clone(), self.next_seq);
+                let (journal, reader, from) =
+                    (self.journal.clone(), self.reader.take(), self.next_seq);
                 let read = tokio::task::spawn_blocking(move || {
-                    journal.read_from(from).take(CHUNK_RECORDS).collect::<Result<Vec<Record>, _>>()
+                    let mut reader = match reader {
+                        Some(mut reader) => journal.extend(&mut reader).map(|()| reader)?,
+                        None => journal.read_from(from),
+                    };
+                    let records = reader.by_ref().take(CHUNK_RECORDS).collect::<Result<_, _>>()?;
+                    Ok::<(Reader, Vec<Record>), JournalError>((reader, records))
                 });
                 match read.await {
-                    Ok(Ok(records)) if !records.is_empty() => {
-                        self.next_seq = records[records.len() - 1].seq + 1;
-                        return Some((Ok(Bytes::from(encode_records(&records))), self));
+                    Ok(Ok((reader, records))) => {
+                        self.reader = Some(reader);
+                        if let Some(last) = records.last() {
+                            self.next_seq = last.seq + 1;
+                            return Some((Ok(Bytes::from(encode_records(&records))), self));
+                        }
                     }
-                    Ok(Ok(_)) => {}
                     Ok(Err(error)) => {
                         tracing::error!(%error, "cannot read the journal for /scores; ending the stream");
                         return None;
@@ -133,14 +145,50 @@ impl Replay {
     }
 }
 
-fn encode_records(records: &[Record]) -> String {
-    let mut text = String::with_capacity(records.len() * 112);
+/// The records as SSE, byte for byte what [`scores_sse::encode`] writes for an event of type
+/// `score` with the record's sequence number as its id and its event's JSON as its data. Written
+/// here directly, without an `Event` and a `String` per record: neither a decimal id nor compact
+/// JSON holds a line break, so nothing needs splitting or checking.
+fn encode_records(records: &[Record]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(records.len() * 112);
     for record in records {
-        // A ScoreEvent always serializes; `score` is the feed's own event type.
-        let data = serde_json::to_string(&record.event).unwrap_or_default();
-        let event = Event::new("score", data).with_id(&record.seq.to_string());
-        // Neither "score" nor a decimal id contains a line break or NUL.
-        let _ = encode(&event, &mut text);
+        // Writes to a `Vec` cannot fail, and a `ScoreEvent` always serializes.
+        let _ = write!(text, "event: score\nid: {}\ndata: ", record.seq);
+        let _ = serde_json::to_writer(&mut text, &record.event);
+        text.extend_from_slice(b"\n\n");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use scores_core::ScoreEvent;
+    use scores_sse::{Event, encode};
+
+    use super::*;
+
+    #[test]
+    fn records_are_encoded_as_the_sse_encoder_encodes_their_events() {
+        let ids = ["Marvin32", "a b/c", "quote\"back\\slash", "Ünïcödé", "smile\u{1F600}"];
+        let records: Vec<Record> = ids
+            .iter()
+            .zip(1..)
+            .map(|(id, seq)| Record {
+                seq: seq * 1_000_003,
+                event: ScoreEvent::new(id, seq * 7, 1.0 / seq as f64).unwrap(),
+                upstream_id: Arc::from(""),
+            })
+            .collect();
+        let mut expected = String::new();
+        for record in &records {
+            let data = serde_json::to_string(&record.event).unwrap();
+            let event = Event::new("score", data).with_id(&record.seq.to_string());
+            encode(&event, &mut expected).unwrap();
+        }
+        assert_eq!(String::from_utf8(encode_records(&records)).unwrap(), expected);
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -55,8 +55,20 @@ impl ReadHandle {
     /// Reads the records from `from_seq` to the last one appended now.
     pub fn read_from(&self, from_seq: u64) -> Reader {
         let end = self.last_seq();
-        let segments = self.segments.read().map(|segments| segments.clone()).unwrap_or_default();
-        Reader::over(self.dir.clone(), segments, from_seq.max(1), Some(end))
+        Reader::over(self.dir.clone(), self.segments(), from_seq.max(1), Some(end))
+    }
+
+    /// Makes `reader`, made by [`read_from`](Self::read_from), go on to the records appended
+    /// since it was made or last extended, from where it stands. A reader that follows the
+    /// journal this way reads each record once, where a new reader per read would read the
+    /// segment again from its start. A reader that met an error stays ended.
+    pub fn extend(&self, reader: &mut Reader) -> Result<(), JournalError> {
+        let end = self.last_seq();
+        reader.extend_to(end, &self.segments())
+    }
+
+    fn segments(&self) -> Vec<u64> {
+        self.segments.read().map(|segments| segments.clone()).unwrap_or_default()
     }
 }
 
@@ -64,6 +76,7 @@ impl ReadHandle {
 /// error it ends.
 #[derive(Debug)]
 pub struct Reader {
+    dir: PathBuf,
     /// The segments still to read, in order: their paths and, when known from their names, their
     /// first sequence numbers (checked against the header).
     segments: VecDeque<(PathBuf, Option<u64>)>,
@@ -74,13 +87,20 @@ pub struct Reader {
     next_seq: Option<u64>,
     records: VecDeque<Record>,
     batch: Vec<u8>,
+    /// The first sequence number of the last segment opened.
+    last_opened: Option<u64>,
+    /// No more records until extended: the end was reached (or there was none to read).
     done: bool,
+    /// An error ended the reader for good.
+    failed: bool,
 }
 
 #[derive(Debug)]
 struct OpenSegment {
     path: PathBuf,
     file: BufReader<File>,
+    /// Where the next batch starts. Past it the buffer may hold bytes read ahead, beyond the
+    /// last record made durable.
     offset: u64,
 }
 
@@ -91,20 +111,62 @@ impl Reader {
         from_seq: u64,
         end_seq: Option<u64>,
     ) -> Reader {
-        // Start in the last segment that begins at or before `from_seq`.
-        let start = segments.partition_point(|&first| first <= from_seq).saturating_sub(1);
-        let segments =
-            segments[start..].iter().map(|&first| (segment_path(&dir, first), Some(first)));
-        Reader {
-            segments: segments.collect(),
+        let mut reader = Reader {
+            dir,
+            segments: VecDeque::new(),
             from_seq,
             end_seq,
             open: None,
             next_seq: None,
             records: VecDeque::new(),
             batch: Vec::new(),
+            last_opened: None,
             done: end_seq.is_some_and(|end| end < from_seq),
+            failed: false,
+        };
+        reader.queue_segments(&segments);
+        reader
+    }
+
+    /// Queues the segments to read out of all of `segments`: from the last that begins at or
+    /// before `from_seq`, or, once one has been opened, those after it.
+    fn queue_segments(&mut self, segments: &[u64]) {
+        let start = match self.last_opened {
+            Some(opened) => segments.partition_point(|&first| first <= opened),
+            None => segments.partition_point(|&first| first <= self.from_seq).saturating_sub(1),
+        };
+        let dir = &self.dir;
+        let paths = segments[start..].iter().map(|&first| (segment_path(dir, first), Some(first)));
+        self.segments = paths.collect();
+    }
+
+    /// See [`ReadHandle::extend`].
+    fn extend_to(&mut self, end_seq: u64, segments: &[u64]) -> Result<(), JournalError> {
+        let Some(old_end) = self.end_seq.filter(|&old_end| end_seq > old_end && !self.failed)
+        else {
+            return Ok(());
+        };
+        // Appends are whole batches and the end is the last record of one, so a reader stops at
+        // a batch's end. Should a batch ever have gone past it, start over after the old end,
+        // keeping what is buffered.
+        if self.next_seq.is_some_and(|next| next - 1 > old_end) {
+            let records = std::mem::take(&mut self.records);
+            *self = Reader::over(self.dir.clone(), segments.to_vec(), old_end + 1, Some(end_seq));
+            self.records = records;
+            return Ok(());
         }
+        if let Some(segment) = self.open.as_mut() {
+            // Drops what was read ahead past the next batch, which may not be what is there
+            // now: a failed append is cut off and written again.
+            segment
+                .file
+                .seek(SeekFrom::Start(segment.offset))
+                .map_err(|e| JournalError::io("reading journal segment", &segment.path, e))?;
+        }
+        self.end_seq = Some(end_seq);
+        self.done = false;
+        self.queue_segments(segments);
+        Ok(())
     }
 
     /// Reads a whole journal directory, every segment to its end, without opening it for
@@ -197,10 +259,8 @@ impl Reader {
             .map_err(|(at, c)| corrupt(segment, records_offset + at as u64, c))?;
             segment.offset = records_offset + batch_header.records_len as u64;
             self.next_seq = Some(next);
-            if end_seq.is_some_and(|end| next > end) {
-                self.segments.clear();
-                self.open = None;
-            }
+            // At the end, the segment stays open: `ReadHandle::extend` goes on from here.
+            self.done = end_seq.is_some_and(|end| next > end);
             return Ok(true);
         }
     }
@@ -232,6 +292,7 @@ impl Reader {
             _ => self.next_seq = Some(first_seq),
         }
         self.open = Some(OpenSegment { path, file, offset: SEGMENT_HEADER_LEN as u64 });
+        self.last_opened = Some(first_seq);
         Ok(())
     }
 }
@@ -251,7 +312,7 @@ impl Iterator for Reader {
                 Ok(true) => {}
                 Ok(false) => self.done = true,
                 Err(error) => {
-                    self.done = true;
+                    (self.done, self.failed) = (true, true);
                     return Some(Err(error));
                 }
             }

@@ -259,6 +259,52 @@ fn checkpoints_round_trip_and_bad_ones_are_refused() {
     assert!(error.to_string().contains("bad header or checksum"), "{error}");
 }
 
+#[test]
+fn an_extended_reader_goes_on_from_where_it_stands_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    let handle = journal.read_handle();
+    // One reader from the start, one from the live end (nothing to read until appends), one
+    // from the middle of the first batch.
+    let mut readers =
+        [(handle.read_from(1), 1), (handle.read_from(1), 1), (handle.read_from(3), 3)];
+    readers[1].0 = handle.read_from(handle.last_seq() + 1);
+    let mut next_seq = 1;
+    for round in 0..60u64 {
+        let n = round * 7 % 39 + 1;
+        journal.append(&entries(next_seq..=next_seq + n - 1)).unwrap();
+        next_seq += n;
+        for (reader, expected) in &mut readers {
+            handle.extend(reader).unwrap();
+            // Some rounds take part of what there is, or extend twice, leaving records
+            // buffered or nothing new.
+            let take = if round % 3 == 0 { (round % 20) as usize } else { usize::MAX };
+            for record in reader.by_ref().take(take) {
+                let record = record.unwrap();
+                assert_eq!(record.seq, *expected, "round {round}");
+                assert_eq!(
+                    Entry { event: record.event, upstream_id: record.upstream_id },
+                    entry(record.seq)
+                );
+                *expected += 1;
+            }
+            if round % 5 == 0 {
+                handle.extend(reader).unwrap();
+            }
+        }
+    }
+    assert!(segments(dir.path()).len() > 10, "the reads crossed segments");
+    for (reader, expected) in &mut readers {
+        handle.extend(reader).unwrap();
+        for record in reader.by_ref() {
+            assert_eq!(record.unwrap().seq, *expected);
+            *expected += 1;
+        }
+        assert_eq!(*expected, next_seq, "every record read once, in order");
+        assert!(reader.next().is_none(), "nothing past the end");
+    }
+}
+
 #[tokio::test]
 async fn readers_wait_for_appends() {
     let dir = tempfile::tempdir().unwrap();
