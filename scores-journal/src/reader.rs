@@ -333,3 +333,31 @@ fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     }
     Ok(filled)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use scores_core::ScoreEvent;
+
+    use super::*;
+    use crate::{Entry, Journal, Options};
+
+    #[test]
+    fn a_reader_whose_end_falls_inside_a_batch_is_extended_without_losing_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+        let entry = |seq: u64| Entry {
+            event: ScoreEvent::new("Marvin32", seq, 0.5).unwrap(),
+            upstream_id: Arc::from(""),
+        };
+        journal.append(&(1..=10).map(entry).collect::<Vec<_>>()).unwrap();
+        let handle = journal.read_handle();
+        // The journal never ends a reader inside a batch; made by hand, this one ends at 4 of 10.
+        let mut reader = Reader::over(dir.path().to_path_buf(), handle.segments(), 2, Some(4));
+        let seqs = |reader: &mut Reader| reader.map(|r| r.unwrap().seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&mut reader), [2, 3, 4]);
+        handle.extend(&mut reader).unwrap();
+        assert_eq!(seqs(&mut reader), [5, 6, 7, 8, 9, 10]);
+    }
+}
