@@ -431,6 +431,33 @@ async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_fed_by_the_first_ones_scores_answers_the_same_and_resumes() {
+    let mut model = Model::default();
+    let harness = Harness::new(Plan::Stream(events(1..=40, &mut model), End::Hang)).await;
+    let first = harness.service().await;
+    first.wait_for_seq(40).await;
+    let first_address = first.base.trim_start_matches("http://").parse().unwrap();
+    let second_data = tempfile::tempdir().unwrap();
+    let options = Options { fsync: FsyncPolicy::Always, ..Options::default() };
+    let second = start_service(first_address, second_data.path(), options).await;
+    second.wait_for_seq(40).await;
+    check_against_model(&second, &model).await;
+    second.stop().await;
+
+    // While the second is down, the first gets ten more events (on its next connection: the
+    // test upstream goes silent, and the idle timeout is short).
+    harness.script.push(Plan::Stream(events(41..=50, &mut model), End::Hang));
+    first.wait_for_seq(50).await;
+    // Started again, the second asks for what follows its last event: exactly ten more, or it
+    // would go past 50.
+    let second = start_service(first_address, second_data.path(), options).await;
+    second.wait_for_seq(50).await;
+    check_against_model(&second, &model).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rebroadcast_resumes_from_last_event_id() {
     let mut model = Model::default();
     let harness = Harness::new(Plan::Stream(events(1..=12, &mut model), End::Hang)).await;
