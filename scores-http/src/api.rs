@@ -131,7 +131,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status().is_server_error() {
+        // A 503 while restoring is the readiness the service announces, not a failure: a
+        // health checker polling `/readyz` at start would otherwise fill the log with errors.
+        if matches!(self, ApiError::Internal) {
             tracing::error!(error = %self, "request failed");
         }
         (self.status(), [(CONTENT_TYPE, HeaderValue::from_static(JSON))], self.to_json())
