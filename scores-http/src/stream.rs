@@ -101,20 +101,24 @@ impl Replay {
             if self.journal.last_seq() >= self.next_seq {
                 let (journal, reader, from) =
                     (self.journal.clone(), self.reader.take(), self.next_seq);
+                // Reading and encoding a chunk takes a millisecond or two: on the blocking pool,
+                // so that a client catching up does not hold a worker the queries need.
                 let read = tokio::task::spawn_blocking(move || {
                     let mut reader = match reader {
                         Some(mut reader) => journal.extend(&mut reader).map(|()| reader)?,
                         None => journal.read_from(from),
                     };
-                    let records = reader.by_ref().take(CHUNK_RECORDS).collect::<Result<_, _>>()?;
-                    Ok::<(Reader, Vec<Record>), JournalError>((reader, records))
+                    let records: Vec<Record> =
+                        reader.by_ref().take(CHUNK_RECORDS).collect::<Result<_, _>>()?;
+                    let chunk = records.last().map(|last| (last.seq, encode_records(&records)));
+                    Ok::<_, JournalError>((reader, chunk))
                 });
                 match read.await {
-                    Ok(Ok((reader, records))) => {
+                    Ok(Ok((reader, chunk))) => {
                         self.reader = Some(reader);
-                        if let Some(last) = records.last() {
-                            self.next_seq = last.seq + 1;
-                            return Some((Ok(Bytes::from(encode_records(&records))), self));
+                        if let Some((last_seq, text)) = chunk {
+                            self.next_seq = last_seq + 1;
+                            return Some((Ok(Bytes::from(text)), self));
                         }
                     }
                     Ok(Err(error)) => {
