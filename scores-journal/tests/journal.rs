@@ -305,6 +305,25 @@ fn an_extended_reader_goes_on_from_where_it_stands_across_segments() {
     }
 }
 
+#[test]
+fn an_extended_reader_reads_again_what_it_had_read_ahead_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut journal, _) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    journal.append(&entries(1..=3)).unwrap();
+    // A failed append leaves bytes past the end, which the journal then cuts off and writes
+    // again. A reader reads them ahead meanwhile.
+    let segment = segments(dir.path()).pop().unwrap();
+    let durable_len = fs::metadata(&segment).unwrap().len();
+    OpenOptions::new().append(true).open(&segment).unwrap().write_all(&[0xFF; 200]).unwrap();
+    let handle = journal.read_handle();
+    let mut reader = handle.read_from(1);
+    assert_eq!(reader.by_ref().map(|r| r.unwrap().seq).collect::<Vec<_>>(), [1, 2, 3]);
+    OpenOptions::new().write(true).open(&segment).unwrap().set_len(durable_len).unwrap();
+    journal.append(&entries(4..=5)).unwrap();
+    handle.extend(&mut reader).unwrap();
+    assert_eq!(reader.map(|r| r.unwrap().seq).collect::<Vec<_>>(), [4, 5]);
+}
+
 #[tokio::test]
 async fn readers_wait_for_appends() {
     let dir = tempfile::tempdir().unwrap();
@@ -319,4 +338,39 @@ async fn readers_wait_for_appends() {
     let mut handle = journal.read_handle();
     drop(journal);
     assert!(handle.wait_beyond(3).await.is_err(), "a closed journal ends the wait");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the batch sizes, segment size, starting point and how much is read between
+    /// appends, a reader that is extended after each append reads every record from its start
+    /// once, in order.
+    #[test]
+    fn extended_readers_read_each_record_once(
+        batches in proptest::collection::vec((1u64..30, 0usize..40), 1..40),
+        segment_bytes in 512u64..8192,
+        from in 1u64..20,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { fsync: FsyncPolicy::Never, segment_bytes };
+        let (mut journal, _) = Journal::open(dir.path(), options).unwrap();
+        let handle = journal.read_handle();
+        let mut reader = handle.read_from(from);
+        let (mut next_seq, mut expected) = (1, from);
+        for (n, take) in batches {
+            journal.append(&entries(next_seq..=next_seq + n - 1)).unwrap();
+            next_seq += n;
+            handle.extend(&mut reader).unwrap();
+            for record in reader.by_ref().take(take) {
+                proptest::prop_assert_eq!(record.unwrap().seq, expected);
+                expected += 1;
+            }
+        }
+        for record in reader.by_ref() {
+            proptest::prop_assert_eq!(record.unwrap().seq, expected);
+            expected += 1;
+        }
+        proptest::prop_assert_eq!(expected, next_seq.max(from));
+    }
 }
