@@ -18,8 +18,21 @@ use scores_journal::FsyncPolicy;
         unknown student); 2 usage or IO errors."
 )]
 pub(crate) struct Cli {
+    /// How log lines are written on stderr: `text` for people, `json` (one object per line)
+    /// for log shippers. `RUST_LOG` filters them (default `info`).
+    #[arg(long, global = true, env = "SCORES_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The `--log-format` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +41,7 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  \
         scores serve                                   # the built-in simulated feed on 127.0.0.1:8000\n  \
         scores serve --upstream http://host/scores     # a real feed\n  \
+        scores serve --simulate-count 40 --simulate-rate max   # a fixed board of 40 events\n  \
         scores serve --data-dir /var/lib/scores --fsync 10ms")]
     Serve(ServeArgs),
     /// Serve a simulated upstream feed, like the original's, for testing.
@@ -76,7 +90,8 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
-    /// The SSE feed to read.
+    /// The SSE feed to read (an http:// or https:// URL).
+    #[arg(value_parser = parse_feed_url)]
     pub(crate) url: String,
     /// Print every SSE event as `{"event","data","id"}` instead of decoded score events.
     #[arg(long)]
@@ -91,7 +106,8 @@ pub(crate) struct TailArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RecordArgs {
-    /// The SSE feed to record.
+    /// The SSE feed to record (an http:// or https:// URL).
+    #[arg(value_parser = parse_feed_url)]
     pub(crate) url: String,
     /// The file to append to; created if missing.
     #[arg(short, long, value_name = "FILE")]
@@ -113,8 +129,8 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     pub(crate) strict: bool,
     /// For `students` and `exams`: at most this many items (the API's `?limit=`).
-    #[arg(long, value_name = "N")]
-    pub(crate) limit: Option<String>,
+    #[arg(long, value_name = "N", value_parser = parse_limit)]
+    pub(crate) limit: Option<usize>,
     /// For `students` and `exams`: start after this cursor (the API's `?after=`).
     #[arg(long, value_name = "CURSOR")]
     pub(crate) after: Option<String>,
@@ -122,11 +138,12 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The upstream SSE feed; without it, a built-in simulated feed is started in-process.
-    #[arg(long, env = "SCORES_UPSTREAM")]
+    /// The upstream SSE feed (an http:// or https:// URL); without it, a built-in simulated
+    /// feed is started in-process.
+    #[arg(long, env = "SCORES_UPSTREAM", value_parser = parse_feed_url)]
     pub(crate) upstream: Option<String>,
-    /// Address to serve HTTP on.
-    #[arg(long, env = "SCORES_LISTEN", default_value = "127.0.0.1:8000")]
+    /// Address to serve HTTP on: `IP:PORT` or `HOST:PORT`.
+    #[arg(long, env = "SCORES_LISTEN", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
     pub(crate) listen: SocketAddr,
     /// Where the journal and checkpoints live.
     #[arg(long, env = "SCORES_DATA_DIR", default_value = "scores-data")]
@@ -142,12 +159,19 @@ pub(crate) struct ServeArgs {
     /// Take the upstream as dead after this long without a byte (e.g. `30s`).
     #[arg(long, env = "SCORES_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub(crate) idle_timeout: Duration,
+    /// Without `--upstream`: the simulated feed's events per second, or `max`.
+    #[arg(long, default_value = "4", value_parser = parse_rate, conflicts_with = "upstream")]
+    pub(crate) simulate_rate: Rate,
+    /// Without `--upstream`: end the simulated feed after this many events (the service goes
+    /// on serving them, and after a restart asks for more and gets none).
+    #[arg(long, value_name = "N", conflicts_with = "upstream")]
+    pub(crate) simulate_count: Option<u64>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
-    /// Address to serve the feed on (at path /scores).
-    #[arg(long, default_value = "127.0.0.1:8001")]
+    /// Address to serve the feed on (at path /scores): `IP:PORT` or `HOST:PORT`.
+    #[arg(long, default_value = "127.0.0.1:8001", value_parser = parse_listen)]
     pub(crate) listen: SocketAddr,
     /// Events per second, or `max` for as fast as the client reads.
     #[arg(long, default_value = "4", value_parser = parse_rate)]
@@ -176,6 +200,30 @@ pub(crate) struct SimulateArgs {
     /// Close the connection after every n events.
     #[arg(long, value_name = "N")]
     pub(crate) drop_every: Option<u64>,
+}
+
+fn parse_feed_url(text: &str) -> Result<String, String> {
+    scores_sse::check_url(text).map(|()| text.to_owned()).map_err(|error| error.to_string())
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved now (`localhost:8000`): the first address it names.
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let mut addresses = text
+        .to_socket_addrs()
+        .map_err(|error| format!("expected IP:PORT or HOST:PORT, got {text:?} ({error})"))?;
+    addresses.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// A page's `limit`, as the API reads `?limit=`.
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match scores_http::api::parse_limit(Some(text)) {
+        Ok(limit) => Ok(limit.unwrap_or(usize::MAX)),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
@@ -228,6 +276,21 @@ mod tests {
         assert!(parse_fsync("sometimes").is_err());
         assert_eq!(parse_rate("max"), Ok(Rate::Max));
         assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn listen_addresses_and_feed_urls_parse() {
+        assert_eq!(parse_listen("127.0.0.1:8013"), Ok(SocketAddr::from(([127, 0, 0, 1], 8013))));
+        let localhost = parse_listen("localhost:8013").unwrap();
+        assert!(localhost.ip().is_loopback() && localhost.port() == 8013, "{localhost}");
+        assert!(parse_listen("localhost").is_err());
+        assert_eq!(
+            parse_feed_url("http://127.0.0.1:8001/scores").as_deref(),
+            Ok("http://127.0.0.1:8001/scores")
+        );
+        for bad in ["not-a-url", "ftp://host/scores", "http://", "file:///tmp/feed.sse"] {
+            assert!(parse_feed_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

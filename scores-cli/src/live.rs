@@ -1,9 +1,6 @@
 //! What `tail` and `record` share: a feed read on its own task, Ctrl-C, and JSON-line output.
 
 use std::io::{self, Write};
-use std::sync::OnceLock;
-
-use indicatif::ProgressBar;
 
 use scores_sse::{Feed, FeedItem};
 use serde::Serialize;
@@ -52,39 +49,6 @@ impl LiveFeed {
             item = self.items.recv() => Ok(item),
             _ = &mut self.interrupted => Ok(None),
         }
-    }
-}
-
-/// The progress bar or counter on the terminal, if a command shows one.
-static PROGRESS: OnceLock<ProgressBar> = OnceLock::new();
-
-/// Routes log lines around `bar` while it shows, so that they do not tear it.
-pub(crate) fn show_progress(bar: &ProgressBar) {
-    let _ = PROGRESS.set(bar.clone());
-}
-
-/// Where log lines go: stderr, around the progress bar if one shows. The fmt layer writes each
-/// log line with one call, so a line is never split around a redraw.
-pub(crate) struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match PROGRESS.get() {
-            Some(bar) => bar.suspend(|| io::stderr().write(buf)),
-            None => io::stderr().write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
-    type Writer = LogWriter;
-
-    fn make_writer(&'a self) -> LogWriter {
-        LogWriter
     }
 }
 

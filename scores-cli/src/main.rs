@@ -3,6 +3,7 @@
 mod chunks;
 mod cli;
 mod live;
+mod logging;
 mod record;
 mod replay;
 mod serve;
@@ -21,9 +22,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(live::LogWriter).init();
+    if let Err(error) = logging::init(cli.log_format) {
+        logging::report(&error);
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
@@ -31,11 +33,8 @@ fn main() -> ExitCode {
         cli::Command::Record(args) => record::run(args),
         cli::Command::Replay(args) => replay::run(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            ExitCode::from(2)
-        }
-    }
+    result.unwrap_or_else(|error| {
+        logging::report(&error);
+        ExitCode::from(2)
+    })
 }

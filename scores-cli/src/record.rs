@@ -50,7 +50,7 @@ pub(crate) fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     counter.enable_steady_tick(Duration::from_millis(200));
-    crate::live::show_progress(&counter);
+    crate::logging::show_progress(&counter);
     let mut out = BufWriter::with_capacity(256 << 10, file);
     let mut last_id = existing.last_id;
     let recorded = runtime()?.block_on(async {

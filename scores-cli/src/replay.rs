@@ -15,8 +15,8 @@ use std::sync::mpsc::SyncSender;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scores_core::{Decoded, ScoreEvent, Scoreboard, decode};
-use scores_http::api::{self, ListParams};
+use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode};
+use scores_http::api;
 use scores_journal::{JournalError, Reader, SEGMENT_MAGIC};
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
@@ -47,6 +47,15 @@ fn split_query(args: &[String]) -> (&[String], Query) {
         [files @ .., word] if word == "students" => (files, Query::Students),
         [files @ .., word] if word == "exams" => (files, Query::Exams),
         files => (files, Query::Summary),
+    }
+}
+
+/// `student` or `exam` as the last word, with nothing after it: a query missing its value.
+fn query_missing_its_value(args: &[String]) -> Option<&'static str> {
+    match args.last().map(String::as_str) {
+        Some("student") => Some("student ID"),
+        Some("exam") => Some("exam N"),
+        _ => None,
     }
 }
 
@@ -127,6 +136,12 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    if let Some(usage) = query_missing_its_value(&args.args) {
+        bail!(
+            "the query needs its value: `scores replay FILE… {usage}` (a file named so: `./{}`)",
+            usage.split(' ').next().unwrap_or_default()
+        );
+    }
     let (files, query) = split_query(&args.args);
     if files.is_empty() {
         bail!("no input given: name at least one file or directory, or `-` for standard input");
@@ -144,11 +159,12 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let total: u64 = inputs.iter().map(|(_, size)| size).sum();
     let reads_stdin = inputs.iter().any(|(input, _)| matches!(input, Input::Stdin));
     let progress = progress_bar(total, reads_stdin);
-    crate::live::show_progress(&progress);
+    crate::logging::show_progress(&progress);
 
     let mut out = BufWriter::with_capacity(64 << 10, io::stdout().lock());
     let sink = if args.events { Sink::Print(&mut out) } else { Sink::Fold(Box::default()) };
-    let mut replay = Replay { sink, strict: args.strict, tally: Tally::default(), progress };
+    let mut replay =
+        Replay { sink, strict: args.strict, tally: Tally::default(), n_unrecognised: 0, progress };
     for (input, size) in &inputs {
         let done = match input {
             Input::Stdin => replay.sse("<stdin>", io::stdin()),
@@ -162,7 +178,10 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Input::Segment(path) => replay.journal(Reader::open_segment(path), path, *size),
             Input::Journal(dir) => match (Reader::open_dir(dir), last_segment(dir)) {
                 (Ok(reader), Ok(Some(last))) => replay.journal(reader, &last, *size),
-                (Ok(_), Ok(None)) => Ok(()),
+                (Ok(_), Ok(None)) => replay.unrecognised(&format!(
+                    "{}: a directory with no journal segments (*.seg) in it",
+                    dir.display()
+                )),
                 (Err(error), _) => Err(Stop::Io(error.into())),
                 (_, Err(error)) => {
                     let context = format!("cannot list {}", dir.display());
@@ -185,23 +204,28 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     replay.progress.finish_and_clear();
-    let Replay { sink, tally, .. } = replay;
+    let Replay { sink, tally, n_unrecognised, .. } = replay;
+    // An input that was not understood fails the command, after what was understood is shown.
+    let done = if n_unrecognised > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS };
     let Sink::Fold(mut board) = sink else {
-        return out.flush().map_or_else(stdout_failed, |()| Ok(ExitCode::SUCCESS));
+        return out.flush().map_or_else(stdout_failed, |()| Ok(done));
     };
     let snapshot = board.snapshot();
-    let params = ListParams { limit: args.limit, after: args.after };
+    // An empty `--after` starts at the beginning, as the API's empty `?after=` does.
+    let after = args.after.as_deref().filter(|after| !after.is_empty());
     let answer = match query {
         Query::Summary => Ok(tally.summary_json(&snapshot)),
-        Query::Students => api::students_json(&snapshot, &params),
+        Query::Students => Ok(api::students_json(&snapshot, Page { limit: args.limit, after })),
         Query::Student(id) => api::student_json(&snapshot, &id),
-        Query::Exams => api::exams_json(&snapshot, &params),
+        Query::Exams => after.map(api::parse_exam_cursor).transpose().map(|after| {
+            api::exams_json(&snapshot, Page { limit: args.limit, after: after.as_ref() })
+        }),
         Query::Exam(number) => {
             api::parse_exam(&number).and_then(|exam| api::exam_json(&snapshot, exam))
         }
     };
     let (body, code) = match answer {
-        Ok(body) => (body, ExitCode::SUCCESS),
+        Ok(body) => (body, done),
         Err(error) => (error.to_json(), ExitCode::from(1)),
     };
     match out.write_all(&body).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()) {
@@ -283,6 +307,8 @@ struct Replay<'a> {
     sink: Sink<'a>,
     strict: bool,
     tally: Tally,
+    /// Inputs that were neither SSE text nor a journal.
+    n_unrecognised: u64,
     progress: ProgressBar,
 }
 
@@ -309,9 +335,9 @@ impl Replay<'_> {
         std::thread::scope(|scope| {
             let (sender, batches) = std::sync::mpsc::sync_channel(8);
             let progress = self.progress.clone();
-            scope.spawn(move || decode_sse(name, reader, &progress, &sender));
+            let decoding = scope.spawn(move || decode_sse(name, reader, &progress, &sender));
             // Returning early drops `batches`, and the decoding thread stops at its next send.
-            for batch in batches {
+            for batch in &batches {
                 // Consecutive events are folded together, up to the next outcome that is not one.
                 let mut events = Vec::new();
                 for outcome in batch.map_err(Stop::Io)? {
@@ -329,20 +355,30 @@ impl Replay<'_> {
                 }
                 self.fold(&mut events);
             }
-            Ok(())
+            drop(batches);
+            // The decoding thread only parses and sends; a panic there is a bug to surface.
+            let (n_unknown_fields, n_events) = match decoding.join() {
+                Ok(counts) => counts,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            self.check_sse(name, n_unknown_fields, n_events)
         })
     }
 
     /// Prints SSE text's events as JSON lines.
     fn print_sse(&mut self, name: &str, reader: impl Read) -> Result<(), Stop> {
         let mut parser = Parser::default();
+        let mut n_events = 0;
         let flow = for_each_chunk(reader, |chunk| {
             self.progress.inc(chunk.len() as u64);
             let mut stopped = Ok(());
             parser.feed_with(chunk, |item| {
                 if stopped.is_ok() {
                     stopped = match item {
-                        Ok(ItemRef::Event(event)) => self.sse_event(event),
+                        Ok(ItemRef::Event(event)) => {
+                            n_events += 1;
+                            self.sse_event(event)
+                        }
                         Ok(ItemRef::Retry(_) | ItemRef::Comment(_)) => Ok(()),
                         Err(error) => self.bad(error.reason(), &at_line(name, &error)),
                     };
@@ -354,7 +390,9 @@ impl Replay<'_> {
             }
         });
         match flow {
-            Ok(ControlFlow::Continue(())) => Ok(()),
+            Ok(ControlFlow::Continue(())) => {
+                self.check_sse(name, parser.n_unknown_fields(), n_events)
+            }
             Ok(ControlFlow::Break(stop)) => Err(stop),
             Err(error) => {
                 Err(Stop::Io(anyhow::Error::new(error).context(format!("reading {name}"))))
@@ -414,6 +452,43 @@ impl Replay<'_> {
         }
     }
 
+    /// Reports an input that is not what replay reads; under `--strict`, stops.
+    fn unrecognised(&mut self, message: &str) -> Result<(), Stop> {
+        self.n_unrecognised += 1;
+        self.note(&format!("{message}; skipped"));
+        if self.strict { Err(Stop::Strict) } else { Ok(()) }
+    }
+
+    /// After SSE input `name` is read: text in which no line was an SSE field is not SSE text;
+    /// lines that are not fields beside events are ignored, as SSE says, except under `--strict`.
+    fn check_sse(&mut self, name: &str, n_unknown_fields: u64, n_events: u64) -> Result<(), Stop> {
+        if n_unknown_fields == 0 {
+            return Ok(());
+        }
+        let lines = if n_unknown_fields == 1 { "line names" } else { "lines name" };
+        if n_events == 0 {
+            return self.unrecognised(&format!(
+                "{name}: neither SSE text (no event in it, and {n_unknown_fields} {lines} no SSE \
+                 field) nor a journal segment"
+            ));
+        }
+        let message = format!(
+            "{name}: {n_unknown_fields} {lines} no SSE field (event, data, id, retry, or a `:` \
+             comment)"
+        );
+        if self.strict {
+            return self.unrecognised(&message);
+        }
+        self.note(&format!("{message}; ignored"));
+        Ok(())
+    }
+
+    /// A line on stderr, around the progress bar.
+    fn note(&self, message: &str) {
+        // A closed stderr stops nothing.
+        self.progress.suspend(|| writeln!(io::stderr(), "{message}")).ok();
+    }
+
     /// Reports a bad record on stderr and counts it; under `--strict`, stops.
     fn bad(&mut self, reason: &'static str, message: &dyn Display) -> Result<(), Stop> {
         *self.tally.rejected.entry(reason).or_default() += 1;
@@ -431,27 +506,32 @@ enum Outcome {
 }
 
 /// Reads, parses and decodes SSE text, sending one batch of outcomes per chunk read, until the
-/// end of the input or until the receiver hangs up.
+/// end of the input or until the receiver hangs up. Returns how many lines named no SSE field,
+/// and how many events there were.
 fn decode_sse(
     name: &str,
     reader: impl Read,
     progress: &ProgressBar,
     batches: &SyncSender<Result<Vec<Outcome>, anyhow::Error>>,
-) {
+) -> (u64, u64) {
     let mut parser = Parser::default();
+    let mut n_events = 0;
     let read = for_each_chunk(reader, |chunk| {
         progress.inc(chunk.len() as u64);
         let mut batch = Vec::with_capacity(chunk.len() / 64);
         parser.feed_with(chunk, |item| {
             batch.push(match item {
-                Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
-                    Ok(Decoded::Event(event)) => Outcome::Event(event),
-                    Ok(Decoded::Ignored) => Outcome::Ignored,
-                    Err(error) => Outcome::Bad {
-                        reason: error.reason(),
-                        message: format!("{name}:{}: rejected: {error}", event.line),
-                    },
-                },
+                Ok(ItemRef::Event(event)) => {
+                    n_events += 1;
+                    match decode(event.event_type, event.data) {
+                        Ok(Decoded::Event(event)) => Outcome::Event(event),
+                        Ok(Decoded::Ignored) => Outcome::Ignored,
+                        Err(error) => Outcome::Bad {
+                            reason: error.reason(),
+                            message: format!("{name}:{}: rejected: {error}", event.line),
+                        },
+                    }
+                }
                 Ok(ItemRef::Retry(_) | ItemRef::Comment(_)) => return,
                 Err(error) => {
                     Outcome::Bad { reason: error.reason(), message: at_line(name, &error) }
@@ -467,6 +547,7 @@ fn decode_sse(
     if let Err(error) = read {
         let _ = batches.send(Err(anyhow::Error::new(error).context(format!("reading {name}"))));
     }
+    (parser.n_unknown_fields(), n_events)
 }
 
 fn at_line(name: &str, error: &ParseError) -> String {

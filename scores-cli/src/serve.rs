@@ -14,9 +14,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let upstream = match args.upstream {
             Some(url) => Upstream::Url(url),
             // With ids, a restarted service resumes the simulated feed where it left off.
-            None => {
-                Upstream::Simulated(SimulatorConfig { ids: true, ..SimulatorConfig::default() })
-            }
+            None => Upstream::Simulated(SimulatorConfig {
+                ids: true,
+                rate: args.simulate_rate,
+                count: args.simulate_count,
+                ..SimulatorConfig::default()
+            }),
         };
         let config = ServiceConfig {
             journal: Options { fsync: args.fsync, ..Options::default() },
@@ -27,7 +30,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!("serving on http://{} (data in {})", args.listen, args.data_dir.display());
         service::run(config, listener, shutdown_signal()).await.context("running the service")
     })
 }

@@ -309,3 +309,149 @@ fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
     let strict = scores().args(["replay", "--strict", segment_arg]).output().unwrap();
     assert_eq!(strict.status.code(), Some(1));
 }
+
+#[test]
+fn inputs_replay_cannot_read_are_named_and_fail_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = dir.path().join("random.bin");
+    // Deterministic bytes with no line that names an SSE field.
+    let bytes: Vec<u8> =
+        (0u32..4096).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&random, bytes).unwrap();
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&jsonl, "{\"studentId\":\"a\",\"exam\":1,\"score\":0.5}\n").unwrap();
+    let empty_dir = dir.path().join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    for (input, says) in [
+        (&random, "neither SSE text"),
+        (&jsonl, "neither SSE text (no event in it, and 1 line names no SSE field)"),
+        (&empty_dir, "a directory with no journal segments"),
+    ] {
+        for strict in [false, true] {
+            let mut command = scores();
+            command.arg("replay").arg(input);
+            if strict {
+                command.arg("--strict");
+            }
+            let output = command.output().unwrap();
+            assert_eq!(output.status.code(), Some(1), "{input:?} strict={strict}");
+            assert!(stderr(&output).contains(says), "{input:?}: {}", stderr(&output));
+        }
+    }
+    // Beside real events, lines that are no SSE field are ignored, except under --strict.
+    let mixed = dir.path().join("mixed.sse");
+    std::fs::write(
+        &mixed,
+        "garbage\nevent: score\ndata: {\"studentId\":\"a\",\"exam\":1,\"score\":0.5}\n\n",
+    )
+    .unwrap();
+    let output = scores().arg("replay").arg(&mixed).arg("students").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "{\"students\":[\"a\"],\"total\":1}\n");
+    let output = scores().args(["replay", "--strict"]).arg(&mixed).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("1 line names no SSE field"), "{}", stderr(&output));
+
+    let missing = scores().args(["replay", "student"]).arg(&mixed).arg("student").output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("the query needs its value"), "{}", stderr(&missing));
+}
+
+#[test]
+fn bad_feed_urls_and_log_filters_are_refused_at_start_with_exit_2() {
+    for args in [
+        &["serve", "--upstream", "not-a-url"][..],
+        &["serve", "--upstream", "ftp://host/scores"],
+        &["tail", "http://"],
+        &["record", "file:///tmp/feed", "-o", "/dev/null"],
+    ] {
+        let output = scores().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "scores {args:?}");
+        assert!(stderr(&output).contains("invalid value"), "{args:?}: {}", stderr(&output));
+    }
+    let output = scores().args(["replay", "-"]).env("RUST_LOG", "info,[[").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid RUST_LOG"), "{}", stderr(&output));
+}
+
+/// GETs `path`, returning the status, `X-Scores-Seq` and the body.
+fn get(base: &str, path: &str) -> (u16, Option<String>, String) {
+    let response = reqwest::blocking::get(format!("{base}{path}")).unwrap();
+    let seq = response.headers().get("x-scores-seq").map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), seq, response.text().unwrap())
+}
+
+/// The README's example service: `serve --simulate-count 40 --simulate-rate max` on a data
+/// directory of its own, until it has folded the 40 events; then stopped with SIGTERM.
+fn readme_example_service(data_dir: &Path, json_logs: bool) -> (Running, String) {
+    let listen = free_address();
+    let mut command = scores();
+    command
+        .env("RUST_LOG", "info")
+        .args(["serve", "--simulate-count", "40", "--simulate-rate", "max", "--listen"])
+        .arg(listen.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if json_logs {
+        command.args(["--log-format", "json"]);
+    }
+    let running = Running(command.spawn().unwrap());
+    wait_for_port(listen);
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&base, "/students").1.as_deref() != Some("40") {
+        assert!(Instant::now() < deadline, "the example service did not fold its 40 events");
+        sleep(Duration::from_millis(20));
+    }
+    (running, base)
+}
+
+/// The README's first curl example and the body it shows.
+fn readme_first_example() -> (String, String) {
+    let readme = include_str!("../../README.md");
+    let section = readme.split_once("\n## HTTP API\n").unwrap().1;
+    let mut lines = section.lines().skip_while(|line| !line.starts_with("$ curl"));
+    let command = lines.next().unwrap();
+    let path = command.split_whitespace().last().unwrap().trim_matches('\'');
+    let path = path.strip_prefix("localhost:8000").unwrap().to_owned();
+    (path, lines.next().unwrap().to_owned())
+}
+
+#[test]
+fn the_readme_example_service_answers_the_same_before_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("scores-example");
+    let (path, shown) = readme_first_example();
+    let (first, base) = readme_example_service(&data_dir, true);
+    let before: Vec<_> = ["/students", "/exams", path.as_str()].map(|p| get(&base, p)).into();
+    assert_eq!(before[2].2, shown, "GET {path}");
+    stop(first, |log| {
+        // JSON logs, one object per line; the access log names each request.
+        for line in log.lines() {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{line:?}: {error}"));
+            assert!(value["level"].is_string(), "{line}");
+        }
+        assert!(log.contains("\"status\":200") && log.contains("\"path\":\"/students\""), "{log}");
+    });
+
+    let (second, base) = readme_example_service(&data_dir, false);
+    // The feed, asked for what follows event 40, has nothing: the answers stay put.
+    sleep(Duration::from_millis(500));
+    let after: Vec<_> = ["/students", "/exams", path.as_str()].map(|p| get(&base, p)).into();
+    assert_eq!(after, before);
+    stop(second, |log| assert!(!log.contains('\u{1b}'), "no colours off a terminal: {log}"));
+}
+
+/// Stops `service` with SIGTERM and checks its stderr.
+fn stop(mut service: Running, check_log: impl FnOnce(&str)) {
+    let pid = service.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = service.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(service.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+    check_log(&log);
+}

@@ -108,7 +108,14 @@ impl Snapshot {
         let seq = input.u64()?;
         let n_results = input.u64()?;
         let n_students = input.u32()? as usize;
-        let mut snapshot = Snapshot { seq, n_results, ..Snapshot::default() };
+        // What changed when is not kept: everything is as of the checkpoint.
+        let mut snapshot = Snapshot {
+            seq,
+            n_results,
+            students_changed_at: seq,
+            exams_changed_at: seq,
+            ..Snapshot::default()
+        };
         let mut n_student_results = 0u64;
         let mut ids_in_order = Vec::with_capacity(n_students.min(input.remaining() / 8));
         for index in 0..n_students {
@@ -136,7 +143,12 @@ impl Snapshot {
                 .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
             ids_in_order.push((id.clone(), index));
             snapshot.student_ids.push(id);
-            snapshot.students.push(StudentEntry { results: Arc::new(results), average });
+            let changed_at = snapshot.seq;
+            snapshot.students.push(StudentEntry {
+                results: Arc::new(results),
+                average,
+                changed_at,
+            });
         }
         ids_in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if ids_in_order.windows(2).any(|pair| pair[0].0 == pair[1].0) {
@@ -183,7 +195,8 @@ impl Snapshot {
             n_exam_results += n as u64;
             let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
             let average = sum.mean(results.len());
-            let entry = ExamEntry { average, results, by_student_id: Arc::default() };
+            let changed_at = snapshot.seq;
+            let entry = ExamEntry { average, results, changed_at, by_student_id: Arc::default() };
             snapshot.exams.insert(exam, entry);
         }
         if input.remaining() > 0 {

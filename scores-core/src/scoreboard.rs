@@ -48,6 +48,9 @@ pub struct Fold {
     students: Vec<StudentRow>,
     /// Students handed over so far: those from here on are new to the publisher.
     n_students_handed_over: usize,
+    /// The sequence numbers of the events that added the newest student and the newest exam.
+    students_changed_at: u64,
+    exams_changed_at: u64,
     exams: FxHashMap<ExamId, ExamRow>,
     /// Students changed since the last hand-over, each once.
     dirty_students: Vec<u32>,
@@ -74,6 +77,8 @@ struct StudentRow {
     /// regrade names the slot it replaces, so publishing it costs no search.
     slots: Vec<u32>,
     sum: RunningSum,
+    /// The sequence number of the last event that changed `results`.
+    changed_at: u64,
     is_dirty: bool,
 }
 
@@ -82,6 +87,8 @@ struct ExamRow {
     sum: RunningSum,
     /// How many students have a result on this exam: the slot the next new result takes.
     n_results: u32,
+    /// The sequence number of the last event that changed this exam's results.
+    changed_at: u64,
     is_dirty: bool,
 }
 
@@ -100,10 +107,12 @@ struct ResultChange {
 pub struct Changes {
     seq: u64,
     n_results: u64,
+    students_changed_at: u64,
+    exams_changed_at: u64,
     students: Vec<StudentChange>,
     exam_results: ExamResults,
-    /// The running sum of each changed exam's scores.
-    exam_sums: Vec<(ExamId, RunningSum)>,
+    /// Each changed exam's running sum of scores, and the sequence number it last changed at.
+    exam_sums: Vec<(ExamId, RunningSum, u64)>,
 }
 
 #[derive(Debug)]
@@ -246,6 +255,7 @@ impl Fold {
                 entry: StudentEntry {
                     results: row.results.clone(),
                     average: row.sum.mean(row.results.len()),
+                    changed_at: row.changed_at,
                 },
             });
         }
@@ -256,7 +266,7 @@ impl Fold {
             .filter_map(|exam| {
                 let row = self.exams.get_mut(&exam)?;
                 row.is_dirty = false;
-                Some((exam, row.sum))
+                Some((exam, row.sum, row.changed_at))
             })
             .collect();
         let exam_results = if self.rebuild_exams {
@@ -269,7 +279,15 @@ impl Fold {
                 Vec::with_capacity(capacity),
             ))
         };
-        Changes { seq: self.seq, n_results: self.n_results, students, exam_results, exam_sums }
+        Changes {
+            seq: self.seq,
+            n_results: self.n_results,
+            students_changed_at: self.students_changed_at,
+            exams_changed_at: self.exams_changed_at,
+            students,
+            exam_results,
+            exam_sums,
+        }
     }
 
     /// Every exam's results from the students' rows, each in slot order.
@@ -314,10 +332,16 @@ impl Fold {
                 Applied::Regraded { previous }
             }
             Err(index) => {
+                if row.results.is_empty() {
+                    self.students_changed_at = self.seq;
+                }
                 insert_result(&mut row.results, index, (*exam, *score));
                 row.sum.add(score.get());
                 exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.add(score.get());
+                if exam_row.n_results == 0 {
+                    self.exams_changed_at = self.seq;
+                }
                 slot = exam_row.n_results;
                 exam_row.n_results += 1;
                 row.slots.insert(index, slot);
@@ -325,6 +349,8 @@ impl Fold {
                 Applied::New
             }
         };
+        row.changed_at = self.seq;
+        exam_row.changed_at = self.seq;
         if !exam_row.is_dirty {
             exam_row.is_dirty = true;
             self.dirty_exams.push(*exam);
@@ -358,6 +384,7 @@ impl Fold {
             results: Arc::default(),
             slots: Vec::new(),
             sum: RunningSum::default(),
+            changed_at: 0,
             is_dirty: false,
         });
         student_idx
@@ -375,7 +402,15 @@ impl Publisher {
     /// Merges `changes` into the persistent maps and returns the snapshot at `changes.seq()`.
     /// Changes must be published in the order their fold handed them over.
     pub fn publish(&mut self, changes: Changes) -> Snapshot {
-        let Changes { seq, n_results, mut students, exam_results, mut exam_sums } = changes;
+        let Changes {
+            seq,
+            n_results,
+            students_changed_at,
+            exams_changed_at,
+            mut students,
+            exam_results,
+            mut exam_sums,
+        } = changes;
         let published = &mut self.published;
         // In index order, new students (all at the end) are appended in turn.
         students.sort_unstable_by_key(|change| change.idx);
@@ -428,14 +463,17 @@ impl Publisher {
                 }
             }
         }
-        exam_sums.sort_unstable_by_key(|&(exam, _)| exam);
-        for (exam, sum) in exam_sums {
+        exam_sums.sort_unstable_by_key(|&(exam, _, _)| exam);
+        for (exam, sum, changed_at) in exam_sums {
             if let Some(entry) = published.exams.get_mut(&exam) {
                 entry.average = average(entry, sum);
+                entry.changed_at = changed_at;
             }
         }
         published.seq = seq;
         published.n_results = n_results;
+        published.students_changed_at = students_changed_at;
+        published.exams_changed_at = exams_changed_at;
         published.clone()
     }
 }
@@ -543,6 +581,7 @@ impl From<Snapshot> for Scoreboard {
                 results: entry.results.clone(),
                 slots: vec![0; entry.results.len()],
                 sum: RunningSum::of(entry.results.iter().map(|(_, score)| score.get())),
+                changed_at: entry.changed_at,
                 is_dirty: false,
             });
         }
@@ -558,13 +597,16 @@ impl From<Snapshot> for Scoreboard {
             }
             let sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
             let n_results = entry.results.len() as u32;
-            exams.insert(*exam, ExamRow { sum, n_results, is_dirty: false });
+            let changed_at = entry.changed_at;
+            exams.insert(*exam, ExamRow { sum, n_results, changed_at, is_dirty: false });
         }
         let fold = Fold {
             seq: snapshot.seq,
             n_results: snapshot.n_results,
             student_index,
             n_students_handed_over: students.len(),
+            students_changed_at: snapshot.students_changed_at,
+            exams_changed_at: snapshot.exams_changed_at,
             students,
             exams,
             dirty_students: Vec::new(),

@@ -17,6 +17,10 @@ use crate::prefetch::Prefetched;
 pub struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) n_results: u64,
+    /// The sequence number of the event that added the newest student (0 before any).
+    pub(crate) students_changed_at: u64,
+    /// The sequence number of the event that added the newest exam (0 before any).
+    pub(crate) exams_changed_at: u64,
     /// Each student's dense index, by id, in id order. Changes only when a new student appears.
     pub(crate) student_index: IdIndex,
     /// Each student's id, by dense index. Append-only.
@@ -39,6 +43,8 @@ pub(crate) struct StudentEntry {
     /// next changes this student.
     pub(crate) results: Arc<Vec<(ExamId, Score)>>,
     pub(crate) average: f64,
+    /// The sequence number of the last event that changed this student's results.
+    pub(crate) changed_at: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,6 +55,8 @@ pub(crate) struct ExamEntry {
     /// node for nearly every result added. Plain `Copy` data: no string is compared.
     pub(crate) results: imbl::Vector<(u32, Score)>,
     pub(crate) average: f64,
+    /// The sequence number of the last event that changed this exam's results.
+    pub(crate) changed_at: u64,
     /// The results in student-id order, computed by the first reader that asks and shared by
     /// every snapshot holding this version of the exam. The writer replaces it on each change.
     pub(crate) by_student_id: Arc<OnceLock<ByStudentId>>,
@@ -157,6 +165,34 @@ impl Snapshot {
     /// How many (student, exam) results there are.
     pub fn n_results(&self) -> u64 {
         self.n_results
+    }
+
+    /// The sequence number of the last event that changed the list of students (added one):
+    /// the student list of this snapshot is that of every snapshot from that number on that
+    /// has as many students. 0 before any student. After a restore from a checkpoint it may
+    /// name the checkpoint's sequence number instead, which is as true: the list did not
+    /// change between the two.
+    pub fn students_changed_at(&self) -> u64 {
+        self.students_changed_at
+    }
+
+    /// As [`students_changed_at`](Self::students_changed_at), for the list of exams.
+    pub fn exams_changed_at(&self) -> u64 {
+        self.exams_changed_at
+    }
+
+    /// The sequence number of the last event that changed `student_id`'s results (and so its
+    /// average), or `None` for a student with no results. Two snapshots that give the same
+    /// number give the same report. As with the lists, a restored board may name its
+    /// checkpoint's number for a student unchanged since.
+    pub fn student_changed_at(&self, student_id: &str) -> Option<u64> {
+        let index = self.student_index.get(student_id)? as usize;
+        Some(self.students.get(index)?.changed_at)
+    }
+
+    /// As [`student_changed_at`](Self::student_changed_at), for an exam.
+    pub fn exam_changed_at(&self, exam: ExamId) -> Option<u64> {
+        Some(self.exams.get(&exam)?.changed_at)
     }
 
     /// Student ids in byte order of their UTF-8.

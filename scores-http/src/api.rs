@@ -1,17 +1,18 @@
 //! The four query endpoints: their wire shapes, their errors, and the rendering that `scores
 //! replay` shares so that both print the same bytes for the same events.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use percent_encoding::percent_decode_str;
 use scores_core::{ExamId, Page, Snapshot};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::query::{RawParams, parse_digits};
+pub use crate::query::{parse_exam_cursor, parse_limit};
 use crate::rendered::{Coding, Resource};
 use crate::state::AppState;
 
@@ -51,9 +52,6 @@ pub enum ApiError {
     /// A path segment does not decode (say, percent-encoding that is not UTF-8).
     #[error("invalid path: {0}")]
     InvalidPath(String),
-    /// The query string does not parse at all.
-    #[error("invalid query string: {0}")]
-    InvalidQuery(String),
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
@@ -84,8 +82,7 @@ impl ApiError {
             ApiError::InvalidExamNumber(_)
             | ApiError::InvalidParameter { .. }
             | ApiError::InvalidHeader { .. }
-            | ApiError::InvalidPath(_)
-            | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -103,7 +100,6 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => "invalid_parameter",
             ApiError::InvalidHeader { .. } => "invalid_header",
             ApiError::InvalidPath(_) => "invalid_path",
-            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
@@ -141,16 +137,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `?limit=N&after=CURSOR` as they arrive, validated when a list is rendered: `limit` must be
-/// a positive integer, and for exams `after` an exam number.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
-pub struct ListParams {
-    /// At most this many items.
-    pub limit: Option<String>,
-    /// Start after this cursor (the previous page's `next`).
-    pub after: Option<String>,
-}
-
 #[derive(Serialize)]
 struct ExamsBody {
     exams: Vec<u64>,
@@ -179,29 +165,11 @@ pub(crate) fn to_json(body: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(body).unwrap_or_default()
 }
 
-fn page_limit(limit: Option<&str>) -> Result<Option<usize>, ApiError> {
-    let Some(limit) = limit else { return Ok(None) };
-    match parse_digits::<usize>(limit) {
-        Some(0) | None => Err(ApiError::InvalidParameter {
-            name: "limit",
-            reason: format!("expected a positive integer, got {limit:?}"),
-        }),
-        Some(n) => Ok(Some(n)),
-    }
-}
-
-/// `text` as an integer written in decimal digits only: `from_str` also takes a leading `+`,
-/// which no limit, cursor or exam number is written with.
-fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| text.parse().ok()).flatten()
-}
-
 /// `GET /students` as JSON. Writes the ids straight from the snapshot: a list of 100k ids is
 /// never copied.
-pub fn students_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, ApiError> {
-    let limit = page_limit(params.limit.as_deref())?.unwrap_or(usize::MAX);
-    let mut ids = snapshot.student_ids_after(params.after.as_deref()).peekable();
+pub fn students_json(snapshot: &Snapshot, page: Page<'_, str>) -> Vec<u8> {
+    let limit = page.limit.unwrap_or(usize::MAX);
+    let mut ids = snapshot.student_ids_after(page.after).peekable();
     let mut out = Vec::with_capacity(64 + snapshot.n_students().min(limit) * 20);
     out.extend_from_slice(b"{\"students\":[");
     let mut last = None;
@@ -218,7 +186,7 @@ pub fn students_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>
         write_json_str(&mut out, last);
     }
     out.push(b'}');
-    Ok(out)
+    out
 }
 
 /// Appends `value` as serde_json writes it (escaped strings; `0.0`, `0.64`), so hand-assembled
@@ -271,23 +239,13 @@ pub fn student_json(snapshot: &Snapshot, student_id: &str) -> Result<Vec<u8>, Ap
 }
 
 /// `GET /exams` as JSON.
-pub fn exams_json(snapshot: &Snapshot, params: &ListParams) -> Result<Vec<u8>, ApiError> {
-    let limit = page_limit(params.limit.as_deref())?;
-    let after = match params.after.as_deref() {
-        None => None,
-        Some(after) => {
-            Some(ExamId(parse_digits(after).ok_or_else(|| ApiError::InvalidParameter {
-                name: "after",
-                reason: format!("expected an exam number, got {after:?}"),
-            })?))
-        }
-    };
-    let listing = snapshot.exams(Page { limit, after: after.as_ref() });
-    Ok(to_json(&ExamsBody {
+pub fn exams_json(snapshot: &Snapshot, page: Page<'_, ExamId>) -> Vec<u8> {
+    let listing = snapshot.exams(page);
+    to_json(&ExamsBody {
         exams: listing.items.iter().map(|exam| exam.0).collect(),
         total: listing.total,
         next: listing.next.map(|exam| exam.0),
-    }))
+    })
 }
 
 /// Parses the `{number}` of `/exams/{number}`.
@@ -309,7 +267,8 @@ pub fn exam_json(snapshot: &Snapshot, exam: ExamId) -> Result<Vec<u8>, ApiError>
 }
 
 /// Answers a request for `resource` from the published snapshot: its sequence number in
-/// `X-Scores-Seq`, an `ETag` derived from it, 304 when the client already has it, and otherwise
+/// `X-Scores-Seq`; an `ETag` that names the sequence number at which the resource last changed,
+/// so that it changes only when the body would; 304 when the client already has it; otherwise
 /// the body, rendered once per snapshot (see [`RenderCache`](crate::rendered::RenderCache)).
 fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiError>) -> Response {
     let snapshot = match state.ready_snapshot() {
@@ -318,28 +277,39 @@ fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiE
     };
     let resource = match resource {
         Ok(resource) => resource,
-        Err(error) => return error.into_response(),
+        Err(error) => return with_snapshot_headers(error.into_response(), &snapshot),
     };
-    let etag = format!("W/\"{}\"", snapshot.seq());
-    let mut response = if if_none_match(headers, &etag) {
-        (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response()
-    } else {
-        let coding = if accepts_gzip(headers) { Coding::Gzip } else { Coding::Identity };
-        match state.rendered().get_or_render(&snapshot, resource, coding, state.metrics()) {
-            Ok((body, Coding::Identity)) => {
-                ([(ETAG, etag)], [(CONTENT_TYPE, HeaderValue::from_static(JSON))], body)
-                    .into_response()
+    // A resource the snapshot does not hold has no version; rendering it gives its 404.
+    let etag = resource.changed_at(&snapshot).map(|changed_at| format!("W/\"{changed_at}\""));
+    let response = match etag {
+        Some(etag) if if_none_match(headers, &etag) => {
+            (StatusCode::NOT_MODIFIED, [(ETAG, etag)]).into_response()
+        }
+        etag => {
+            let coding = if accepts_gzip(headers) { Coding::Gzip } else { Coding::Identity };
+            match state.rendered().get_or_render(&snapshot, resource, coding, state.metrics()) {
+                Ok((body, coding)) => {
+                    let mut response =
+                        ([(CONTENT_TYPE, HeaderValue::from_static(JSON))], body).into_response();
+                    let headers = response.headers_mut();
+                    if coding == Coding::Gzip {
+                        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    }
+                    // Digits, quotes and a slash: always a valid header value.
+                    if let Some(etag) = etag.and_then(|etag| HeaderValue::from_str(&etag).ok()) {
+                        headers.insert(ETAG, etag);
+                    }
+                    response
+                }
+                Err(error) => error.into_response(),
             }
-            Ok((body, Coding::Gzip)) => {
-                let headers = [
-                    (CONTENT_TYPE, HeaderValue::from_static(JSON)),
-                    (CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-                ];
-                ([(ETAG, etag)], headers, body).into_response()
-            }
-            Err(error) => error.into_response(),
         }
     };
+    with_snapshot_headers(response, &snapshot)
+}
+
+/// Names the snapshot that answered, and says that the body depends on `Accept-Encoding`.
+fn with_snapshot_headers(mut response: Response, snapshot: &Snapshot) -> Response {
     let headers = response.headers_mut();
     headers.insert(SEQ_HEADER, HeaderValue::from(snapshot.seq()));
     // Whether the body is gzip depends on `Accept-Encoding`, so every answer says so, 304s
@@ -381,21 +351,6 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|value| value.split(',').any(|tag| tag.trim() == "*" || weak_value(tag) == ours))
 }
 
-/// The list parameters, or why the query string is refused. The query extractor decodes
-/// lossily (`after=%FF` would become `after=\u{FFFD}`), so the raw query is checked first: a
-/// query, like a path segment, must percent-decode to UTF-8.
-fn params(
-    RawQuery(raw): RawQuery,
-    query: Result<Query<ListParams>, QueryRejection>,
-) -> Result<ListParams, ApiError> {
-    if raw.is_some_and(|raw| percent_decode_str(&raw).decode_utf8().is_err()) {
-        return Err(ApiError::InvalidQuery("it is not UTF-8 once percent-decoded".to_owned()));
-    }
-    query
-        .map(|Query(params)| params)
-        .map_err(|rejection| ApiError::InvalidQuery(reason(&rejection)))
-}
-
 /// Why an extractor refused the request, in the words of the error at the bottom of its chain:
 /// "duplicate field `limit`", without axum's "Failed to deserialize query string: " before it.
 pub(crate) fn reason(rejection: &dyn std::error::Error) -> String {
@@ -411,10 +366,10 @@ fn segment(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
 pub(crate) async fn students(
     State(state): State<AppState>,
     headers: HeaderMap,
-    raw: RawQuery,
-    query: Result<Query<ListParams>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    answer(&state, &headers, params(raw, query).map(Resource::Students))
+    let page = RawParams::parse(query.as_deref()).and_then(RawParams::students);
+    answer(&state, &headers, page.map(Resource::Students))
 }
 
 pub(crate) async fn student(
@@ -428,10 +383,10 @@ pub(crate) async fn student(
 pub(crate) async fn exams(
     State(state): State<AppState>,
     headers: HeaderMap,
-    raw: RawQuery,
-    query: Result<Query<ListParams>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    answer(&state, &headers, params(raw, query).map(Resource::Exams))
+    let page = RawParams::parse(query.as_deref()).and_then(RawParams::exams);
+    answer(&state, &headers, page.map(Resource::Exams))
 }
 
 pub(crate) async fn exam(

@@ -1,5 +1,6 @@
 //! What every response gets on its way out, whichever handler or layer answered: the request is
-//! counted in the metrics, the response names a sequence number, and the errors tower-http's
+//! counted in the metrics and logged (target `scores_http::access`, at INFO, with method, path,
+//! status and latency), the response names a sequence number, and the errors tower-http's
 //! layers answer on their own (408 from the timeout, 413 from the body limit) get the API's JSON
 //! error body.
 //!
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -62,10 +63,13 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let route = request.extensions().get::<MatchedPath>().cloned();
+        let access = tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO)
+            .then(|| (request.method().clone(), request.uri().clone()));
         FinishFuture {
             inner: self.inner.call(request),
             state: self.state.clone(),
             route,
+            access,
             started: Instant::now(),
         }
     }
@@ -77,9 +81,14 @@ pin_project! {
         inner: F,
         state: AppState,
         route: Option<MatchedPath>,
+        // The request's method and target, while the access log is on.
+        access: Option<(Method, Uri)>,
         started: Instant,
     }
 }
+
+/// The target of the access log's lines: `RUST_LOG=info,scores_http::access=warn` silences it.
+const ACCESS_LOG: &str = "scores_http::access";
 
 impl<F, E> Future for FinishFuture<F>
 where
@@ -92,7 +101,12 @@ where
         let response = with_api_error_body(ready!(this.inner.poll(cx))?);
         let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let state = &*this.state;
-        state.metrics().record_request(route, response.status().as_u16(), this.started.elapsed());
+        let (status, latency) = (response.status().as_u16(), this.started.elapsed());
+        state.metrics().record_request(route, status, latency);
+        if let Some((method, uri)) = this.access.take() {
+            let latency_us = latency.as_micros() as u64;
+            tracing::info!(target: ACCESS_LOG, %method, path = %uri, status, latency_us, "request");
+        }
         Poll::Ready(Ok(with_seq(state, response)))
     }
 }

@@ -37,6 +37,7 @@ pub mod api;
 mod dashboard;
 mod finish;
 mod metrics;
+mod query;
 mod rendered;
 pub mod service;
 pub mod simulator;

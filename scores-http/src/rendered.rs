@@ -23,10 +23,11 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use scores_core::{ExamId, Snapshot};
+use scores_core::{ExamId, Page, Snapshot};
 
-use crate::api::{self, ApiError, ListParams};
+use crate::api::{self, ApiError};
 use crate::metrics::Metrics;
+use crate::query::{ExamsPage, StudentsPage};
 
 /// The most bodies kept for one snapshot.
 const MAX_ENTRIES: usize = 4096;
@@ -46,9 +47,9 @@ pub(crate) enum Coding {
 /// What a query asks for, rendered from a snapshot alone: the key of a rendered body.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Resource {
-    Students(ListParams),
+    Students(StudentsPage),
     Student(String),
-    Exams(ListParams),
+    Exams(ExamsPage),
     Exam(ExamId),
 }
 
@@ -76,11 +77,29 @@ impl Resource {
         }
     }
 
+    /// The sequence number at which this resource last changed in `snapshot`: its body is the
+    /// same on every snapshot that gives the same number. `None` when the snapshot does not
+    /// hold it (an unknown student or exam).
+    pub(crate) fn changed_at(&self, snapshot: &Snapshot) -> Option<u64> {
+        match self {
+            Resource::Students(_) => Some(snapshot.students_changed_at()),
+            Resource::Student(id) => snapshot.student_changed_at(id),
+            Resource::Exams(_) => Some(snapshot.exams_changed_at()),
+            Resource::Exam(exam) => snapshot.exam_changed_at(*exam),
+        }
+    }
+
     fn render(&self, snapshot: &Snapshot) -> Result<Vec<u8>, ApiError> {
         match self {
-            Resource::Students(params) => api::students_json(snapshot, params),
+            Resource::Students(page) => Ok(api::students_json(
+                snapshot,
+                Page { limit: page.limit, after: page.after.as_deref() },
+            )),
             Resource::Student(id) => api::student_json(snapshot, id),
-            Resource::Exams(params) => api::exams_json(snapshot, params),
+            Resource::Exams(page) => Ok(api::exams_json(
+                snapshot,
+                Page { limit: page.limit, after: page.after.as_ref() },
+            )),
             Resource::Exam(exam) => api::exam_json(snapshot, *exam),
         }
     }
@@ -288,8 +307,8 @@ mod tests {
         let render = |snapshot: &Arc<Snapshot>, resource: Resource| {
             cache.get_or_render(snapshot, resource, Coding::Identity, &metrics).unwrap().0
         };
-        let students = || Resource::Students(ListParams::default());
-        let exams = || Resource::Exams(ListParams::default());
+        let students = || Resource::Students(StudentsPage::default());
+        let exams = || Resource::Exams(ExamsPage::default());
         let mut board = board(&[("ada", 1, 0.5)]);
         let first = Arc::new(board.snapshot());
         let students_first = render(&first, students());
@@ -301,7 +320,7 @@ mod tests {
         let students_second = render(&second, students());
         assert_eq!(students_second.as_ptr(), students_first.as_ptr());
         let exams_second = render(&second, exams());
-        assert_eq!(exams_second, api::exams_json(&second, &ListParams::default()).unwrap());
+        assert_eq!(exams_second, api::exams_json(&second, Page::ALL));
         assert_ne!(exams_second, exams_first);
         // Kept for the second snapshot (a new generation), and still the first one's body.
         assert_eq!(render(&second, students()).as_ptr(), students_first.as_ptr());
@@ -311,7 +330,7 @@ mod tests {
         board.apply(&event("bob", 2, 0.5));
         let third = Arc::new(board.snapshot());
         let students_third = render(&third, students());
-        assert_eq!(students_third, api::students_json(&third, &ListParams::default()).unwrap());
+        assert_eq!(students_third, api::students_json(&third, Page::ALL));
         assert_ne!(students_third, students_first);
         assert_eq!(render(&third, exams()).as_ptr(), exams_second.as_ptr());
         // A request still on the first snapshot is not answered from the third's listing.
@@ -350,18 +369,11 @@ mod tests {
         );
         assert!(cache.get(&snapshot, &missing).is_none());
 
-        let page = |limit: &str| {
-            Resource::Students(ListParams { limit: Some(limit.to_owned()), after: None })
-        };
-        let one = cache.get_or_render(&snapshot, page("1"), Coding::Identity, &metrics).unwrap().0;
-        let two = cache.get_or_render(&snapshot, page("2"), Coding::Identity, &metrics).unwrap().0;
-        assert_eq!(
-            one,
-            api::students_json(&snapshot, &ListParams { limit: Some("1".to_owned()), after: None })
-                .unwrap()
-        );
+        let page = |limit| Resource::Students(StudentsPage { limit: Some(limit), after: None });
+        let one = cache.get_or_render(&snapshot, page(1), Coding::Identity, &metrics).unwrap().0;
+        let two = cache.get_or_render(&snapshot, page(2), Coding::Identity, &metrics).unwrap().0;
+        assert_eq!(one, api::students_json(&snapshot, Page { limit: Some(1), after: None }));
         assert_ne!(one, two);
-        assert!(cache.get_or_render(&snapshot, page("0"), Coding::Identity, &metrics).is_err());
     }
 
     #[test]
@@ -392,7 +404,7 @@ mod tests {
         assert_eq!(metrics.bodies_reused.load(Ordering::Relaxed), 1);
 
         // Under `MIN_GZIP_BYTES`.
-        let exams = Resource::Exams(ListParams { limit: Some("1".to_owned()), after: None });
+        let exams = Resource::Exams(ExamsPage { limit: Some(1), after: None });
         let (small, coding) =
             cache.get_or_render(&snapshot, exams, Coding::Gzip, &metrics).unwrap();
         assert_eq!(

@@ -134,7 +134,7 @@ pub async fn run(
     let address = listener
         .local_addr()
         .map_err(|source| ServiceError::Io { action: "reading the listen address", source })?;
-    tracing::info!(%address, journaled = recovery.last_seq, "scores is listening; restoring projections");
+    tracing::info!(url = %format!("http://{address}"), data_dir = %config.data_dir.display(), journaled = recovery.last_seq, "scores is listening; restoring projections");
 
     // Serve from the start: /healthz answers and /readyz says 503 while restoring.
     let app = router(state.clone());

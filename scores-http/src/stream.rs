@@ -7,18 +7,17 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use scores_journal::{JournalError, ReadHandle, Reader, Record};
 use scores_sse::{encode_comment, encode_retry};
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::api::{ApiError, reason};
+use crate::api::ApiError;
+use crate::query::RawParams;
 use crate::state::AppState;
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
@@ -26,26 +25,31 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Records read from the journal per chunk sent.
 const CHUNK_RECORDS: usize = 4096;
 
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct StreamParams {
-    after: Option<u64>,
-}
-
 pub(crate) async fn scores(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<StreamParams>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let Some(journal) = state.journal() else {
         return ApiError::NotReady.into_response();
     };
-    let params = match query {
-        Ok(Query(params)) => params,
-        Err(rejection) => return ApiError::InvalidQuery(reason(&rejection)).into_response(),
+    let after_param = match RawParams::parse(query.as_deref()).and_then(RawParams::stream_after) {
+        Ok(after) => after,
+        Err(error) => return error.into_response(),
     };
-    let last_event_id = headers.get("last-event-id").and_then(|value| value.to_str().ok());
+    let last_event_id = match headers.get("last-event-id").map(|value| value.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return ApiError::InvalidHeader {
+                name: "Last-Event-ID",
+                reason: "expected a sequence number, got bytes that are not ASCII text".to_owned(),
+            }
+            .into_response();
+        }
+    };
     let after = match last_event_id.map(str::trim) {
-        Some("") | None => params.after.unwrap_or(0),
+        Some("") | None => after_param.unwrap_or(0),
         Some(id) => match id.parse::<u64>() {
             Ok(seq) => seq,
             Err(_) => {

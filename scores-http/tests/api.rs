@@ -138,16 +138,25 @@ async fn bad_input_is_a_json_error_never_a_500() {
     check("/students?limit=0", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"0\""}}"#).await;
     check("/students?limit=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"x\""}}"#).await;
     check("/students?limit=%2B5", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: expected a positive integer, got \"+5\""}}"#).await;
-    check("/exams?after=%2B5", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"+5\""}}"#).await;
-    check("/exams?after=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number, got \"x\""}}"#).await;
-    for uri in ["/students?after=%FF", "/exams?limit=%C3"] {
-        check(uri, 400, r#"{"error":{"code":"invalid_query","message":"invalid query string: it is not UTF-8 once percent-decoded"}}"#).await;
-    }
+    check("/exams?after=%2B5", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number (an integer from 0 to 18446744073709551615), got \"+5\""}}"#).await;
+    check("/exams?after=x", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: expected an exam number (an integer from 0 to 18446744073709551615), got \"x\""}}"#).await;
+    check("/students?after=%FF", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: it is not UTF-8 once percent-decoded"}}"#).await;
+    check("/exams?limit=%C3", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: it is not UTF-8 once percent-decoded"}}"#).await;
+    // An empty value is no value, on every list; a limit past counting is no limit.
+    check(
+        "/students?after=&limit=",
+        200,
+        r#"{"students":["Hannah.Herman76","Marvin32","Susana_Langworth","a b/c"],"total":4}"#,
+    )
+    .await;
+    check("/exams?after=", 200, r#"{"exams":[9,11295,20000],"total":3}"#).await;
+    check("/exams?limit=999999999999999999999999", 200, r#"{"exams":[9,11295,20000],"total":3}"#)
+        .await;
     // Percent-encoded UTF-8 is fine: "é".
     check("/students?after=%C3%A9", 200, r#"{"students":[],"total":4}"#).await;
     check("/nowhere", 404, r#"{"error":{"code":"not_found","message":"no endpoint /nowhere"}}"#)
         .await;
-    check("/students?limit=1&limit=2", 400, r#"{"error":{"code":"invalid_query","message":"invalid query string: duplicate field `limit`"}}"#).await;
+    check("/students?limit=1&limit=2", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: it is given more than once"}}"#).await;
     check(
         "/students/%FF",
         400,
@@ -176,18 +185,56 @@ async fn bad_input_is_a_json_error_never_a_500() {
 }
 
 #[tokio::test]
-async fn etags_name_the_snapshot_and_match_with_304() {
+async fn etags_name_when_the_answer_last_changed_and_match_with_304() {
     let state = state();
-    let response = send(&state, Method::GET, "/exams", None).await;
-    assert_eq!(response.headers()["etag"], "W/\"6\"");
-    for tag in ["W/\"6\"", "\"6\"", "\"1\", W/\"6\"", "*"] {
+    // Exams were added by events 1, 4 and 5; Marvin32 last changed at 4, exam 9 at 6.
+    for (uri, etag) in [
+        ("/exams", "W/\"5\""),
+        ("/exams?limit=1", "W/\"5\""),
+        ("/students", "W/\"6\""),
+        ("/students/Marvin32", "W/\"4\""),
+        ("/exams/9", "W/\"6\""),
+        ("/exams/11295", "W/\"3\""),
+    ] {
+        let response = send(&state, Method::GET, uri, None).await;
+        assert_eq!(response.headers()["etag"], etag, "{uri}");
+    }
+    for tag in ["W/\"5\"", "\"5\"", "\"1\", W/\"5\"", "*"] {
         let response = send(&state, Method::GET, "/exams", Some(tag)).await;
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{tag}");
         assert_eq!(response.headers()["x-scores-seq"], "6");
         assert_eq!(body(response).await, "");
     }
-    let response = send(&state, Method::GET, "/exams", Some("W/\"5\"")).await;
+    let response = send(&state, Method::GET, "/exams", Some("W/\"6\"")).await;
     assert_eq!(response.status(), StatusCode::OK);
+    // An unknown student has no version to match: its 404 is sent whatever the client has.
+    let response = send(&state, Method::GET, "/students/nobody", Some("*")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().get("etag").is_none());
+}
+
+#[tokio::test]
+async fn an_etag_changes_exactly_when_its_answer_does() {
+    let mut board = Scoreboard::new();
+    board.apply(&event("ada", 1, 0.5));
+    board.apply(&event("bob", 2, 0.5));
+    let before = AppState::serving(board.snapshot());
+    // A regrade of ada's exam 1, a repeat of bob's score, a new exam for bob.
+    board.apply(&event("ada", 1, 0.75));
+    board.apply(&event("bob", 2, 0.5));
+    board.apply(&event("bob", 3, 0.25));
+    let after = AppState::serving(board.snapshot());
+    for uri in ["/students", "/exams", "/students/ada", "/students/bob", "/exams/1", "/exams/2"] {
+        let old = send(&before, Method::GET, uri, None).await;
+        let new = send(&after, Method::GET, uri, None).await;
+        let (old_tag, new_tag) = (old.headers()["etag"].clone(), new.headers()["etag"].clone());
+        let (old_body, new_body) = (body(old).await, body(new).await);
+        assert_eq!(old_tag == new_tag, old_body == new_body, "{uri}: {old_tag:?} {new_tag:?}");
+        if old_tag == new_tag {
+            let response = send(&after, Method::GET, uri, Some(old_tag.to_str().unwrap())).await;
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{uri}");
+        }
+    }
 }
 
 #[tokio::test]

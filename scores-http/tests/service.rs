@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -501,6 +501,25 @@ async fn the_rebroadcast_resumes_from_last_event_id() {
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["code"], "invalid_header", "{error}");
+    let not_text = HeaderValue::from_bytes(b"\xff9").unwrap();
+    let response = client
+        .get(format!("{}/scores", service.base))
+        .header("last-event-id", not_text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "a Last-Event-ID that is not text is not ignored");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_header", "{error}");
+    let response = client.get(format!("{}/scores?after=junk", service.base)).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(
+        error["error"]["message"],
+        "invalid query parameter `after`: expected a sequence number (an integer from 0 to \
+         18446744073709551615), got \"junk\"",
+        "{error}"
+    );
     let mut body = resume(&u64::MAX.to_string()).await.unwrap().bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert_eq!(&first[..], b"retry: 1000\n");

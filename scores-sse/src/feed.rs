@@ -181,10 +181,50 @@ pub enum Disconnect {
     Idle(Duration),
 }
 
-/// The HTTP client could not be built (for example, no TLS backend could be initialised).
+/// Why a [`Feed`] could not be made.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct BuildError(#[from] reqwest::Error);
+pub enum BuildError {
+    /// The configured URL is not one a feed can be read from.
+    #[error(transparent)]
+    Url(#[from] InvalidUrl),
+    /// The HTTP client could not be built (for example, no TLS backend could be initialised).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A feed URL that cannot be fetched: checked before the first connection, so that a typo is
+/// an error at start rather than a retry loop.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUrl {
+    /// The text is not a URL at all.
+    #[error("{url:?} is not a URL: {error}")]
+    Syntax {
+        /// The text given.
+        url: String,
+        /// What the URL parser objected to.
+        error: url::ParseError,
+    },
+    /// A URL whose scheme is not `http` or `https`.
+    #[error("{url:?} is not an http:// or https:// URL (its scheme is {scheme:?})")]
+    Scheme {
+        /// The URL given.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+}
+
+/// Checks that `url` is an absolute `http://` or `https://` URL with a host, as a [`Feed`]
+/// needs; [`Feed::new`] calls it, and a command line can call it to refuse a bad URL at once.
+pub fn check_url(url: &str) -> Result<(), InvalidUrl> {
+    let parsed =
+        url::Url::parse(url).map_err(|error| InvalidUrl::Syntax { url: url.to_owned(), error })?;
+    match parsed.scheme() {
+        // The URL parser refuses an http(s) URL without a host (`EmptyHost`).
+        "http" | "https" => Ok(()),
+        scheme => Err(InvalidUrl::Scheme { url: url.to_owned(), scheme: scheme.to_owned() }),
+    }
+}
 
 /// A reconnecting SSE client that yields decoded score events. See the module docs.
 #[derive(Debug)]
@@ -211,6 +251,7 @@ enum Phase {
 impl Feed {
     /// A feed that connects on the first call to [`next`](Self::next).
     pub fn new(config: FeedConfig) -> Result<Feed, BuildError> {
+        check_url(&config.url)?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .redirect(redirect::Policy::limited(config.max_redirects))

@@ -36,5 +36,6 @@ mod parser;
 pub use crate::encoder::{EncodeError, encode, encode_comment, encode_retry};
 pub use crate::feed::{
     BuildError, ConnectionState, Disconnect, Feed, FeedConfig, FeedError, FeedItem, FeedOutput,
+    InvalidUrl, check_url,
 };
 pub use crate::parser::{Event, EventRef, Item, ItemRef, Limits, ParseError, Parser};

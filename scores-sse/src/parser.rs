@@ -148,6 +148,8 @@ pub struct Parser {
     last_event_id: String,
     /// Lines ended so far.
     lines: u64,
+    /// Lines whose field name is none of `event`, `data`, `id`, `retry`.
+    unknown_fields: u64,
     /// The line on which the current event's block began.
     event_line: u64,
     /// Owned items for [`Parser::feed`], and the last type and id they shared, so that a stream
@@ -207,6 +209,7 @@ impl Parser {
             id_buffer: String::new(),
             last_event_id: String::new(),
             lines: 0,
+            unknown_fields: 0,
             event_line: 1,
             owned: OwnedItems::default(),
         }
@@ -228,6 +231,13 @@ impl Parser {
     /// The last event id committed by the stream (at a blank line), to send as `Last-Event-ID`.
     pub fn last_event_id(&self) -> &str {
         &self.last_event_id
+    }
+
+    /// How many lines so far named a field other than `event`, `data`, `id` and `retry`. The
+    /// stream ignores them, as WHATWG requires; a caller can tell from this count that what it
+    /// reads is not SSE text at all (a JSON-lines file, random bytes).
+    pub fn n_unknown_fields(&self) -> u64 {
+        self.unknown_fields
     }
 
     /// Parses the next bytes of the stream and returns the items they complete, in order.
@@ -401,7 +411,8 @@ impl Parser {
                 });
                 on_item(Ok(ItemRef::Retry(Duration::from_millis(millis))));
             }
-            _ => {}
+            b"data" | b"id" | b"retry" => {}
+            _ => self.unknown_fields += 1,
         }
     }
 
@@ -460,6 +471,16 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn lines_that_name_no_known_field_are_counted() {
+        let mut parser = Parser::default();
+        let items: Vec<_> = parser
+            .feed(b"{\"studentId\":\"a\"}\ndata: 1\nid: 2\nretry: x\n: hi\nfoo\n\n")
+            .collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(parser.n_unknown_fields(), 2);
     }
 
     #[test]

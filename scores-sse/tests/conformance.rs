@@ -1,5 +1,6 @@
-//! The shared SSE conformance cases (web-platform-tests, launchdarkly/sse-contract-tests and the
-//! spec's examples), each run whole, byte by byte, two bytes at a time, and in its own chunkings.
+//! The SSE conformance cases in `tests/conformance/` (web-platform-tests,
+//! launchdarkly/sse-contract-tests and the spec's examples; their provenance is in its
+//! README.md), each run whole, byte by byte, two bytes at a time, and in its own chunkings.
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ use scores_sse::{Item, Limits, Parser};
 use serde_json::Value;
 
 fn cases_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/sse-cases.jsonl")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/sse-cases.jsonl")
 }
 
 /// Deterministic filler for `{{NAME}}` placeholders: base64 of pseudo-random bytes.
@@ -97,12 +98,8 @@ fn load_case(index: usize, line: &str) -> Case {
 
 fn load_cases() -> Vec<Case> {
     let path = cases_path();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "cannot read {}: {error}; the conformance cases live in ../shared beside the repository",
-            path.display()
-        )
-    });
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .enumerate()
@@ -178,7 +175,7 @@ fn check(case: &Case, how: &str, chunks: &[&[u8]]) -> Result<(), String> {
 #[test]
 fn every_case_passes_under_every_chunking() {
     let cases = load_cases();
-    assert_eq!(cases.len(), 85, "the shared suite has 85 cases");
+    assert_eq!(cases.len(), 85, "the corpus has 85 cases");
     let mut failures = Vec::new();
     let mut n_runs = 0;
     for case in &cases {
