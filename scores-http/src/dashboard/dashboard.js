@@ -9,8 +9,13 @@ const RECONNECT_MS = 2000;
 /** How many recent events to replay on load, to learn which exams are the most recent. */
 const HISTORY = 5000;
 const EXAM_ROWS = 15;
+/** The ingest rate is the mean over this long: the feed comes in bursts, a poll's worth of
+ * events at a time, and a rate over one poll flips between a burst's and zero. */
+const RATE_WINDOW_MS = 10000;
 const RESULT_ROWS = 100;
 const SVG = 'http://www.w3.org/2000/svg';
+/** The layout in which the exam's details stand below the list (dashboard.css says so too). */
+const STACKED = '(max-width: 48rem)';
 
 const count = new Intl.NumberFormat('en');
 const decimal = new Intl.NumberFormat('en', { maximumFractionDigits: 3, minimumFractionDigits: 3 });
@@ -36,8 +41,8 @@ const live = {
   student: null,
   studentNeedle: '',
   studentChanged: false,
-  /** The last { seq, time } seen, for the ingest rate. */
-  rateFrom: null,
+  /** The { seq, time } samples of the last RATE_WINDOW_MS, oldest first, for the ingest rate. */
+  rateSamples: [],
 };
 
 // ---- the connection to the service ----
@@ -133,12 +138,30 @@ function showCounters(metrics) {
   upstream.textContent = connected ? 'connected' : 'disconnected';
   upstream.title = `${count.format(reconnects)} reconnects`;
 
-  const now = performance.now();
-  const from = live.rateFrom;
-  if (from !== null && seq >= from.seq && now > from.time) {
-    el('rate').textContent = count.format(Math.round((seq - from.seq) / ((now - from.time) / 1000)));
+  const rate = noteRate(live.rateSamples, seq, performance.now());
+  if (rate !== null) {
+    el('rate').textContent = count.format(Math.round(rate));
   }
-  live.rateFrom = { seq, time: now };
+}
+
+/** Adds a sample to `samples` and returns the mean rate in events per second over the window
+ * they span, which reaches back RATE_WINDOW_MS (null until two samples are a moment apart).
+ * A sequence number that goes back (a service started afresh) starts the window over. */
+function noteRate(samples, seq, now) {
+  const last = samples[samples.length - 1];
+  if (last !== undefined && (seq < last.seq || now < last.time)) {
+    samples.length = 0;
+  }
+  samples.push({ seq, time: now });
+  // Keep the newest sample at least RATE_WINDOW_MS old, so the window spans all of it.
+  while (samples.length > 2 && now - samples[1].time >= RATE_WINDOW_MS) {
+    samples.shift();
+  }
+  const first = samples[0];
+  if (now - first.time < 1) {
+    return null;
+  }
+  return (seq - first.seq) / ((now - first.time) / 1000);
 }
 
 async function pollMetrics() {
@@ -151,7 +174,7 @@ async function pollMetrics() {
     live.serviceUp = true;
   } catch {
     live.serviceUp = false;
-    live.rateFrom = null;
+    live.rateSamples.length = 0;
   }
   showLink();
   setTimeout(pollMetrics, METRICS_MS);
@@ -170,6 +193,9 @@ async function refreshExam(exam) {
     if (!response.ok) {
       if (exam === live.selected) {
         el('exam-summary').textContent = `No results for exam ${exam} yet.`;
+        el('histogram-figure').hidden = true;
+        el('exam-results').hidden = true;
+        el('exam-more').textContent = '';
       }
       return;
     }
@@ -260,7 +286,8 @@ function fillExamRow(row, exam) {
   results.textContent = info ? count.format(info.count) : '…';
 }
 
-function select(exam) {
+/** Shows `exam`'s results; `reveal` scrolls them into view where the columns are stacked. */
+function select(exam, reveal) {
   live.selected = exam;
   history.replaceState(null, '', `#exam=${exam}`);
   for (const button of el('exam-rows').querySelectorAll('button[data-exam]')) {
@@ -269,6 +296,9 @@ function select(exam) {
   el('exam-title').textContent = `Exam ${exam}`;
   el('exam-summary').textContent = 'Loading…';
   refreshExam(exam);
+  if (reveal && window.matchMedia(STACKED).matches) {
+    el('exam-detail').scrollIntoView({ block: 'start' });
+  }
 }
 
 function showExam(body) {
@@ -418,7 +448,14 @@ async function start() {
   el('exam-rows').addEventListener('click', (event) => {
     const button = event.target.closest('button[data-exam]');
     if (button) {
-      select(Number(button.dataset.exam));
+      select(Number(button.dataset.exam), true);
+    }
+  });
+  el('exam-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const number = el('exam-number').value.trim();
+    if (/^\d+$/.test(number)) {
+      select(Number(number), true);
     }
   });
   el('student-form').addEventListener('submit', (event) => {
@@ -447,7 +484,7 @@ async function start() {
   }
   const linked = /^#exam=(\d+)$/.exec(location.hash);
   if (linked) {
-    select(Number(linked[1]));
+    select(Number(linked[1]), false);
   }
   connect();
   pollMetrics();
