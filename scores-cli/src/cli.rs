@@ -159,6 +159,18 @@ pub(crate) struct ServeArgs {
     /// Take the upstream as dead after this long without a byte (e.g. `30s`).
     #[arg(long, env = "SCORES_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub(crate) idle_timeout: Duration,
+    /// The most HTTP connections served at once; past it, new connections get `/healthz` and
+    /// `/readyz` only. Default: the open-file limit (raised to its maximum at start) less a
+    /// reserve, at most 16384.
+    #[arg(long, env = "SCORES_MAX_CONNECTIONS", value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// How long a connection has to send a request's headers, from when it opens or its last
+    /// response was sent (idle kept-alive connections are closed then).
+    #[arg(long, env = "SCORES_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) header_read_timeout: Duration,
+    /// The most `GET /scores` streams open at once; past it, 503 `too_many_streams`.
+    #[arg(long, env = "SCORES_MAX_STREAMS", default_value_t = scores_http::service::DEFAULT_MAX_STREAMS)]
+    pub(crate) max_streams: usize,
     /// Without `--upstream`: the simulated feed's events per second, or `max`.
     #[arg(long, default_value = "4", value_parser = parse_rate, conflicts_with = "upstream")]
     pub(crate) simulate_rate: Rate,

@@ -1,6 +1,7 @@
 //! `scores serve`: the service on a real socket, stopped by Ctrl-C or SIGTERM.
 
 use anyhow::Context as _;
+use scores_http::ConnectionLimits;
 use scores_http::service::{self, ServiceConfig, Upstream};
 use scores_http::simulator::SimulatorConfig;
 use scores_journal::Options;
@@ -21,8 +22,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 ..SimulatorConfig::default()
             }),
         };
+        let connections = ConnectionLimits {
+            header_read_timeout: args.header_read_timeout,
+            max_connections: args.max_connections.unwrap_or_else(default_max_connections),
+        };
         let config = ServiceConfig {
             journal: Options { fsync: args.fsync, ..Options::default() },
+            connections,
+            max_streams: args.max_streams,
             checkpoint_every: args.checkpoint_every,
             feed: FeedConfig { idle_timeout: Some(args.idle_timeout), ..FeedConfig::new("") },
             ..ServiceConfig::new(upstream, &args.data_dir)
@@ -32,6 +39,25 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         service::run(config, listener, shutdown_signal()).await.context("running the service")
     })
+}
+
+/// Descriptors kept for what is not a client connection: the journal's segments, checkpoints,
+/// the upstream, streams' readers, connections answered past the cap.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// As many connections as descriptors allow, less a reserve, after raising the soft open-file
+/// limit to the hard one (the default soft limit, often 1024, is a leftover of `select`).
+fn default_max_connections() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let connections = limit.saturating_sub(RESERVED_DESCRIPTORS).clamp(16, 16_384);
+    tracing::debug!(open_files = limit, connections, "connection cap");
+    connections as usize
 }
 
 /// Completes on Ctrl-C or SIGTERM.

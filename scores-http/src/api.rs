@@ -4,7 +4,7 @@
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, VARY,
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER, VARY,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,6 +61,18 @@ pub enum ApiError {
     /// The service is still restoring its projections from the journal.
     #[error("the service is restoring its state from the journal; try again shortly")]
     NotReady,
+    /// The service failed (it could not restore its projections, say) and is stopping.
+    #[error("the service failed and is stopping: {0}")]
+    Failed(String),
+    /// As many connections as the service serves are open; this one answers health checks only.
+    #[error("the service is serving as many connections as it allows; try again shortly")]
+    TooManyConnections,
+    /// As many `GET /scores` streams as the service allows are open.
+    #[error("the service is serving as many event streams as it allows ({max}); try again later")]
+    TooManyStreams {
+        /// The limit.
+        max: usize,
+    },
     /// A request took longer than the service allows.
     #[error("the request took too long")]
     Timeout,
@@ -84,7 +96,10 @@ impl ApiError {
             | ApiError::InvalidHeader { .. }
             | ApiError::InvalidPath(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotReady
+            | ApiError::Failed(_)
+            | ApiError::TooManyConnections
+            | ApiError::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -103,6 +118,9 @@ impl ApiError {
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
+            ApiError::Failed(_) => "failed",
+            ApiError::TooManyConnections => "too_many_connections",
+            ApiError::TooManyStreams { .. } => "too_many_streams",
             ApiError::Timeout => "timeout",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::Internal => "internal",
@@ -132,8 +150,13 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Internal) {
             tracing::error!(error = %self, "request failed");
         }
-        (self.status(), [(CONTENT_TYPE, HeaderValue::from_static(JSON))], self.to_json())
-            .into_response()
+        let mut response =
+            (self.status(), [(CONTENT_TYPE, HeaderValue::from_static(JSON))], self.to_json())
+                .into_response();
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -39,6 +39,7 @@ mod finish;
 mod metrics;
 mod query;
 mod rendered;
+mod server;
 pub mod service;
 pub mod simulator;
 mod state;
@@ -63,6 +64,7 @@ use crate::finish::FinishLayer;
 
 pub use crate::api::ApiError;
 pub use crate::metrics::Metrics;
+pub use crate::server::ConnectionLimits;
 pub use crate::state::AppState;
 
 /// How long a query may take before it is answered 408.
@@ -114,6 +116,9 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn readiness(State(state): State<AppState>) -> Response {
+    if let Some(reason) = state.failure() {
+        return ApiError::Failed(reason).into_response();
+    }
     if !state.is_ready() {
         return ApiError::NotReady.into_response();
     }

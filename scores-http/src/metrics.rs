@@ -44,6 +44,14 @@ pub struct Metrics {
     pub bodies_rendered: AtomicU64,
     /// Query answers gzip-encoded (each body at most once per snapshot).
     pub bodies_compressed: AtomicU64,
+    /// HTTP connections open now, within the cap.
+    pub connections_open: AtomicU64,
+    /// Connections accepted past the cap: answered `/healthz` and `/readyz` only, then closed.
+    pub connections_shed: AtomicU64,
+    /// `GET /scores` streams open now.
+    pub streams_open: AtomicU64,
+    /// `GET /scores` requests refused because as many streams as allowed were open.
+    pub streams_refused: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     routes: Mutex<BTreeMap<String, RouteStats>>,
 }
@@ -170,6 +178,30 @@ impl Metrics {
             "counter",
             "Query answers gzip-encoded (each body at most once per snapshot).",
             load(&self.bodies_compressed),
+        );
+        metric(
+            "scores_http_connections_open",
+            "gauge",
+            "HTTP connections open, within the cap.",
+            load(&self.connections_open),
+        );
+        metric(
+            "scores_http_connections_shed_total",
+            "counter",
+            "Connections past the cap: answered /healthz and /readyz only, then closed.",
+            load(&self.connections_shed),
+        );
+        metric(
+            "scores_streams_open",
+            "gauge",
+            "GET /scores streams open.",
+            load(&self.streams_open),
+        );
+        metric(
+            "scores_streams_refused_total",
+            "counter",
+            "GET /scores requests refused: as many streams as allowed were open.",
+            load(&self.streams_refused),
         );
         metric(
             "scores_checkpoints_total",

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::router;
+use crate::server::ConnectionLimits;
 use crate::simulator::{self, SimulatorConfig};
 use crate::state::AppState;
 
@@ -53,6 +54,10 @@ pub struct ServiceConfig {
     /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
     /// by the service.
     pub feed: FeedConfig,
+    /// The header-read deadline and the cap on open connections.
+    pub connections: ConnectionLimits,
+    /// The most `GET /scores` streams open at once; past it, 503 `too_many_streams`.
+    pub max_streams: usize,
 }
 
 impl ServiceConfig {
@@ -65,6 +70,8 @@ impl ServiceConfig {
             journal: Options::default(),
             checkpoint_every: 1_000_000,
             feed: FeedConfig::new(""),
+            connections: ConnectionLimits::default(),
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -86,9 +93,9 @@ pub enum ServiceError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The journal writer thread ended unexpectedly.
-    #[error("the journal writer stopped unexpectedly")]
-    WriterFailed,
+    /// A task or thread of the service panicked: a bug, reported rather than hidden.
+    #[error("the {0} panicked")]
+    Panicked(&'static str),
     /// Asked to stop while the journal refused appends. Nothing visible was lost: the events
     /// not yet stored were never acknowledged, and the next start asks the upstream for them
     /// again, after the last event id the journal holds.
@@ -98,6 +105,10 @@ pub enum ServiceError {
     )]
     StoppedWhileRefused(JournalError),
 }
+
+/// How many `GET /scores` streams [`ServiceConfig::new`] allows: each holds at most one journal
+/// batch and one chunk in memory while its client does not read.
+pub const DEFAULT_MAX_STREAMS: usize = 128;
 
 /// The writer stops gathering events for one journal append once it has this many.
 const MAX_BATCH: usize = 65_536;
@@ -113,7 +124,9 @@ const QUEUED_BATCHES: usize = 256;
 /// every 5 ms, ~280, and ingest ~10% faster (docs/PERFORMANCE.md).
 const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
 
-/// Runs the service on `listener` until `shutdown` completes, then stops gracefully.
+/// Runs the service on `listener` until `shutdown` completes, then stops gracefully. A journal
+/// that cannot be restored (corruption found while folding it) stops the service at once with
+/// that error: nothing is skipped, and an operator decides.
 pub async fn run(
     config: ServiceConfig,
     listener: TcpListener,
@@ -125,31 +138,34 @@ pub async fn run(
     let (journal, recovery) =
         tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))
             .await
-            .map_err(|_| ServiceError::WriterFailed)??;
+            .map_err(|_| ServiceError::Panicked("journal opener"))??;
     if let Some(torn) = &recovery.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), bytes = torn.bytes_dropped, "journal: cut off a torn tail left by a crash");
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = AppState::new(Some(journal.read_handle()), stop_rx.clone());
+    let stop_tx = Arc::new(stop_tx);
+    let state = AppState::new(Some(journal.read_handle()), config.max_streams, stop_rx.clone());
     let address = listener
         .local_addr()
         .map_err(|source| ServiceError::Io { action: "reading the listen address", source })?;
     tracing::info!(url = %format!("http://{address}"), data_dir = %config.data_dir.display(), journaled = recovery.last_seq, "scores is listening; restoring projections");
 
     // Serve from the start: /healthz answers and /readyz says 503 while restoring.
-    let app = router(state.clone());
     let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stopped| *stopped).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        router(state.clone()),
+        state.clone(),
+        config.connections,
+        async move {
+            let _ = http_stop.wait_for(|stopped| *stopped).await;
+        },
+    ));
+    let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: stopping the feed, flushing the journal, draining requests");
-        let _ = stop_tx.send(true);
+        let _ = signal_stop.send(true);
     });
 
     let upstream_url = match &config.upstream {
@@ -171,26 +187,31 @@ pub async fn run(
             write_and_fold(journal, &checkpoint_path, checkpoints, events_rx, writer_state)
         })
         .map_err(|source| ServiceError::Io { action: "starting the journal writer", source })?;
+    let mut written = tokio::task::spawn_blocking(move || writer.join());
 
     let feed_config =
         FeedConfig { url: upstream_url, last_event_id: last_upstream_id, ..config.feed };
     let feed = Feed::new(feed_config)?;
-    let feed_task = tokio::spawn(pull_feed(feed, events_tx, state.clone(), stop_rx.clone()));
+    let mut feed_task = tokio::spawn(pull_feed(feed, events_tx, state.clone(), stop_rx.clone()));
 
-    let _ = feed_task.await;
-    // The feed has stopped and dropped its sender: the writer drains, syncs and checkpoints.
-    let written = tokio::task::spawn_blocking(move || writer.join()).await;
+    // The writer ends first only when it fails (restoring, say): then everything stops.
+    let (fed, written) = tokio::select! {
+        fed = &mut feed_task => (fed, written.await),
+        written = &mut written => {
+            let _ = stop_tx.send(true);
+            (feed_task.await, written)
+        }
+    };
+    // The feed has stopped and dropped its sender: the writer has drained, synced and
+    // checkpointed.
     let served = server.await;
-    match written {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => return Err(error),
-        _ => return Err(ServiceError::WriterFailed),
-    }
-    match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(ServiceError::Io { action: "serving HTTP", source }),
-        Err(_) => Err(ServiceError::WriterFailed),
-    }
+    let written = match written {
+        Ok(Ok(written)) => written,
+        _ => Err(ServiceError::Panicked("journal writer")),
+    };
+    fed.map_err(|_| ServiceError::Panicked("feed task"))?;
+    written?;
+    served.map_err(|_| ServiceError::Panicked("HTTP server"))
 }
 
 async fn start_simulator(
@@ -289,26 +310,13 @@ fn write_and_fold(
     state: AppState,
 ) -> Result<(), ServiceError> {
     let started = Instant::now();
-    let mut board = match load_checkpoint(checkpoint_path) {
-        Ok(Some(snapshot)) => Scoreboard::from(snapshot),
-        Ok(None) => Scoreboard::new(),
+    let (mut board, from) = match restore(&journal, checkpoint_path) {
+        Ok(restored) => restored,
         Err(error) => {
-            tracing::warn!(%error, "ignoring the checkpoint; folding the whole journal");
-            Scoreboard::new()
+            state.set_failure(format!("cannot restore the projections: {error}"));
+            return Err(error);
         }
     };
-    if board.seq() >= journal.next_seq() {
-        tracing::warn!(
-            checkpoint = board.seq(),
-            journal = journal.next_seq() - 1,
-            "the checkpoint is ahead of the journal; folding the whole journal"
-        );
-        board = Scoreboard::new();
-    }
-    let from = board.seq() + 1;
-    for record in journal.read_from(from) {
-        board.apply(&record?.event);
-    }
     let metrics = state.metrics();
     metrics.events_accepted.store(board.seq(), Ordering::Relaxed);
     metrics.events_received.store(board.seq(), Ordering::Relaxed);
@@ -360,7 +368,7 @@ fn write_and_fold(
         // over yet), then ends.
         to_publisher.hand_over(&mut fold);
         drop(to_publisher);
-        let last_checkpoint = publishing.join().map_err(|_| ServiceError::WriterFailed)?;
+        let last_checkpoint = publishing.join().map_err(|_| ServiceError::Panicked("publisher"))?;
         Ok::<_, ServiceError>((last_checkpoint, refused))
     })?;
     // What was stored is synced and checkpointed even when a batch could not be.
@@ -373,6 +381,32 @@ fn write_and_fold(
     synced?;
     tracing::info!(seq = fold.seq(), "journal flushed and checkpointed");
     Ok(())
+}
+
+/// The board as of the journal's end: from the checkpoint, when it is usable, and the journal's
+/// records after it. Also returns the first sequence number folded from the journal.
+fn restore(journal: &Journal, checkpoint_path: &Path) -> Result<(Scoreboard, u64), ServiceError> {
+    let mut board = match load_checkpoint(checkpoint_path) {
+        Ok(Some(snapshot)) => Scoreboard::from(snapshot),
+        Ok(None) => Scoreboard::new(),
+        Err(error) => {
+            tracing::warn!(%error, "ignoring the checkpoint; folding the whole journal");
+            Scoreboard::new()
+        }
+    };
+    if board.seq() >= journal.next_seq() {
+        tracing::warn!(
+            checkpoint = board.seq(),
+            journal = journal.next_seq() - 1,
+            "the checkpoint is ahead of the journal; folding the whole journal"
+        );
+        board = Scoreboard::new();
+    }
+    let from = board.seq() + 1;
+    for record in journal.read_from(from) {
+        board.apply(&record?.event);
+    }
+    Ok((board, from))
 }
 
 /// The writer's end of the channel to the publisher thread.
@@ -553,7 +587,7 @@ mod tests {
         std::fs::write(&journal_dir, "not a directory").unwrap();
 
         let (stop, stop_rx) = watch::channel(false);
-        let state = AppState::new(None, stop_rx);
+        let state = AppState::new(None, DEFAULT_MAX_STREAMS, stop_rx);
         let stopper = std::thread::spawn(move || {
             // After the first retry (one second after the first refusal).
             std::thread::sleep(Duration::from_millis(1_500));

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use scores_core::Snapshot;
 use scores_journal::ReadHandle;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::api::ApiError;
 use crate::metrics::Metrics;
@@ -25,6 +25,11 @@ struct Shared {
     ready: AtomicBool,
     /// Why the journal refuses appends, while it does.
     journal_refusal: Mutex<Option<String>>,
+    /// Why the service failed and is stopping, once it has.
+    failure: Mutex<Option<String>>,
+    /// One permit per `GET /scores` stream that may open.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
     metrics: Metrics,
     journal: Option<ReadHandle>,
     shutdown: watch::Receiver<bool>,
@@ -32,14 +37,22 @@ struct Shared {
 
 impl AppState {
     /// State that is not ready until [`publish`](Self::publish) and [`set_ready`](Self::set_ready)
-    /// are called. `journal` serves `GET /scores`; `shutdown` turning `true` ends live streams.
-    pub fn new(journal: Option<ReadHandle>, shutdown: watch::Receiver<bool>) -> AppState {
+    /// are called. `journal` serves `GET /scores`, to at most `max_streams` clients at once;
+    /// `shutdown` turning `true` ends live streams.
+    pub fn new(
+        journal: Option<ReadHandle>,
+        max_streams: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> AppState {
         AppState(Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             retired: Mutex::new(None),
             rendered: RenderCache::default(),
             ready: AtomicBool::new(false),
             journal_refusal: Mutex::new(None),
+            failure: Mutex::new(None),
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
             metrics: Metrics::default(),
             journal,
             shutdown,
@@ -49,7 +62,7 @@ impl AppState {
     /// Ready state serving a fixed snapshot: for tests and offline use.
     pub fn serving(snapshot: Snapshot) -> AppState {
         let (_, shutdown) = watch::channel(false);
-        let state = AppState::new(None, shutdown);
+        let state = AppState::new(None, 0, shutdown);
         state.publish(snapshot);
         state.set_ready();
         state
@@ -89,6 +102,26 @@ impl AppState {
         self.0.journal_refusal.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Records that the service failed and is stopping: `/readyz` says why meanwhile.
+    pub(crate) fn set_failure(&self, reason: String) {
+        *self.0.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    /// Why the service failed, once it has.
+    pub fn failure(&self) -> Option<String> {
+        self.0.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// A place for one more `GET /scores` stream, held for the stream's life; or why not.
+    pub(crate) fn stream_slot(&self) -> Result<StreamSlot, ApiError> {
+        let Ok(permit) = self.0.streams.clone().try_acquire_owned() else {
+            self.metrics().streams_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::TooManyStreams { max: self.0.max_streams });
+        };
+        self.metrics().streams_open.fetch_add(1, Ordering::Relaxed);
+        Ok(StreamSlot { _permit: permit, state: self.clone() })
+    }
+
     /// The published snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.0.snapshot.load_full()
@@ -114,5 +147,18 @@ impl AppState {
 
     pub(crate) fn shutdown(&self) -> watch::Receiver<bool> {
         self.0.shutdown.clone()
+    }
+}
+
+/// One open `GET /scores` stream, counted while it lives.
+#[derive(Debug)]
+pub(crate) struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    state: AppState,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.state.metrics().streams_open.fetch_sub(1, Ordering::Relaxed);
     }
 }

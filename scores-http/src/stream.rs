@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::api::ApiError;
 use crate::query::RawParams;
-use crate::state::AppState;
+use crate::state::{AppState, StreamSlot};
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -61,6 +61,10 @@ pub(crate) async fn scores(
             }
         },
     };
+    let slot = match state.stream_slot() {
+        Ok(slot) => slot,
+        Err(error) => return error.into_response(),
+    };
     let mut preamble = String::new();
     encode_retry(Duration::from_secs(1), &mut preamble);
     let stream = Replay {
@@ -70,6 +74,7 @@ pub(crate) async fn scores(
         next_seq: after.saturating_add(1),
         shutdown: state.shutdown(),
         ready: VecDeque::from([Bytes::from(preamble)]),
+        _slot: slot,
     };
     let body = Body::from_stream(futures_util::stream::unfold(stream, Replay::next_chunk));
     (
@@ -91,6 +96,8 @@ struct Replay {
     next_seq: u64,
     shutdown: watch::Receiver<bool>,
     ready: VecDeque<Bytes>,
+    /// Freed, and the stream no longer counted, when the client goes and the body is dropped.
+    _slot: StreamSlot,
 }
 
 impl Replay {

@@ -240,7 +240,7 @@ async fn an_etag_changes_exactly_when_its_answer_does() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let (_, shutdown) = watch::channel(false);
-    let restoring = AppState::new(None, shutdown);
+    let restoring = AppState::new(None, 0, shutdown);
     let response = send(&restoring, Method::GET, "/healthz", None).await;
     assert_eq!(
         (response.status(), body(response).await.as_str()),

@@ -154,7 +154,9 @@ pub(crate) fn decode_records(
     Ok(expected_seq)
 }
 
-fn decode_record(bytes: &[u8]) -> Result<(Record, usize), Corruption> {
+/// Decodes the record at the start of `bytes`, checking its own checksum; returns it and its
+/// length in bytes.
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<(Record, usize), Corruption> {
     let header = bytes.get(..RECORD_HEADER_LEN).ok_or(Corruption::Record)?;
     let len = u32_at(header, 0) as usize;
     let payload =

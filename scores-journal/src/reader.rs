@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::error::JournalError;
 use crate::format::{
-    BATCH_HEADER_LEN, Record, SEGMENT_HEADER_LEN, decode_records, parse_batch_header,
+    BATCH_HEADER_LEN, Corruption, Record, SEGMENT_HEADER_LEN, decode_record, parse_batch_header,
     parse_segment_header,
 };
 
@@ -85,8 +85,13 @@ pub struct Reader {
     open: Option<OpenSegment>,
     /// The sequence number the next record must have.
     next_seq: Option<u64>,
-    records: VecDeque<Record>,
+    /// The records of the batch in hand, verified against the batch's checksum and decoded one
+    /// at a time as they are read: a reader holds one batch's bytes, never its records.
     batch: Vec<u8>,
+    /// Where in `batch` the next record starts.
+    batch_pos: usize,
+    /// Where `batch` starts in its segment, for the offsets of errors.
+    batch_offset: u64,
     /// The first sequence number of the last segment opened.
     last_opened: Option<u64>,
     /// No more records until extended: the end was reached (or there was none to read).
@@ -118,8 +123,9 @@ impl Reader {
             end_seq,
             open: None,
             next_seq: None,
-            records: VecDeque::new(),
             batch: Vec::new(),
+            batch_pos: 0,
+            batch_offset: 0,
             last_opened: None,
             done: end_seq.is_some_and(|end| end < from_seq),
             failed: false,
@@ -142,19 +148,11 @@ impl Reader {
 
     /// See [`ReadHandle::extend`].
     fn extend_to(&mut self, end_seq: u64, segments: &[u64]) -> Result<(), JournalError> {
-        let Some(old_end) = self.end_seq.filter(|&old_end| end_seq > old_end && !self.failed)
-        else {
-            return Ok(());
-        };
-        // Appends are whole batches and the end is the last record of one, so a reader stops at
-        // a batch's end. Should a batch ever have gone past it, start over after the old end,
-        // keeping what is buffered.
-        if self.next_seq.is_some_and(|next| next - 1 > old_end) {
-            let records = std::mem::take(&mut self.records);
-            *self = Reader::over(self.dir.clone(), segments.to_vec(), old_end + 1, Some(end_seq));
-            self.records = records;
+        if self.failed || self.end_seq.is_none_or(|old_end| end_seq <= old_end) {
             return Ok(());
         }
+        // A reader whose end fell inside the batch in hand goes on with the rest of it: records
+        // are decoded only as they are read.
         if let Some(segment) = self.open.as_mut() {
             // Drops what was read ahead past the next batch, which may not be what is there
             // now: a failed append is cut off and written again.
@@ -248,19 +246,10 @@ impl Reader {
                     crate::format::Corruption::BatchChecksum,
                 ));
             }
-            let records_offset = segment.offset + BATCH_HEADER_LEN as u64;
-            let expected = self.next_seq.unwrap_or(1);
-            let (from_seq, end_seq, records) = (self.from_seq, self.end_seq, &mut self.records);
-            let next = decode_records(&self.batch, expected, |record| {
-                if record.seq >= from_seq && end_seq.is_none_or(|end| record.seq <= end) {
-                    records.push_back(record);
-                }
-            })
-            .map_err(|(at, c)| corrupt(segment, records_offset + at as u64, c))?;
-            segment.offset = records_offset + batch_header.records_len as u64;
-            self.next_seq = Some(next);
+            self.batch_offset = segment.offset + BATCH_HEADER_LEN as u64;
+            self.batch_pos = 0;
             // At the end, the segment stays open: `ReadHandle::extend` goes on from here.
-            self.done = end_seq.is_some_and(|end| next > end);
+            segment.offset = self.batch_offset + batch_header.records_len as u64;
             return Ok(true);
         }
     }
@@ -295,28 +284,55 @@ impl Reader {
         self.last_opened = Some(first_seq);
         Ok(())
     }
+
+    /// Decodes the next record of the batch in hand: `None` for one before `from_seq`.
+    fn next_in_batch(&mut self) -> Result<Option<Record>, JournalError> {
+        let expected = self.next_seq.unwrap_or(1);
+        let at = self.batch_pos;
+        let corrupt = |reader: &Reader, at: usize, corruption| JournalError::Corrupt {
+            segment: reader.open.as_ref().map(|open| open.path.clone()).unwrap_or_default(),
+            offset: reader.batch_offset + at as u64,
+            corruption,
+        };
+        let (record, len) = decode_record(&self.batch[at..]).map_err(|c| corrupt(self, at, c))?;
+        if record.seq != expected {
+            let found = record.seq;
+            return Err(corrupt(self, at, Corruption::Sequence { expected, found }));
+        }
+        self.batch_pos += len;
+        self.next_seq = Some(expected + 1);
+        Ok((record.seq >= self.from_seq).then_some(record))
+    }
 }
 
 impl Iterator for Reader {
     type Item = Result<Record, JournalError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(record) = self.records.pop_front() {
-                return Some(Ok(record));
+        while !self.done {
+            // Nothing past the end is read, not even a batch header: it may not be durable.
+            if self.end_seq.is_some_and(|end| self.next_seq.unwrap_or(1) > end) {
+                self.done = true;
+                break;
             }
-            if self.done {
-                return None;
-            }
-            match self.next_batch() {
-                Ok(true) => {}
-                Ok(false) => self.done = true,
+            let step = if self.batch_pos < self.batch.len() {
+                self.next_in_batch()
+            } else {
+                self.next_batch().map(|more| {
+                    self.done = !more;
+                    None
+                })
+            };
+            match step {
+                Ok(Some(record)) => return Some(Ok(record)),
+                Ok(None) => {}
                 Err(error) => {
                     (self.done, self.failed) = (true, true);
                     return Some(Err(error));
                 }
             }
         }
+        None
     }
 }
 
