@@ -273,7 +273,11 @@ fn replay_reads_journal_segments_and_reports_damage_with_its_position() {
         journal.append(&entries).unwrap();
     }
     drop(journal);
-    let segment = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .unwrap();
     let segment_arg = segment.to_str().unwrap();
 
     let summary = run_to_end(scores().args(["replay", segment_arg]));
@@ -454,4 +458,189 @@ fn stop(mut service: Running, check_log: impl FnOnce(&str)) {
     let mut log = String::new();
     std::io::Read::read_to_string(service.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     check_log(&log);
+}
+
+#[test]
+fn a_second_serve_on_the_same_data_directory_exits_2_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let (first, _base) = readme_example_service(&data_dir, false);
+    let second = scores()
+        .args(["serve", "--simulate-count", "40", "--listen"])
+        .arg(free_address().to_string())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    let pid = first.0.id();
+    assert!(
+        stderr(&second).contains(&format!("is in use by another process (pid {pid})")),
+        "{}",
+        stderr(&second)
+    );
+    stop(first, |_| {});
+}
+
+/// A data directory whose journal has many small segments, 300 events in batches of 10.
+fn journal_in_segments(data_dir: &Path) -> Vec<PathBuf> {
+    use scores_core::ScoreEvent;
+    use scores_journal::{Entry, FsyncPolicy, Journal, Options};
+
+    let journal_dir = data_dir.join("journal");
+    let options = Options { fsync: FsyncPolicy::Never, segment_bytes: 2048 };
+    let (mut journal, _) = Journal::open(&journal_dir, options).unwrap();
+    for batch in 0..30u64 {
+        let entries: Vec<Entry> = (0..10u64)
+            .map(|i| Entry {
+                event: ScoreEvent::new(&format!("s{i}"), 10_000 + batch, 0.5).unwrap(),
+                upstream_id: "".into(),
+            })
+            .collect();
+        journal.append(&entries).unwrap();
+    }
+    drop(journal);
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&journal_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    segments
+}
+
+#[test]
+fn a_damaged_closed_segment_stops_serve_at_once_with_the_segment_and_offset() {
+    for damage in ["flipped byte", "truncated"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let segments = journal_in_segments(&data_dir);
+        let closed = &segments[1];
+        let mut bytes = std::fs::read(closed).unwrap();
+        let middle = bytes.len() / 2;
+        match damage {
+            "flipped byte" => bytes[middle] ^= 0x10,
+            _ => bytes.truncate(bytes.len() - 30),
+        }
+        std::fs::write(closed, &bytes).unwrap();
+        let mut command = scores();
+        command
+            .args(["serve", "--upstream", "http://127.0.0.1:9/scores", "--listen"])
+            .arg(free_address().to_string())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stderr(Stdio::piped());
+        let mut serve = Running(command.spawn().unwrap());
+        // Bounded: a service that hangs instead fails here, not by timing out CI.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = serve.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{damage}: serve did not stop on a damaged journal");
+            sleep(Duration::from_millis(20));
+        };
+        let mut log = String::new();
+        std::io::Read::read_to_string(serve.0.stderr.as_mut().unwrap(), &mut log).unwrap();
+        assert_eq!(status.code(), Some(2), "{damage}: {log}");
+        let segment_name = closed.file_name().unwrap().to_str().unwrap();
+        assert!(log.contains("ERROR") && log.contains(segment_name), "{damage}: {log}");
+        assert!(
+            log.contains("is corrupt at byte") || log.contains("ends inside a batch at byte"),
+            "{damage}: {log}"
+        );
+    }
+}
+
+/// `serve` on the simulated feed's first 40 events, with `extra` options, once it has them.
+fn service_with(data_dir: &Path, extra: &[&str]) -> (Running, std::net::SocketAddr) {
+    let listen = free_address();
+    let running = Running(
+        scores()
+            .args(["serve", "--simulate-count", "40", "--simulate-rate", "max", "--listen"])
+            .arg(listen.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(listen);
+    (running, listen)
+}
+
+/// Sends `request` on a new connection and reads until the server closes it, within `within`.
+/// Returns what was read, or `None` when the connection was still open at the deadline.
+fn until_closed(address: std::net::SocketAddr, request: &[u8], within: Duration) -> Option<String> {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request).unwrap();
+    let deadline = Instant::now() + within;
+    let mut read = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&read).into_owned()),
+            Ok(n) => read.extend_from_slice(&buf[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&read).into_owned());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn idle_half_sent_and_kept_alive_connections_are_closed_after_the_header_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, address) =
+        service_with(&dir.path().join("data"), &["--header-read-timeout", "1s"]);
+    let within = Duration::from_secs(10);
+    assert!(until_closed(address, b"", within).is_some(), "an idle connection stays open");
+    let half = until_closed(address, b"GET /healthz HTTP/1.1\r\nHo", within);
+    assert!(half.is_some(), "a half-sent request stays open");
+    let kept = until_closed(address, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", within)
+        .expect("a kept-alive connection stays open after its answer");
+    assert!(kept.starts_with("HTTP/1.1 200 OK"), "{kept}");
+}
+
+#[test]
+fn past_the_connection_cap_health_checks_are_still_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, address) = service_with(&dir.path().join("data"), &["--max-connections", "8"]);
+    let base = format!("http://{address}");
+    // Eight connections that say nothing hold every place.
+    let idle: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(address).unwrap()).collect();
+    let one_request = |path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        until_closed(address, request.as_bytes(), Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("a connection past the cap stayed open"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = one_request("/students");
+        if answer.starts_with("HTTP/1.1 503") {
+            assert!(answer.contains("\"code\":\"too_many_connections\""), "{answer}");
+            assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cap of 8 was never reached: {answer}");
+        sleep(Duration::from_millis(20));
+    }
+    for path in ["/healthz", "/readyz"] {
+        let answer = one_request(path);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{path}: {answer}");
+    }
+    drop(idle);
+    // Once they close, requests are served again, on kept-alive connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::blocking::get(format!("{base}/students")).unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the places never came back");
+        sleep(Duration::from_millis(20));
+    }
 }

@@ -51,6 +51,18 @@ pub enum JournalError {
         /// The number it starts with.
         found: u64,
     },
+    /// Another journal (in this process or another) has the directory open for writing.
+    #[error(
+        "journal {} is in use by another process{}; stop it first, or give this one another data directory",
+        dir.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The process id the holder wrote into the lock file, when it could be read.
+        holder: Option<u32>,
+    },
     /// An earlier append failed and could not be undone; appending more could corrupt the log.
     #[error(
         "the journal failed an earlier write that could not be undone; it accepts no more appends"

@@ -1,7 +1,7 @@
 //! The writer: opening (with torn-tail recovery), group-committed appends, segment rotation.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -52,6 +52,10 @@ pub struct Recovery {
     /// The last segment ended in an incomplete or torn batch (a crash during an append that
     /// therefore never returned), which was cut off.
     pub torn_tail: Option<TornTail>,
+    /// The last segment ended in bytes that are neither whole batches nor a batch cut short (a
+    /// complete batch failing its checksum, say): kept aside in a file of their own before the
+    /// segment was cut there, since they may have been acknowledged.
+    pub quarantined: Option<Quarantined>,
     /// The sequence number of the last record (0 for an empty journal).
     pub last_seq: u64,
     /// How many segment files the journal has.
@@ -68,6 +72,22 @@ pub struct TornTail {
     /// How many bytes were dropped.
     pub bytes_dropped: u64,
 }
+
+/// Damaged bytes at the end of the last segment, moved aside on open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The segment they were at the end of.
+    pub segment: PathBuf,
+    /// Where in it they started (where the segment now ends).
+    pub offset: u64,
+    /// How many bytes.
+    pub bytes: u64,
+    /// The file that now holds them, beside the segment.
+    pub file: PathBuf,
+}
+
+/// The file in a journal directory that one writer at a time holds locked.
+const LOCK_FILE: &str = "lock";
 
 /// The ordered, durable event log: one writer appends; any number of readers read.
 ///
@@ -90,10 +110,15 @@ pub struct Journal {
     n_syncs: u64,
     /// A write failed part-way and could not be undone: appending more could corrupt the log.
     poisoned: bool,
+    /// Held locked for the journal's life, so that no second writer opens the directory.
+    _lock: File,
 }
 
 impl Journal {
-    /// Opens the journal in `dir` (creating it if needed), cutting off a torn tail.
+    /// Opens the journal in `dir` (creating it if needed), cutting off a torn tail. The
+    /// directory is locked (an OS file lock on `dir/lock`, released when the journal is dropped
+    /// or the process ends): while one journal has it open, opening it again fails with
+    /// [`JournalError::Locked`], in this process or another.
     pub fn open(
         dir: impl AsRef<Path>,
         options: Options,
@@ -101,6 +126,7 @@ impl Journal {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)
             .map_err(|e| JournalError::io("creating journal directory", &dir, e))?;
+        let lock = lock_dir(&dir)?;
         let mut segments = list_segments(&dir)?;
         let mut recovery = Recovery::default();
         if segments.is_empty() {
@@ -124,6 +150,9 @@ impl Journal {
         if let Some(torn) = &recovery.torn_tail {
             tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, bytes = torn.bytes_dropped, "cut off a torn tail (an append interrupted by a crash)");
         }
+        if let Some(kept) = &recovery.quarantined {
+            tracing::error!(segment = %kept.segment.display(), offset = kept.offset, bytes = kept.bytes, file = %kept.file.display(), "the journal's last batch is damaged, not cut short: its bytes were moved aside and the log goes on without it; the events in it may have been acknowledged");
+        }
         let journal = Journal {
             dir,
             options,
@@ -138,6 +167,7 @@ impl Journal {
             durable: watch::Sender::new(next_seq - 1),
             n_syncs: 0,
             poisoned: false,
+            _lock: lock,
         };
         Ok((journal, recovery))
     }
@@ -329,32 +359,35 @@ fn recover_segment(
     let mut offset = SEGMENT_HEADER_LEN;
     let mut next_seq = first_seq;
     let mut last_upstream_id = None;
-    let torn_at = loop {
+    // Where the valid batches end, and whether what follows is cut short (torn) or damaged.
+    let tail = loop {
         if offset == bytes.len() {
             break None;
         }
         if bytes.len() - offset < format::BATCH_HEADER_LEN {
-            break Some(offset);
+            break Some((offset, Tail::Torn));
         }
         let header = match parse_batch_header(&bytes[offset..]) {
             Ok(header) => header,
             Err(corruption) => {
-                // Torn only if nothing valid follows; otherwise the log itself is damaged.
+                // At the tail only if nothing valid follows; otherwise the log is damaged.
                 if find_batch_header(&bytes, offset + 1).is_some() {
                     return Err(corrupt(offset, corruption));
                 }
-                break Some(offset);
+                break Some((offset, Tail::of(&bytes[offset..])));
             }
         };
         let records_at = offset + format::BATCH_HEADER_LEN;
         let Some(records) = bytes.get(records_at..records_at + header.records_len) else {
-            break Some(offset);
+            // The batch's header is whole but its records run past the end: cut short.
+            break Some((offset, Tail::Torn));
         };
         if crc32c::crc32c(records) != header.records_crc {
             if find_batch_header(&bytes, records_at + header.records_len).is_some() {
                 return Err(corrupt(offset, Corruption::BatchChecksum));
             }
-            break Some(offset);
+            // Whole, yet failing its checksum: an append that returned may have written it.
+            break Some((offset, Tail::of(&bytes[offset..])));
         }
         next_seq = decode_records(records, next_seq, |record| {
             last_upstream_id = Some(record.upstream_id);
@@ -362,17 +395,98 @@ fn recover_segment(
         .map_err(|(at, corruption)| corrupt(records_at + at, corruption))?;
         offset = records_at + header.records_len;
     };
-    if let Some(offset) = torn_at {
+    if let Some((offset, tail)) = tail {
+        let n_bytes = (bytes.len() - offset) as u64;
+        match tail {
+            Tail::Torn => {
+                recovery.torn_tail = Some(TornTail {
+                    segment: path.to_path_buf(),
+                    offset: offset as u64,
+                    bytes_dropped: n_bytes,
+                });
+            }
+            Tail::Damaged => {
+                let file = quarantine(path, offset, &bytes[offset..])?;
+                recovery.quarantined = Some(Quarantined {
+                    segment: path.to_path_buf(),
+                    offset: offset as u64,
+                    bytes: n_bytes,
+                    file,
+                });
+            }
+        }
         let file = OpenOptions::new().write(true).open(path);
         file.and_then(|f| f.set_len(offset as u64).and_then(|()| f.sync_all()))
-            .map_err(|e| JournalError::io("cutting off a torn tail", path, e))?;
-        recovery.torn_tail = Some(TornTail {
-            segment: path.to_path_buf(),
-            offset: offset as u64,
-            bytes_dropped: (bytes.len() - offset) as u64,
-        });
+            .map_err(|e| JournalError::io("cutting off the tail of", path, e))?;
     }
-    Ok(SegmentScan { next_seq, last_upstream_id, len: torn_at.unwrap_or(bytes.len()) as u64 })
+    let len = tail.map_or(bytes.len(), |(offset, _)| offset) as u64;
+    Ok(SegmentScan { next_seq, last_upstream_id, len })
+}
+
+/// What follows the last valid batch of the last segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tail {
+    /// A batch cut short, or zeros (what a crash leaves where a write did not reach the disk):
+    /// an append that never returned.
+    Torn,
+    /// Anything else: a whole batch that fails its checksum, a header that is not one. Bit rot
+    /// or a foreign write, perhaps of something acknowledged: kept aside, never dropped.
+    Damaged,
+}
+
+impl Tail {
+    /// What `bytes` (from a position no whole batch starts at, to the end) are, by their look.
+    fn of(bytes: &[u8]) -> Tail {
+        if bytes.iter().all(|&b| b == 0) { Tail::Torn } else { Tail::Damaged }
+    }
+}
+
+/// Writes `bytes`, found at `offset` of `segment`, to a file beside it, synced before the
+/// segment is cut; returns the file's path.
+fn quarantine(segment: &Path, offset: usize, bytes: &[u8]) -> Result<PathBuf, JournalError> {
+    let mut name = segment.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-at-{offset}"));
+    let path = segment.with_file_name(name);
+    let written = File::create(&path).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    written.map_err(|e| JournalError::io("keeping damaged bytes aside in", &path, e))?;
+    if let Some(dir) = segment.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(path)
+}
+
+/// Takes the journal directory's lock, writing this process's id into the lock file for the
+/// next one to name.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| JournalError::io("opening the journal's lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim().parse().ok();
+            return Err(JournalError::Locked { dir: dir.to_path_buf(), holder });
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(JournalError::io("locking the journal directory", dir, e));
+        }
+    }
+    let written = file.set_len(0).and_then(|()| {
+        file.seek(io::SeekFrom::Start(0))?;
+        write!(file, "{}", std::process::id())
+    });
+    written.map_err(|e| JournalError::io("writing the journal's lock file", &path, e))?;
+    Ok(file)
 }
 
 /// The upstream id of the last record before segment `first_seq`, or empty when there is none.

@@ -27,12 +27,22 @@
 //!
 //! # Recovery
 //!
-//! On open, the last segment is read whole and every batch verified. An incomplete or
-//! checksum-failing batch with no valid batch after it is a torn tail: an append that never
-//! returned. It is cut off and reported in [`Recovery`]. A bad batch *followed* by a valid one
-//! is damage, not a torn write: [`JournalError::Corrupt`] names the segment and offset, and the
-//! journal does not open. Earlier segments are verified whenever they are read. A missing or
-//! empty directory starts a new log; a last segment shorter than its header is re-created.
+//! On open, the directory is locked (one writer at a time: [`JournalError::Locked`] names the
+//! holder's pid), and the last segment is read whole and every batch verified. What follows the
+//! last valid batch, with no valid batch after it, is one of two things:
+//!
+//! - a batch cut short (its header or its records run past the end of the file), or zeros
+//!   (what a crash leaves where a write never reached the disk): a torn tail, an append that
+//!   never returned. It is cut off, and reported in [`Recovery::torn_tail`] with a warning.
+//! - anything else, such as a whole batch that fails its checksum: damage, perhaps to a batch
+//!   that was acknowledged. Its bytes are written to `SEGMENT.damaged-at-OFFSET` beside the
+//!   segment and synced, then the segment is cut there, and [`Recovery::quarantined`] and an
+//!   error in the log say so: nothing is dropped silently, and the service goes on.
+//!
+//! A bad batch *followed* by a valid one is damage inside the log: [`JournalError::Corrupt`]
+//! names the segment and offset, and the journal does not open. Earlier segments are verified
+//! whenever they are read. A missing or empty directory starts a new log; a last segment
+//! shorter than its header is re-created.
 //!
 //! # What each fsync policy can lose
 //!
@@ -72,5 +82,5 @@ mod reader;
 pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
 pub use crate::error::{CheckpointProblem, JournalError};
 pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
-pub use crate::journal::{FsyncPolicy, Journal, Options, Recovery, TornTail};
+pub use crate::journal::{FsyncPolicy, Journal, Options, Quarantined, Recovery, TornTail};
 pub use crate::reader::{Closed, ReadHandle, Reader};

@@ -140,20 +140,79 @@ fn a_tail_cut_at_any_byte_of_the_last_batch_is_cut_off_and_reported() {
 }
 
 #[test]
-fn a_torn_batch_with_garbage_or_zeros_is_cut_off_and_appending_goes_on() {
-    for tail in [vec![0u8; 3000], vec![0xAB; 40], b"SJB1 not really a batch".to_vec()] {
+fn zeros_at_the_tail_are_torn_and_other_bytes_are_kept_aside_and_appending_goes_on() {
+    let garbage = [vec![0xAB; 40], b"SJB1 not really a batch".to_vec()];
+    for (tail, torn) in
+        [(vec![0u8; 3000], true), (garbage[0].clone(), false), (garbage[1].clone(), false)]
+    {
         let dir = tempfile::tempdir().unwrap();
         journal_with(dir.path(), 30, Options::default());
         let segment = segments(dir.path()).pop().unwrap();
+        let length = fs::metadata(&segment).unwrap().len();
         OpenOptions::new().append(true).open(&segment).unwrap().write_all(&tail).unwrap();
         let (mut journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
-        assert_eq!(recovery.torn_tail.unwrap().bytes_dropped, tail.len() as u64);
+        if torn {
+            assert_eq!(recovery.torn_tail.unwrap().bytes_dropped, tail.len() as u64);
+            assert_eq!(recovery.quarantined, None);
+        } else {
+            let kept = recovery.quarantined.expect("the bytes are kept aside");
+            assert_eq!((kept.offset, kept.bytes), (length, tail.len() as u64));
+            assert_eq!(fs::read(&kept.file).unwrap(), tail);
+            assert_eq!(recovery.torn_tail, None);
+        }
         assert_eq!(journal.append(&entries(31..=40)).unwrap(), 40);
         drop(journal);
         let (journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
-        assert_eq!(recovery.torn_tail, None);
+        assert_eq!((recovery.torn_tail, recovery.quarantined), (None, None));
         assert_eq!(read_all(&journal, 1), (1..=40).collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_whole_batch_is_kept_aside_never_cut_off_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 20, Options::default());
+    let segment = segments(dir.path()).pop().unwrap();
+    let before_last = fs::read(&segment).unwrap().len();
+    let (mut journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+    journal.append(&entries(21..=40)).unwrap();
+    drop(journal);
+    let whole = fs::read(&segment).unwrap();
+    // A byte of a record, and a byte of the batch header.
+    for at in [whole.len() - 10, before_last + 5] {
+        let mut bytes = whole.clone();
+        bytes[at] ^= 0x01;
+        fs::write(&segment, &bytes).unwrap();
+        let (journal, recovery) = Journal::open(dir.path(), Options::default()).unwrap();
+        let kept = recovery.quarantined.expect("a damaged last batch is reported");
+        assert_eq!(kept.offset, before_last as u64, "flipped at {at}");
+        assert_eq!(fs::read(&kept.file).unwrap(), &bytes[before_last..]);
+        assert_eq!(recovery.torn_tail, None);
+        assert_eq!(recovery.last_seq, 20);
+        assert_eq!(read_all(&journal, 1), (1..=20).collect::<Vec<_>>());
+        drop(journal);
+        fs::remove_file(&kept.file).unwrap();
+    }
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
+    match Journal::open(dir.path(), Options::default()) {
+        Err(JournalError::Locked { dir: locked, holder }) => {
+            assert_eq!(locked, dir.path());
+            assert_eq!(holder, Some(std::process::id()));
+        }
+        other => panic!("a second writer opened the journal: {other:?}"),
+    }
+    let message = Journal::open(dir.path(), Options::default()).unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("in use by another process (pid {})", std::process::id())),
+        "{message}"
+    );
+    drop(journal);
+    Journal::open(dir.path(), Options::default()).expect("free again once the first is dropped");
 }
 
 #[test]
