@@ -521,6 +521,13 @@ fn decode_sse(
         let mut batch = Vec::with_capacity(chunk.len() / 64);
         parser.feed_with(chunk, |item| {
             batch.push(match item {
+                Ok(ItemRef::Event(event)) if !event.data_is_utf8 => {
+                    n_events += 1;
+                    Outcome::Bad {
+                        reason: "not_utf8",
+                        message: format!("{name}:{}: rejected: its data is not UTF-8", event.line),
+                    }
+                }
                 Ok(ItemRef::Event(event)) => {
                     n_events += 1;
                     match decode(event.event_type, event.data) {

@@ -22,7 +22,7 @@ pub struct Metrics {
     pub events_accepted: AtomicU64,
     /// Events of other types.
     pub events_ignored: AtomicU64,
-    /// Connections (re-)established to the upstream after the first.
+    /// Attempts to connect to the upstream after the first, whether or not they connected.
     pub reconnects: AtomicU64,
     /// Whether the upstream connection is up.
     pub upstream_connected: AtomicBool,
@@ -121,7 +121,7 @@ impl Metrics {
         metric(
             "scores_upstream_reconnects_total",
             "counter",
-            "Upstream connections re-established.",
+            "Upstream connection attempts after the first, whether or not they connected.",
             load(&self.reconnects),
         );
         let connected = u64::from(self.upstream_connected.load(Ordering::Relaxed));

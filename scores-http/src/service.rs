@@ -249,7 +249,7 @@ async fn pull_feed(
     mut stop: watch::Receiver<bool>,
 ) {
     let metrics = state.metrics();
-    let mut connections = 0u64;
+    let mut attempts = 0u64;
     // One future for the whole loop, rather than one registered and dropped per item.
     let mut stopped = std::pin::pin!(async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
@@ -276,11 +276,14 @@ async fn pull_feed(
                     metrics.count_rejected(error.reason());
                     tracing::warn!(%error, "rejected an upstream event");
                 }
-                FeedItem::State(ConnectionState::Connected) => {
-                    connections += 1;
-                    if connections > 1 {
+                // Every attempt after the first counts, whether or not it connects.
+                FeedItem::State(ConnectionState::Connecting { .. }) => {
+                    attempts += 1;
+                    if attempts > 1 {
                         metrics.reconnects.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                FeedItem::State(ConnectionState::Connected) => {
                     metrics.upstream_connected.store(true, Ordering::Relaxed);
                 }
                 FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {

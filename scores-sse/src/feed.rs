@@ -109,6 +109,15 @@ pub enum FeedError {
         /// The event's data, for the log.
         data: String,
     },
+    /// An event whose data held bytes that are not UTF-8: decoded, they would name another
+    /// student (every invalid sequence becomes U+FFFD, so different ids could merge).
+    #[error("rejected event (id {id:?}): its data is not UTF-8: {data:?}")]
+    NotUtf8 {
+        /// The stream's last event id at that event.
+        id: Arc<str>,
+        /// The event's data as decoded, for the log.
+        data: String,
+    },
     /// A line or event over the parser's limits.
     #[error("{0}")]
     Parse(ParseError),
@@ -120,6 +129,7 @@ impl FeedError {
     pub fn reason(&self) -> &'static str {
         match self {
             FeedError::Decode { error, .. } => error.reason(),
+            FeedError::NotUtf8 { .. } => "not_utf8",
             FeedError::Parse(error) => error.reason(),
         }
     }
@@ -254,7 +264,7 @@ impl Feed {
         check_url(&config.url)?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .redirect(redirect::Policy::limited(config.max_redirects))
+            .redirect(redirect_policy(config.max_redirects))
             .tcp_keepalive(Duration::from_secs(15))
             .build()?;
         let parser = Parser::new(config.limits).with_last_event_id(&config.last_event_id);
@@ -377,6 +387,12 @@ impl Feed {
                     data: event.data.to_owned(),
                     id: Arc::from(event.id),
                 }),
+                Ok(ItemRef::Event(event)) if !event.data_is_utf8 => {
+                    FeedItem::Rejected(FeedError::NotUtf8 {
+                        id: Arc::from(event.id),
+                        data: event.data.to_owned(),
+                    })
+                }
                 Ok(ItemRef::Event(event)) => match decode(event.event_type, event.data) {
                     Ok(Decoded::Event(score_event)) => {
                         FeedItem::Event { event: score_event, id: Arc::from(event.id) }
@@ -414,12 +430,31 @@ impl Feed {
     }
 }
 
-/// Exponential backoff with full jitter: a uniform wait in `[0, min(cap, base × 2^(attempt−1))]`,
-/// where `unit` is a uniform sample in `[0, 1)`. Attempt 0 or 1 waits up to `base`.
+/// Exponential backoff with jitter above it: with `floor = min(cap, base × 2^(attempt−1))`, a
+/// uniform wait in `[floor, min(cap, 1.5 × floor)]`, where `unit` is a uniform sample in
+/// `[0, 1)`. So a client never reconnects sooner than the server's `retry:` asked (the base),
+/// as WHATWG's "optionally wait some more" allows, and never waits longer than `cap`, which also
+/// bounds what a server can ask. Attempt 0 or 1 waits from `base`.
 pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32, unit: f64) -> Duration {
-    let doublings = attempt.saturating_sub(1).min(32);
-    let ceiling = base.saturating_mul(1 << doublings.min(31)).min(cap);
-    ceiling.mul_f64(unit.clamp(0.0, 1.0))
+    let doublings = attempt.saturating_sub(1).min(31);
+    let floor = base.saturating_mul(1 << doublings).min(cap);
+    let ceiling = floor.saturating_add(floor / 2).min(cap);
+    floor + (ceiling - floor).mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// Follows at most `max` redirects in one attempt, and none to the URL being fetched (an empty
+/// or self-naming `Location`), which would only loop: that fails the attempt at once.
+fn redirect_policy(max: usize) -> redirect::Policy {
+    redirect::Policy::custom(move |attempt| {
+        if attempt.previous().last().is_some_and(|previous| previous == attempt.url()) {
+            let error = format!("redirected to the URL being fetched, {}", attempt.url());
+            attempt.error(error)
+        } else if attempt.previous().len() > max {
+            attempt.error(format!("more than {max} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 fn is_event_stream(content_type: &str) -> bool {
@@ -432,17 +467,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_full_jitter() {
+    fn backoff_grows_to_the_cap_with_jitter_above_the_servers_delay() {
         let (base, cap) = (Duration::from_secs(1), Duration::from_secs(30));
-        let ceiling = |attempt| backoff(base, cap, attempt, 1.0);
-        assert_eq!(ceiling(1), Duration::from_secs(1));
-        assert_eq!(ceiling(2), Duration::from_secs(2));
-        assert_eq!(ceiling(5), Duration::from_secs(16));
-        assert_eq!(ceiling(6), cap);
-        assert_eq!(ceiling(u32::MAX), cap);
-        assert_eq!(backoff(base, cap, 3, 0.0), Duration::ZERO);
-        assert_eq!(backoff(base, cap, 3, 0.5), Duration::from_secs(2));
+        let shortest = |attempt| backoff(base, cap, attempt, 0.0);
+        let longest = |attempt| backoff(base, cap, attempt, 1.0);
+        assert_eq!((shortest(1), longest(1)), (base, Duration::from_millis(1500)));
+        assert_eq!((shortest(2), longest(2)), (Duration::from_secs(2), Duration::from_secs(3)));
+        assert_eq!((shortest(5), longest(5)), (Duration::from_secs(16), Duration::from_secs(24)));
+        assert_eq!((shortest(6), longest(6)), (cap, cap));
+        assert_eq!(longest(u32::MAX), cap);
+        assert_eq!(backoff(base, cap, 3, 0.5), Duration::from_secs(5));
         assert_eq!(backoff(Duration::ZERO, cap, 9, 1.0), Duration::ZERO);
+        // A server asking for more than the cap gets the cap.
+        assert_eq!(backoff(Duration::from_secs(3600), cap, 1, 0.0), cap);
+        proptest::proptest!(|(base_ms in 0u64..100_000, attempt in 0u32..40, unit in 0.0f64..1.0)| {
+            let base = Duration::from_millis(base_ms);
+            let delay = backoff(base, cap, attempt, unit);
+            proptest::prop_assert!(delay >= base.min(cap) && delay <= cap, "{delay:?}");
+        });
     }
 
     #[test]

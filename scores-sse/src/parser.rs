@@ -71,6 +71,10 @@ pub struct EventRef<'a> {
     /// The 1-based line of the stream on which the event's block began (its first line after
     /// the previous blank line), counting every line the parser has seen since it was created.
     pub line: u64,
+    /// Whether the data lines were UTF-8 as sent. When not, each invalid sequence was replaced
+    /// by U+FFFD, as WHATWG requires, and `data` is not what the server meant: a caller for
+    /// whom the bytes matter (two different ids must not become one) can refuse the event.
+    pub data_is_utf8: bool,
 }
 
 /// Why part of the stream was dropped. Parsing always goes on.
@@ -141,6 +145,8 @@ pub struct Parser {
     /// The current event is over a limit and will not be dispatched.
     dropping_event: bool,
     data: String,
+    /// A data line of the current event was not UTF-8.
+    data_replaced: bool,
     event_type: String,
     /// WHATWG's "last event ID buffer": set by an `id` field.
     id_buffer: String,
@@ -205,6 +211,7 @@ impl Parser {
             skipping_line: false,
             dropping_event: false,
             data: String::new(),
+            data_replaced: false,
             event_type: String::new(),
             id_buffer: String::new(),
             last_event_id: String::new(),
@@ -383,7 +390,7 @@ impl Parser {
         };
         match name {
             b"data" if !self.dropping_event => {
-                push_utf8_lossy(&mut self.data, value);
+                self.data_replaced |= !push_utf8_lossy(&mut self.data, value);
                 self.data.push('\n');
                 // Checked after decoding: replacement characters can make the text longer than
                 // the bytes it came from. The trailing LF is removed at dispatch.
@@ -431,6 +438,7 @@ impl Parser {
                 data: &self.data,
                 id: &self.last_event_id,
                 line: self.event_line,
+                data_is_utf8: !self.data_replaced,
             };
             on_item(Ok(ItemRef::Event(event)));
         }
@@ -440,16 +448,23 @@ impl Parser {
     fn reset_event(&mut self) {
         self.event_line = self.lines + 1;
         self.data.clear();
+        self.data_replaced = false;
         self.event_type.clear();
         self.dropping_event = false;
     }
 }
 
-/// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD.
-fn push_utf8_lossy(out: &mut String, bytes: &[u8]) {
+/// Appends `bytes` as UTF-8, each invalid sequence replaced by U+FFFD; false when one was.
+fn push_utf8_lossy(out: &mut String, bytes: &[u8]) -> bool {
     match std::str::from_utf8(bytes) {
-        Ok(text) => out.push_str(text),
-        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+        Ok(text) => {
+            out.push_str(text);
+            true
+        }
+        Err(_) => {
+            out.push_str(&String::from_utf8_lossy(bytes));
+            false
+        }
     }
 }
 
@@ -471,6 +486,21 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn events_whose_data_was_not_utf8_say_so() {
+        let mut parser = Parser::default();
+        let mut seen = Vec::new();
+        parser.feed_with(b"data: a\xFFb\n\ndata: ok\n\nevent: \xFF\ndata: fine\n\n", |item| {
+            if let Ok(ItemRef::Event(event)) = item {
+                seen.push((event.data.to_owned(), event.data_is_utf8));
+            }
+        });
+        assert_eq!(
+            seen,
+            [("a\u{FFFD}b".to_owned(), false), ("ok".to_owned(), true), ("fine".to_owned(), true)]
+        );
     }
 
     #[test]
