@@ -29,6 +29,8 @@ struct Shared {
     failure: Mutex<Option<String>>,
     /// One permit per `GET /scores` stream that may open.
     streams: Arc<Semaphore>,
+    /// One permit per chunk of `GET /scores` being read from the journal at once.
+    stream_reads: Arc<Semaphore>,
     max_streams: usize,
     metrics: Metrics,
     journal: Option<ReadHandle>,
@@ -52,6 +54,9 @@ impl AppState {
             journal_refusal: Mutex::new(None),
             failure: Mutex::new(None),
             streams: Arc::new(Semaphore::new(max_streams)),
+            stream_reads: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
             max_streams,
             metrics: Metrics::default(),
             journal,
@@ -120,6 +125,11 @@ impl AppState {
         };
         self.metrics().streams_open.fetch_add(1, Ordering::Relaxed);
         Ok(StreamSlot { _permit: permit, state: self.clone() })
+    }
+
+    /// The permits for reading chunks of `GET /scores` from the journal.
+    pub(crate) fn stream_reads(&self) -> Arc<Semaphore> {
+        self.0.stream_reads.clone()
     }
 
     /// The published snapshot.

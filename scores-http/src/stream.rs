@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use crate::api::ApiError;
 use crate::query::RawParams;
 use crate::state::{AppState, StreamSlot};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -69,6 +71,7 @@ pub(crate) async fn scores(
     encode_retry(Duration::from_secs(1), &mut preamble);
     let stream = Replay {
         journal,
+        reads: state.stream_reads(),
         reader: None,
         // After `u64::MAX` no event can come: the stream only keeps alive.
         next_seq: after.saturating_add(1),
@@ -91,6 +94,8 @@ pub(crate) async fn scores(
 
 struct Replay {
     journal: ReadHandle,
+    /// Shared by every stream: how many chunks are read at once.
+    reads: Arc<Semaphore>,
     /// Reads on from where the last chunk ended; made for the first chunk.
     reader: Option<Reader>,
     next_seq: u64,
@@ -113,8 +118,12 @@ impl Replay {
                 let (journal, reader, from) =
                     (self.journal.clone(), self.reader.take(), self.next_seq);
                 // Reading and encoding a chunk takes a millisecond or two: on the blocking pool,
-                // so that a client catching up does not hold a worker the queries need.
+                // so that a client catching up does not hold a worker the queries need; a few at
+                // a time, so that many streams catching up neither starve the writer of the
+                // cores nor spread their buffers over a thread (and its allocator cache) each.
+                let Ok(permit) = self.reads.clone().acquire_owned().await else { return None };
                 let read = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     let mut reader = match reader {
                         Some(mut reader) => journal.extend(&mut reader).map(|()| reader)?,
                         None => journal.read_from(from),

@@ -318,15 +318,87 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(|e| JournalError::io("syncing directory", dir, e))
 }
 
-struct SegmentScan {
-    next_seq: u64,
-    /// The upstream id of the segment's last record; `None` when it has no records.
-    last_upstream_id: Option<Arc<str>>,
-    /// The segment's length after recovery.
-    len: u64,
+/// What a last segment holds, as [`scan_segment`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentScan {
+    /// The sequence number after the segment's last valid record.
+    pub next_seq: u64,
+    /// The upstream id of the segment's last valid record; `None` when it has none.
+    pub last_upstream_id: Option<Arc<str>>,
+    /// Where the valid batches end: the segment's length once its tail is cut off.
+    pub len: u64,
+    /// What follows them, when anything does.
+    pub tail: Option<Tail>,
 }
 
-/// Reads the last segment whole, verifies every batch, and cuts off a torn tail.
+/// What follows the last valid batch of a last segment, with no valid batch after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// A batch cut short, or zeros (what a crash leaves where a write did not reach the disk):
+    /// an append that never returned. Cut off.
+    Torn,
+    /// Anything else: a whole batch that fails its checksum, a header that is not one. Bit rot
+    /// or a foreign write, perhaps of something acknowledged: kept aside, then cut off.
+    Damaged,
+}
+
+impl Tail {
+    /// What `bytes` (from a position no whole batch starts at, to the end) are, by their look.
+    fn of(bytes: &[u8]) -> Tail {
+        if bytes.iter().all(|&b| b == 0) { Tail::Torn } else { Tail::Damaged }
+    }
+}
+
+/// Verifies every batch of a last segment held in `bytes` (header included) and finds where
+/// its valid batches end and what follows them, as [`Journal::open`] does before it repairs
+/// anything, without touching a file. `Err` holds the offset and the damage when the header is
+/// wrong or a bad batch is followed by a valid one (the log itself is damaged, not its tail).
+pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, (u64, Corruption)> {
+    let corrupt = |offset: usize, corruption| (offset as u64, corruption);
+    let first_seq = parse_segment_header(bytes).map_err(|c| corrupt(0, c))?;
+    let mut offset = SEGMENT_HEADER_LEN;
+    let mut next_seq = first_seq;
+    let mut last_upstream_id = None;
+    let tail = loop {
+        if offset == bytes.len() {
+            break None;
+        }
+        if bytes.len() - offset < format::BATCH_HEADER_LEN {
+            break Some(Tail::Torn);
+        }
+        let header = match parse_batch_header(&bytes[offset..]) {
+            Ok(header) => header,
+            Err(corruption) => {
+                // At the tail only if nothing valid follows; otherwise the log is damaged.
+                if find_batch_header(bytes, offset + 1).is_some() {
+                    return Err(corrupt(offset, corruption));
+                }
+                break Some(Tail::of(&bytes[offset..]));
+            }
+        };
+        let records_at = offset + format::BATCH_HEADER_LEN;
+        let Some(records) = bytes.get(records_at..records_at + header.records_len) else {
+            // The batch's header is whole but its records run past the end: cut short.
+            break Some(Tail::Torn);
+        };
+        if crc32c::crc32c(records) != header.records_crc {
+            if find_batch_header(bytes, records_at + header.records_len).is_some() {
+                return Err(corrupt(offset, Corruption::BatchChecksum));
+            }
+            // Whole, yet failing its checksum: an append that returned may have written it.
+            break Some(Tail::of(&bytes[offset..]));
+        }
+        next_seq = decode_records(records, next_seq, |record| {
+            last_upstream_id = Some(record.upstream_id);
+        })
+        .map_err(|(at, corruption)| corrupt(records_at + at, corruption))?;
+        offset = records_at + header.records_len;
+    };
+    Ok(SegmentScan { next_seq, last_upstream_id, len: offset as u64, tail })
+}
+
+/// Reads the last segment whole, verifies every batch, and cuts off its tail: a torn one as it
+/// is, a damaged one after writing it to a file beside the segment.
 fn recover_segment(
     path: &Path,
     first_seq: u64,
@@ -346,104 +418,41 @@ fn recover_segment(
             next_seq: first_seq,
             last_upstream_id: None,
             len: SEGMENT_HEADER_LEN as u64,
+            tail: None,
         });
     }
-    let corrupt = |offset: usize, corruption| JournalError::Corrupt {
+    let corrupt = |offset, corruption| JournalError::Corrupt {
         segment: path.to_path_buf(),
-        offset: offset as u64,
+        offset,
         corruption,
     };
+    // The header must name the number the file is named by.
     if parse_segment_header(&bytes) != Ok(first_seq) {
         return Err(corrupt(0, Corruption::SegmentHeader));
     }
-    let mut offset = SEGMENT_HEADER_LEN;
-    let mut next_seq = first_seq;
-    let mut last_upstream_id = None;
-    // Where the valid batches end, and whether what follows is cut short (torn) or damaged.
-    let tail = loop {
-        if offset == bytes.len() {
-            break None;
+    let scan = scan_segment(&bytes).map_err(|(offset, corruption)| corrupt(offset, corruption))?;
+    let Some(tail) = scan.tail else { return Ok(scan) };
+    let (offset, n_bytes) = (scan.len, bytes.len() as u64 - scan.len);
+    match tail {
+        Tail::Torn => {
+            let segment = path.to_path_buf();
+            recovery.torn_tail = Some(TornTail { segment, offset, bytes_dropped: n_bytes });
         }
-        if bytes.len() - offset < format::BATCH_HEADER_LEN {
-            break Some((offset, Tail::Torn));
+        Tail::Damaged => {
+            let file = quarantine(path, offset, &bytes[offset as usize..])?;
+            let segment = path.to_path_buf();
+            recovery.quarantined = Some(Quarantined { segment, offset, bytes: n_bytes, file });
         }
-        let header = match parse_batch_header(&bytes[offset..]) {
-            Ok(header) => header,
-            Err(corruption) => {
-                // At the tail only if nothing valid follows; otherwise the log is damaged.
-                if find_batch_header(&bytes, offset + 1).is_some() {
-                    return Err(corrupt(offset, corruption));
-                }
-                break Some((offset, Tail::of(&bytes[offset..])));
-            }
-        };
-        let records_at = offset + format::BATCH_HEADER_LEN;
-        let Some(records) = bytes.get(records_at..records_at + header.records_len) else {
-            // The batch's header is whole but its records run past the end: cut short.
-            break Some((offset, Tail::Torn));
-        };
-        if crc32c::crc32c(records) != header.records_crc {
-            if find_batch_header(&bytes, records_at + header.records_len).is_some() {
-                return Err(corrupt(offset, Corruption::BatchChecksum));
-            }
-            // Whole, yet failing its checksum: an append that returned may have written it.
-            break Some((offset, Tail::of(&bytes[offset..])));
-        }
-        next_seq = decode_records(records, next_seq, |record| {
-            last_upstream_id = Some(record.upstream_id);
-        })
-        .map_err(|(at, corruption)| corrupt(records_at + at, corruption))?;
-        offset = records_at + header.records_len;
-    };
-    if let Some((offset, tail)) = tail {
-        let n_bytes = (bytes.len() - offset) as u64;
-        match tail {
-            Tail::Torn => {
-                recovery.torn_tail = Some(TornTail {
-                    segment: path.to_path_buf(),
-                    offset: offset as u64,
-                    bytes_dropped: n_bytes,
-                });
-            }
-            Tail::Damaged => {
-                let file = quarantine(path, offset, &bytes[offset..])?;
-                recovery.quarantined = Some(Quarantined {
-                    segment: path.to_path_buf(),
-                    offset: offset as u64,
-                    bytes: n_bytes,
-                    file,
-                });
-            }
-        }
-        let file = OpenOptions::new().write(true).open(path);
-        file.and_then(|f| f.set_len(offset as u64).and_then(|()| f.sync_all()))
-            .map_err(|e| JournalError::io("cutting off the tail of", path, e))?;
     }
-    let len = tail.map_or(bytes.len(), |(offset, _)| offset) as u64;
-    Ok(SegmentScan { next_seq, last_upstream_id, len })
-}
-
-/// What follows the last valid batch of the last segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tail {
-    /// A batch cut short, or zeros (what a crash leaves where a write did not reach the disk):
-    /// an append that never returned.
-    Torn,
-    /// Anything else: a whole batch that fails its checksum, a header that is not one. Bit rot
-    /// or a foreign write, perhaps of something acknowledged: kept aside, never dropped.
-    Damaged,
-}
-
-impl Tail {
-    /// What `bytes` (from a position no whole batch starts at, to the end) are, by their look.
-    fn of(bytes: &[u8]) -> Tail {
-        if bytes.iter().all(|&b| b == 0) { Tail::Torn } else { Tail::Damaged }
-    }
+    let file = OpenOptions::new().write(true).open(path);
+    file.and_then(|f| f.set_len(offset).and_then(|()| f.sync_all()))
+        .map_err(|e| JournalError::io("cutting off the tail of", path, e))?;
+    Ok(scan)
 }
 
 /// Writes `bytes`, found at `offset` of `segment`, to a file beside it, synced before the
 /// segment is cut; returns the file's path.
-fn quarantine(segment: &Path, offset: usize, bytes: &[u8]) -> Result<PathBuf, JournalError> {
+fn quarantine(segment: &Path, offset: u64, bytes: &[u8]) -> Result<PathBuf, JournalError> {
     let mut name = segment.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".damaged-at-{offset}"));
     let path = segment.with_file_name(name);

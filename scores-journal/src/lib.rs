@@ -82,5 +82,7 @@ mod reader;
 pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
 pub use crate::error::{CheckpointProblem, JournalError};
 pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
-pub use crate::journal::{FsyncPolicy, Journal, Options, Quarantined, Recovery, TornTail};
+pub use crate::journal::{
+    FsyncPolicy, Journal, Options, Quarantined, Recovery, SegmentScan, Tail, TornTail, scan_segment,
+};
 pub use crate::reader::{Closed, ReadHandle, Reader};

@@ -94,6 +94,8 @@ pub struct Reader {
     batch_offset: u64,
     /// The first sequence number of the last segment opened.
     last_opened: Option<u64>,
+    /// The bytes of the one segment [`Reader::from_bytes`] reads, until it is opened.
+    in_memory: Option<Vec<u8>>,
     /// No more records until extended: the end was reached (or there was none to read).
     done: bool,
     /// An error ended the reader for good.
@@ -103,10 +105,35 @@ pub struct Reader {
 #[derive(Debug)]
 struct OpenSegment {
     path: PathBuf,
-    file: BufReader<File>,
+    file: Source,
     /// Where the next batch starts. Past it the buffer may hold bytes read ahead, beyond the
     /// last record made durable.
     offset: u64,
+}
+
+/// Where a segment's bytes come from.
+#[derive(Debug)]
+enum Source {
+    File(BufReader<File>),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::File(file) => file.read(buf),
+            Source::Memory(bytes) => bytes.read(buf),
+        }
+    }
+}
+
+impl io::Seek for Source {
+    fn seek(&mut self, position: SeekFrom) -> io::Result<u64> {
+        match self {
+            Source::File(file) => file.seek(position),
+            Source::Memory(bytes) => bytes.seek(position),
+        }
+    }
 }
 
 impl Reader {
@@ -127,6 +154,7 @@ impl Reader {
             batch_pos: 0,
             batch_offset: 0,
             last_opened: None,
+            in_memory: None,
             done: end_seq.is_some_and(|end| end < from_seq),
             failed: false,
         };
@@ -195,6 +223,14 @@ impl Reader {
         reader
     }
 
+    /// Reads one segment held in memory (a copy, or what a fuzzer makes), as
+    /// [`open_segment`](Self::open_segment) reads a file: errors name the segment `<memory>`.
+    pub fn from_bytes(segment: Vec<u8>) -> Reader {
+        let mut reader = Reader::open_segment("<memory>");
+        reader.in_memory = Some(segment);
+        reader
+    }
+
     fn next_batch(&mut self) -> Result<bool, JournalError> {
         loop {
             if self.open.is_none() {
@@ -255,9 +291,14 @@ impl Reader {
     }
 
     fn open_file(&mut self, path: PathBuf, first_seq: Option<u64>) -> Result<(), JournalError> {
-        let file =
-            File::open(&path).map_err(|e| JournalError::io("opening journal segment", &path, e))?;
-        let mut file = BufReader::with_capacity(256 << 10, file);
+        let mut file = match self.in_memory.take() {
+            Some(bytes) => Source::Memory(io::Cursor::new(bytes)),
+            None => {
+                let file = File::open(&path)
+                    .map_err(|e| JournalError::io("opening journal segment", &path, e))?;
+                Source::File(BufReader::with_capacity(256 << 10, file))
+            }
+        };
         let mut header = [0; SEGMENT_HEADER_LEN];
         let n_read = read_full(&mut file, &mut header)
             .map_err(|e| JournalError::io("reading journal segment", &path, e))?;
