@@ -12,7 +12,9 @@ trap cleanup EXIT
 ./target/release/scores simulate --rate max --ids --students "$students" --listen "127.0.0.1:$sim_port" \
     2>"$data/simulate.log" &
 sim_pid=$!
-./target/release/scores serve --upstream "http://127.0.0.1:$sim_port/scores" --listen "127.0.0.1:$port" \
+# The access log (a line per request) is left out, as in the figures before it existed: under
+# wrk it cost a quarter to a third of /healthz's rate (docs/PERFORMANCE.md).
+RUST_LOG=${RUST_LOG:-info,scores_http::access=warn} ./target/release/scores serve --upstream "http://127.0.0.1:$sim_port/scores" --listen "127.0.0.1:$port" \
     --data-dir "$data/scores" --fsync always 2>"$data/serve.log" &
 serve_pid=$!
 base="http://127.0.0.1:$port"

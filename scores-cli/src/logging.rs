@@ -32,7 +32,7 @@ pub(crate) fn init(format: LogFormat) -> anyhow::Result<()> {
 pub(crate) fn report(error: &anyhow::Error) {
     let message = causes(error);
     if tracing::dispatcher::has_been_set() {
-        tracing::error!("{message}");
+        tracing::error!(target: "scores", "{message}");
     } else {
         // Nothing else can say it: a closed stderr leaves the exit code to tell.
         let _ = writeln!(io::stderr(), "error: {message}");
