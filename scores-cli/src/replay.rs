@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode};
 use scores_http::api;
-use scores_journal::{JournalError, Reader, SEGMENT_MAGIC};
+use scores_journal::{DataDir, JournalError, Reader, SEGMENT_MAGIC, segment_files};
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
 
@@ -67,8 +67,9 @@ enum Input {
     Sse(PathBuf),
     /// One journal segment file.
     Segment(PathBuf),
-    /// A journal directory.
-    Journal(PathBuf),
+    /// A journal directory (a data directory's `journal/`), and its last segment, if any: the
+    /// one an append may still be writing.
+    Journal(PathBuf, Option<PathBuf>),
 }
 
 impl Input {
@@ -79,60 +80,20 @@ impl Input {
         let path = PathBuf::from(arg);
         let metadata = std::fs::metadata(&path).with_context(|| format!("cannot read {arg}"))?;
         if metadata.is_dir() {
-            // A `scores serve` data directory keeps its journal in `journal/`.
-            let journal = path.join("journal");
-            let dir = if journal.is_dir() { journal } else { path };
-            let size = segments_size(&dir).with_context(|| format!("cannot list {arg}"))?;
-            return Ok((Input::Journal(dir), size));
+            let dir = DataDir::journal_dir_of(&path);
+            let segments = segment_files(&dir).with_context(|| format!("cannot list {arg}"))?;
+            let size = segments.iter().map(|segment| segment.len).sum();
+            return Ok((Input::Journal(dir, segments.last().map(|last| last.path.clone())), size));
         }
-        let mut magic = [0; SEGMENT_MAGIC.len()];
-        let mut file = File::open(&path).with_context(|| format!("cannot open {arg}"))?;
-        let n_read = read_up_to(&mut file, &mut magic).with_context(|| format!("reading {arg}"))?;
-        let input = if magic[..n_read] == SEGMENT_MAGIC[..] {
-            Input::Segment(path)
-        } else {
-            Input::Sse(path)
-        };
+        let mut magic = Vec::with_capacity(SEGMENT_MAGIC.len());
+        let file = File::open(&path).with_context(|| format!("cannot open {arg}"))?;
+        file.take(SEGMENT_MAGIC.len() as u64)
+            .read_to_end(&mut magic)
+            .with_context(|| format!("reading {arg}"))?;
+        let input =
+            if magic == SEGMENT_MAGIC[..] { Input::Segment(path) } else { Input::Sse(path) };
         Ok((input, metadata.len()))
     }
-}
-
-/// The journal's last segment: the one an append may still be writing.
-fn last_segment(dir: &Path) -> io::Result<Option<PathBuf>> {
-    let mut last = None;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "seg")
-            && last.as_ref().is_none_or(|l| path > *l)
-        {
-            last = Some(path);
-        }
-    }
-    Ok(last)
-}
-
-fn segments_size(dir: &Path) -> io::Result<u64> {
-    let mut size = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.path().extension().is_some_and(|ext| ext == "seg") {
-            size += entry.metadata()?.len();
-        }
-    }
-    Ok(size)
-}
-
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
 }
 
 pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -176,17 +137,13 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 }
             },
             Input::Segment(path) => replay.journal(Reader::open_segment(path), path, *size),
-            Input::Journal(dir) => match (Reader::open_dir(dir), last_segment(dir)) {
-                (Ok(reader), Ok(Some(last))) => replay.journal(reader, &last, *size),
-                (Ok(_), Ok(None)) => replay.unrecognised(&format!(
-                    "{}: a directory with no journal segments (*.seg) in it",
-                    dir.display()
-                )),
-                (Err(error), _) => Err(Stop::Io(error.into())),
-                (_, Err(error)) => {
-                    let context = format!("cannot list {}", dir.display());
-                    Err(Stop::Io(anyhow::Error::new(error).context(context)))
-                }
+            Input::Journal(dir, None) => replay.unrecognised(&format!(
+                "{}: a directory with no journal segments (*.seg) in it",
+                dir.display()
+            )),
+            Input::Journal(dir, Some(last)) => match Reader::open_dir(dir) {
+                Ok(reader) => replay.journal(reader, last, *size),
+                Err(error) => Err(Stop::Io(error.into())),
             },
         };
         match done {

@@ -185,6 +185,21 @@ async fn severe_console_messages(client: &Client) -> Vec<String> {
         .collect()
 }
 
+/// Clicks the first exam's button and returns its exam. Rows hold still under the pointer, but
+/// until the click puts it there they may be drawn again between finding a button and using
+/// it, which makes the button stale: then it is found again.
+async fn click_an_exam(client: &Client) -> String {
+    for _ in 0..20 {
+        let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
+        if let Ok(Some(exam)) = button.attr("data-exam").await
+            && button.click().await.is_ok()
+        {
+            return exam;
+        }
+    }
+    panic!("no exam's button could be clicked");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
     if std::env::var_os(SKIP).is_some() {
@@ -236,25 +251,13 @@ async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
     })
     .await;
 
-    // Choosing an exam draws its histogram and lists its results. Rows hold still under the
-    // pointer, but until the click puts it there they may be drawn again between finding a
-    // button and using it, which makes the button stale: then it is found again.
+    // Choosing an exam draws its histogram and lists its results.
     let table = client.find(Locator::Css("table.exams")).await.unwrap();
     client
         .execute("arguments[0].scrollIntoView()", vec![serde_json::to_value(&table).unwrap()])
         .await
         .unwrap();
-    let mut clicked = None;
-    for _ in 0..20 {
-        let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
-        if let Ok(Some(exam)) = button.attr("data-exam").await
-            && button.click().await.is_ok()
-        {
-            clicked = Some(exam);
-            break;
-        }
-    }
-    let exam = clicked.expect("an exam's button could be clicked");
+    let exam = click_an_exam(&client).await;
     eventually("the exam's histogram", || async {
         let drawn = js(
             &client,
@@ -315,17 +318,7 @@ async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
 
     // There the columns stack: choosing an exam brings its details into view.
     js(&client, "window.scrollTo(0, 0)").await;
-    let mut chosen = None;
-    for _ in 0..20 {
-        let button = client.find(Locator::Css("#exam-rows button[data-exam]")).await.unwrap();
-        if let Ok(Some(exam)) = button.attr("data-exam").await
-            && button.click().await.is_ok()
-        {
-            chosen = Some(exam);
-            break;
-        }
-    }
-    let chosen = chosen.expect("an exam's button could be clicked at 390 px");
+    let chosen = click_an_exam(&client).await;
     eventually("the chosen exam's details in view at 390 px", || async {
         let place = js(
             &client,

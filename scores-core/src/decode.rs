@@ -13,7 +13,9 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId};
+use crate::event::{
+    ExamId, InvalidEvent, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId,
+};
 
 /// What a feed event turned out to be.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,6 +163,15 @@ pub enum DecodeError {
     /// `score` is a number but not a valid score.
     #[error("field `score` is out of range: {0}")]
     Score(InvalidScore),
+}
+
+impl From<InvalidEvent> for DecodeError {
+    fn from(invalid: InvalidEvent) -> DecodeError {
+        match invalid {
+            InvalidEvent::StudentId(error) => DecodeError::StudentId(error),
+            InvalidEvent::Score(error) => DecodeError::Score(error),
+        }
+    }
 }
 
 /// Where in an event's data a problem is: its column when the data is one line (as nearly

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::decode::DecodeError;
-
 /// One exam result as the feed reports it: `student_id` scored `score` on `exam`.
 ///
 /// Serializes to the feed's compact shape, `{"studentId":"Marvin32","exam":11295,"score":0.64}`.
@@ -29,21 +27,33 @@ impl ScoreEvent {
     /// them; the error names the field that is invalid.
     ///
     /// ```
-    /// use scores_core::{DecodeError, ScoreEvent};
+    /// use scores_core::{InvalidEvent, ScoreEvent};
     ///
     /// let event = ScoreEvent::new("Marvin32", 11295, 0.64)?;
     /// assert_eq!(event.student_id.as_str(), "Marvin32");
     /// assert_eq!(event.score.get(), 0.64);
-    /// assert!(matches!(ScoreEvent::new("Marvin32", 11295, 1.5), Err(DecodeError::Score(_))));
-    /// # Ok::<(), DecodeError>(())
+    /// assert!(matches!(ScoreEvent::new("Marvin32", 11295, 1.5), Err(InvalidEvent::Score(_))));
+    /// # Ok::<(), InvalidEvent>(())
     /// ```
-    pub fn new(student_id: &str, exam: u64, score: f64) -> Result<ScoreEvent, DecodeError> {
+    pub fn new(student_id: &str, exam: u64, score: f64) -> Result<ScoreEvent, InvalidEvent> {
         Ok(ScoreEvent {
-            student_id: StudentId::new(student_id).map_err(DecodeError::StudentId)?,
+            student_id: StudentId::new(student_id).map_err(InvalidEvent::StudentId)?,
             exam: ExamId(exam),
-            score: Score::new(score).map_err(DecodeError::Score)?,
+            score: Score::new(score).map_err(InvalidEvent::Score)?,
         })
     }
+}
+
+/// Why field values do not make a [`ScoreEvent`]; decoding reports the same as a
+/// [`DecodeError`](crate::DecodeError).
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum InvalidEvent {
+    /// The student id breaks the rules.
+    #[error("field `studentId` is invalid: {0}")]
+    StudentId(InvalidStudentId),
+    /// The score is not a number in `0..=1`.
+    #[error("field `score` is out of range: {0}")]
+    Score(InvalidScore),
 }
 
 /// A student's user name: non-empty UTF-8, at most [`StudentId::MAX_LEN`] bytes, no control
@@ -238,7 +248,10 @@ mod tests {
             ScoreEvent::new("", 1, 0.5).map_err(|e| e.to_string()),
             Err("field `studentId` is invalid: it is empty".to_owned())
         );
-        assert_eq!(ScoreEvent::new("a", 1, -0.1).map_err(|e| e.reason()), Err("out_of_range"));
+        assert!(matches!(
+            ScoreEvent::new("a", 1, -0.1),
+            Err(InvalidEvent::Score(InvalidScore::OutOfRange { .. }))
+        ));
     }
 
     #[test]

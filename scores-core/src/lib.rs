@@ -53,6 +53,8 @@ pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{
     DecodeError, Decoded, Field, JsonKind, JsonNumber, SCORE_EVENT_TYPES, decode,
 };
-pub use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId};
+pub use crate::event::{
+    ExamId, InvalidEvent, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId,
+};
 pub use crate::scoreboard::{Applied, Changes, Fold, Publisher, Scoreboard};
 pub use crate::snapshot::{ExamReport, Listing, Page, Snapshot, StudentReport};

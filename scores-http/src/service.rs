@@ -20,7 +20,9 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use scores_core::{Changes, Fold, Publisher, Scoreboard, Snapshot};
-use scores_journal::{Entry, Journal, JournalError, Options, load_checkpoint, save_checkpoint};
+use scores_journal::{
+    DataDir, Entry, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
+};
 use scores_sse::{ConnectionState, Feed, FeedConfig, FeedItem};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -132,8 +134,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let journal_dir = config.data_dir.join("journal");
-    let checkpoint_path = config.data_dir.join("checkpoint");
+    let data_dir = DataDir::new(&config.data_dir);
+    let (journal_dir, checkpoint_path) = (data_dir.journal_dir(), data_dir.checkpoint_path());
     let options = config.journal;
     let (journal, recovery) =
         tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))

@@ -69,7 +69,7 @@ pub(crate) async fn scores(
     };
     let mut preamble = String::new();
     encode_retry(Duration::from_secs(1), &mut preamble);
-    let stream = Replay {
+    let stream = Follow {
         journal,
         reads: state.stream_reads(),
         reader: None,
@@ -79,7 +79,7 @@ pub(crate) async fn scores(
         ready: VecDeque::from([Bytes::from(preamble)]),
         _slot: slot,
     };
-    let body = Body::from_stream(futures_util::stream::unfold(stream, Replay::next_chunk));
+    let body = Body::from_stream(futures_util::stream::unfold(stream, Follow::next_chunk));
     (
         StatusCode::OK,
         [
@@ -92,7 +92,7 @@ pub(crate) async fn scores(
         .into_response()
 }
 
-struct Replay {
+struct Follow {
     journal: ReadHandle,
     /// Shared by every stream: how many chunks are read at once.
     reads: Arc<Semaphore>,
@@ -105,8 +105,8 @@ struct Replay {
     _slot: StreamSlot,
 }
 
-impl Replay {
-    async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Replay)> {
+impl Follow {
+    async fn next_chunk(mut self) -> Option<(Result<Bytes, std::io::Error>, Follow)> {
         loop {
             if let Some(chunk) = self.ready.pop_front() {
                 return Some((Ok(chunk), self));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::data_dir::segment_files;
 use crate::error::JournalError;
 use crate::format::{
     self, Corruption, Entry, SEGMENT_HEADER_LEN, decode_records, encode_batch, find_batch_header,
@@ -279,21 +280,7 @@ impl Journal {
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<u64>, JournalError> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| JournalError::io("listing journal directory", dir, e))?;
-    let mut segments = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io("listing journal directory", dir, e))?;
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|name| name.strip_suffix(".seg")) else {
-            continue;
-        };
-        if let Ok(first_seq) = stem.parse::<u64>() {
-            segments.push(first_seq);
-        }
-    }
-    segments.sort_unstable();
-    Ok(segments)
+    Ok(segment_files(dir)?.into_iter().map(|segment| segment.first_seq).collect())
 }
 
 /// Creates a segment file holding only its header, durably (file and directory synced).

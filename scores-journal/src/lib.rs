@@ -74,12 +74,14 @@
 //! ```
 
 mod checkpoint;
+mod data_dir;
 mod error;
 mod format;
 mod journal;
 mod reader;
 
 pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
+pub use crate::data_dir::{DataDir, SegmentFile, segment_files};
 pub use crate::error::{CheckpointProblem, JournalError};
 pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
 pub use crate::journal::{

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
+use crate::data_dir::segment_files;
 use crate::error::JournalError;
 use crate::format::{
     BATCH_HEADER_LEN, Corruption, Record, SEGMENT_HEADER_LEN, decode_record, parse_batch_header,
@@ -199,19 +200,7 @@ impl Reader {
     /// writing (so nothing is repaired: a torn tail is reported as an error).
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Reader, JournalError> {
         let dir = dir.as_ref();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| JournalError::io("listing journal directory", dir, e))?;
-        let mut segments = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| JournalError::io("listing journal directory", dir, e))?;
-            let name = entry.file_name();
-            if let Some(first_seq) =
-                name.to_str().and_then(|n| n.strip_suffix(".seg")).and_then(|s| s.parse().ok())
-            {
-                segments.push(first_seq);
-            }
-        }
-        segments.sort_unstable();
+        let segments = segment_files(dir)?.into_iter().map(|segment| segment.first_seq).collect();
         Ok(Reader::over(dir.to_path_buf(), segments, 1, None))
     }
 
