@@ -73,14 +73,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod checkpoint;
+mod checkpoint_file;
 mod data_dir;
 mod error;
 mod format;
 mod journal;
 mod reader;
 
-pub use crate::checkpoint::{load_checkpoint, save_checkpoint};
+pub use crate::checkpoint_file::{load_checkpoint, save_checkpoint};
 pub use crate::data_dir::{DataDir, SegmentFile, segment_files};
 pub use crate::error::{CheckpointProblem, JournalError};
 pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
