@@ -108,14 +108,21 @@ peak_rss=$rss_before
 cpu_stalled_from=$(cpu_s)
 from_seq=$(seq_now)
 started=$(date +%s.%N)
-for _ in $(seq "$stalled_for"); do
+half=$((stalled_for / 2))
+for second in $(seq "$stalled_for"); do
     sleep 1
     now=$(rss_mb)
     [ "$now" -gt "$peak_rss" ] && peak_rss=$now
+    if [ "$second" = "$half" ]; then
+        half_seq=$(seq_now)
+        half_at=$(date +%s.%N)
+    fi
 done
 to_seq=$(seq_now)
 elapsed=$(python3 -c "import time; print(time.time() - $started)")
 rate_stalled=$(python3 -c "print(round(($to_seq - $from_seq) / $elapsed))")
+# The second half alone: by then every accepted stream has filled its socket and stalled.
+rate_late=$(python3 -c "import time; print(round(($to_seq - $half_seq) / (time.time() - $half_at)))")
 cpu_stalled=$(python3 -c "print(round($(cpu_s) - $cpu_stalled_from, 2))")
 healthz_stalled=$(healthz_ms)
 read -r accepted refused other <"$data/clients.out" || { accepted=?; refused=?; other=?; }
@@ -125,7 +132,7 @@ growth=$((peak_rss - rss_before))
 echo "| workload | simulate --rate max --ids (200 students, 1,000 exams) -> serve --fsync always, ${clients} stalled GET /scores?after=0 for ${stalled_for} s |"
 echo "| streams | ${accepted} accepted, ${refused} refused (503), ${other} other; --max-streams ${max_streams:-none} |"
 echo "| RSS | ${rss_before} MB before, peak ${peak_rss} MB while stalled (+${growth} MB) |"
-echo "| ingest | ${rate_before} events/s before (${cpu_idle_window} CPU-s in 5 s), ${rate_stalled} events/s while stalled (${cpu_stalled} CPU-s in ${stalled_for} s) |"
+echo "| ingest | ${rate_before} events/s before (${cpu_idle_window} CPU-s in 5 s), ${rate_stalled} events/s while stalled (${cpu_stalled} CPU-s in ${stalled_for} s), ${rate_late} events/s in its second half |"
 echo "| /healthz | ${healthz_before} ms before, ${healthz_stalled} ms while stalled |"
 
 status=0
