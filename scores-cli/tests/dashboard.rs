@@ -357,6 +357,14 @@ async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
                 == serde_json::json!(true)
     })
     .await;
+    // Back to one with results, for the screenshot below.
+    find_exam(exam.clone()).await;
+    eventually("the exam found again", || async {
+        text(&client, "#exam-summary").await.contains("results, average")
+            && js(&client, "return document.getElementById('histogram-figure').hidden").await
+                == serde_json::json!(false)
+    })
+    .await;
 
     // The ingest rate is a mean over ten seconds: a feed of 20 events every 5 s, polled each
     // second, reads 4 events/s throughout, where a rate over one poll read 20, 0, 0, 0, 0.
