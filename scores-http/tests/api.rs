@@ -49,6 +49,10 @@ async fn body(response: Response) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
+/// `GET /students` on [`state`]'s board.
+const ALL_STUDENTS: &str =
+    r#"{"students":["Hannah.Herman76","Marvin32","Susana_Langworth","a b/c"],"total":4}"#;
+
 /// GETs `uri` and checks status, JSON content type, the sequence header, and the exact body.
 async fn check(uri: &str, status: u16, expected: &str) {
     let response = send(&state(), Method::GET, uri, None).await;
@@ -60,12 +64,7 @@ async fn check(uri: &str, status: u16, expected: &str) {
 
 #[tokio::test]
 async fn lists_are_sorted_and_whole_without_parameters() {
-    check(
-        "/students",
-        200,
-        r#"{"students":["Hannah.Herman76","Marvin32","Susana_Langworth","a b/c"],"total":4}"#,
-    )
-    .await;
+    check("/students", 200, ALL_STUDENTS).await;
     check("/exams", 200, r#"{"exams":[9,11295,20000],"total":3}"#).await;
 }
 
@@ -143,12 +142,7 @@ async fn bad_input_is_a_json_error_never_a_500() {
     check("/students?after=%FF", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `after`: it is not UTF-8 once percent-decoded"}}"#).await;
     check("/exams?limit=%C3", 400, r#"{"error":{"code":"invalid_parameter","message":"invalid query parameter `limit`: it is not UTF-8 once percent-decoded"}}"#).await;
     // An empty value is no value, on every list; a limit past counting is no limit.
-    check(
-        "/students?after=&limit=",
-        200,
-        r#"{"students":["Hannah.Herman76","Marvin32","Susana_Langworth","a b/c"],"total":4}"#,
-    )
-    .await;
+    check("/students?after=&limit=", 200, ALL_STUDENTS).await;
     check("/exams?after=", 200, r#"{"exams":[9,11295,20000],"total":3}"#).await;
     check("/exams?limit=999999999999999999999999", 200, r#"{"exams":[9,11295,20000],"total":3}"#)
         .await;
