@@ -368,9 +368,9 @@ pub fn scan_segment(bytes: &[u8]) -> Result<SegmentScan, (u64, Corruption)> {
             // The batch's header is whole but its records run past the end: cut short.
             break Some(Tail::Torn);
         };
-        if crc32c::crc32c(records) != header.records_crc {
+        if let Err(corruption) = header.verify(records) {
             if find_batch_header(bytes, records_at + header.records_len).is_some() {
-                return Err(corrupt(offset, Corruption::BatchChecksum));
+                return Err(corrupt(offset, corruption));
             }
             // Whole, yet failing its checksum: an append that returned may have written it.
             break Some(Tail::of(&bytes[offset..]));

@@ -264,13 +264,7 @@ impl Reader {
                     offset: segment.offset,
                 });
             }
-            if crc32c::crc32c(&self.batch) != batch_header.records_crc {
-                return Err(corrupt(
-                    segment,
-                    segment.offset,
-                    crate::format::Corruption::BatchChecksum,
-                ));
-            }
+            batch_header.verify(&self.batch).map_err(|c| corrupt(segment, segment.offset, c))?;
             self.batch_offset = segment.offset + BATCH_HEADER_LEN as u64;
             self.batch_pos = 0;
             // At the end, the segment stays open: `ReadHandle::extend` goes on from here.
