@@ -19,7 +19,7 @@ clients=${CLIENTS:-500}
 stalled_for=${SECONDS_STALLED:-20}
 max_growth_mb=${MAX_RSS_GROWTH_MB:-1024}
 max_streams=${MAX_STREAMS-128}
-bin=${SCORES_BIN:-./target/release/scores}
+bin=${SCORES_BIN:-${CARGO_TARGET_DIR:-target}/release/scores}
 if [ -z "${SCORES_BIN:-}" ]; then
     cargo build --release --locked -p scores-cli >&2
 fi
@@ -66,6 +66,13 @@ rate() {
 }
 
 for _ in $(seq 100); do [ "$(seq_now)" != 0 ] && break; sleep 0.1; done
+for pid in "$sim_pid" "$serve_pid"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$(seq_now)" = 0 ]; then
+        echo "stalled-streams: the service did not start; its log:" >&2
+        cat "$data/serve.log" "$data/simulate.log" >&2
+        exit 2
+    fi
+done
 sleep 3
 rss_before=$(rss_mb)
 cpu_before=$(cpu_s)
