@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,13 +15,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use scores_journal::{JournalError, ReadHandle, Reader, Record};
 use scores_sse::{encode_comment, encode_retry};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::api::ApiError;
 use crate::query::RawParams;
 use crate::state::{AppState, StreamSlot};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
