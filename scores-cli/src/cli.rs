@@ -232,7 +232,7 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// A page's `limit`, as the API reads `?limit=`.
 fn parse_limit(text: &str) -> Result<usize, String> {
-    match scores_http::api::parse_limit(Some(text)) {
+    match scores_core::wire::parse_limit(Some(text)) {
         Ok(limit) => Ok(limit.unwrap_or(usize::MAX)),
         Err(error) => Err(error.to_string()),
     }

@@ -1,7 +1,7 @@
 //! `scores replay`: fold recorded logs offline and answer exactly as the HTTP API would.
 //!
 //! The answers come from the same functions the API's handlers call
-//! (`scores_http::api::students_json` and friends) on a snapshot folded from the same events, so
+//! (`scores_core::wire::students_json` and friends) on a snapshot folded from the same events, so
 //! they are the same bytes.
 
 use std::collections::BTreeMap;
@@ -15,8 +15,7 @@ use std::sync::mpsc::SyncSender;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode};
-use scores_http::api;
+use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode, wire};
 use scores_journal::{DataDir, JournalError, Reader, SEGMENT_MAGIC, segment_files};
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
@@ -172,13 +171,13 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let after = args.after.as_deref().filter(|after| !after.is_empty());
     let answer = match query {
         Query::Summary => Ok(tally.summary_json(&snapshot)),
-        Query::Students => Ok(api::students_json(&snapshot, Page { limit: args.limit, after })),
-        Query::Student(id) => api::student_json(&snapshot, &id),
-        Query::Exams => after.map(api::parse_exam_cursor).transpose().map(|after| {
-            api::exams_json(&snapshot, Page { limit: args.limit, after: after.as_ref() })
+        Query::Students => Ok(wire::students_json(&snapshot, Page { limit: args.limit, after })),
+        Query::Student(id) => wire::student_json(&snapshot, &id),
+        Query::Exams => after.map(wire::parse_exam_cursor).transpose().map(|after| {
+            wire::exams_json(&snapshot, Page { limit: args.limit, after: after.as_ref() })
         }),
         Query::Exam(number) => {
-            api::parse_exam(&number).and_then(|exam| api::exam_json(&snapshot, exam))
+            wire::parse_exam_number(&number).and_then(|exam| wire::exam_json(&snapshot, exam))
         }
     };
     let (body, code) = match answer {

@@ -23,11 +23,9 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         tracing::info!("simulated feed at http://{}/scores ({config:?})", args.listen);
-        axum::serve(listener, simulator::router(config))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving the simulated feed")
+        let stopped = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        simulator::serve(listener, config, stopped).await.context("serving the simulated feed")
     })
 }

@@ -12,6 +12,8 @@
 //!   [`Publisher`], to fold one batch while the last is merged into a snapshot on another thread.
 //! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries; it
 //!   encodes to checkpoint bytes, and [`Scoreboard::from`] a decoded one resumes the fold.
+//! - [`wire`]: a snapshot's answers to the four queries as the JSON the API sends, and the
+//!   text of their parameters.
 //!
 //! # Example
 //!
@@ -31,7 +33,7 @@
 //! }
 //! let snapshot = board.snapshot();
 //! assert_eq!(snapshot.seq(), 3);
-//! assert_eq!(snapshot.students(Page::ALL).items.len(), 2);
+//! assert_eq!(snapshot.students(Page::ALL).collect::<Vec<_>>(), ["Marvin32", "Susana_Langworth"]);
 //! let exam = snapshot.exam(ExamId(11295)).expect("the exam has results");
 //! assert_eq!(exam.n_results(), 2);
 //! assert!((exam.average - 0.8).abs() < 1e-15);
@@ -48,6 +50,7 @@ mod prefetch;
 mod running_sum;
 mod scoreboard;
 mod snapshot;
+pub mod wire;
 
 pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{

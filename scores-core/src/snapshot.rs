@@ -1,12 +1,12 @@
 //! Immutable, cheaply cloned views of the scoreboard at one sequence number, and their queries.
 
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
 use crate::id_index::IdIndex;
-use crate::prefetch::Prefetched;
 
 /// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
 ///
@@ -65,14 +65,6 @@ pub(crate) struct ExamEntry {
 /// An exam's `(student index, score)` pairs in student-id order.
 type ByStudentId = Arc<[(u32, Score)]>;
 
-/// `ids` with each id's bytes fetched into cache a few ids ahead: a listing reads every
-/// student's id, each its own allocation, mostly cold.
-fn ids_prefetched<'a>(
-    ids: impl Iterator<Item = &'a StudentId>,
-) -> impl Iterator<Item = &'a StudentId> {
-    Prefetched::new(ids, |id: &&StudentId| id.as_str().as_ptr())
-}
-
 /// Which part of a sorted list to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page<'a, K: ?Sized> {
@@ -87,15 +79,40 @@ impl<K: ?Sized> Page<'_, K> {
     pub const ALL: Self = Page { limit: None, after: None };
 }
 
-/// One page of a sorted list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listing<K> {
-    /// The items on this page, in order.
-    pub items: Vec<K>,
+/// One page of a sorted list, borrowed from its snapshot: an iterator over the page's items, in
+/// order, then [`next_cursor`](Listing::next_cursor), where the next page starts. Nothing is
+/// copied: a page of 100k student ids is written straight from the snapshot's index.
+#[derive(Debug)]
+pub struct Listing<'a, K: ?Sized, I: Iterator<Item = &'a K>> {
     /// How many items the whole list holds.
     pub total: usize,
-    /// When more items follow this page, the cursor to pass as [`Page::after`] for the next.
-    pub next: Option<K>,
+    rest: Peekable<I>,
+    left: usize,
+    last: Option<&'a K>,
+}
+
+impl<'a, K: ?Sized, I: Iterator<Item = &'a K>> Listing<'a, K, I> {
+    fn new(items: I, limit: Option<usize>, total: usize) -> Self {
+        Listing { total, rest: items.peekable(), left: limit.unwrap_or(usize::MAX), last: None }
+    }
+
+    /// When more items follow this page, the cursor to pass as [`Page::after`] for the next
+    /// (the page's last item). The page's items not yet taken are skipped.
+    pub fn next_cursor(mut self) -> Option<&'a K> {
+        self.by_ref().for_each(drop);
+        self.last.filter(|_| self.rest.peek().is_some())
+    }
+}
+
+impl<'a, K: ?Sized, I: Iterator<Item = &'a K>> Iterator for Listing<'a, K, I> {
+    type Item = &'a K;
+
+    fn next(&mut self) -> Option<&'a K> {
+        self.left = self.left.checked_sub(1)?;
+        let item = self.rest.next()?;
+        self.last = Some(item);
+        Some(item)
+    }
 }
 
 /// A student's current results, sorted by exam, and their average.
@@ -195,20 +212,13 @@ impl Snapshot {
         Some(self.exams.get(&exam)?.changed_at)
     }
 
-    /// Student ids in byte order of their UTF-8.
-    pub fn students(&self, page: Page<'_, str>) -> Listing<StudentId> {
-        let entries = self.student_index.after(page.after);
-        let ids = entries.filter_map(|(_, student_idx)| self.student_ids.get(student_idx as usize));
-        paginate(ids_prefetched(ids), page.limit, self.student_index.len())
-    }
-
-    /// The student ids after `after` (all when `None`), in order, borrowed from the snapshot
-    /// (not from `after`): for rendering long lists without copying them.
-    pub fn student_ids_after<'a>(
+    /// A page of student ids, in byte order of their UTF-8.
+    pub fn students<'a>(
         &'a self,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = &'a str> + use<'a> {
-        self.student_index.after(after).map(|(id, _)| id)
+        page: Page<'_, str>,
+    ) -> Listing<'a, str, impl Iterator<Item = &'a str> + use<'a>> {
+        let ids = self.student_index.after(page.after).map(|(id, _)| id);
+        Listing::new(ids, page.limit, self.student_index.len())
     }
 
     /// A student's results and average, or `None` for a student with no results.
@@ -222,11 +232,14 @@ impl Snapshot {
         })
     }
 
-    /// Exam numbers in numeric order.
-    pub fn exams(&self, page: Page<'_, ExamId>) -> Listing<ExamId> {
-        let lower = page.after.map_or(Bound::Unbounded, Bound::Excluded);
-        let range = self.exams.range::<_, ExamId>((lower, Bound::Unbounded)).map(|(exam, _)| exam);
-        paginate(range, page.limit, self.exams.len())
+    /// A page of exam numbers, in numeric order.
+    pub fn exams<'a>(
+        &'a self,
+        page: Page<'_, ExamId>,
+    ) -> Listing<'a, ExamId, impl Iterator<Item = &'a ExamId> + use<'a>> {
+        let lower = page.after.copied().map_or(Bound::Unbounded, Bound::Excluded);
+        let exams = self.exams.range((lower, Bound::Unbounded)).map(|(exam, _)| exam);
+        Listing::new(exams, page.limit, self.exams.len())
     }
 
     /// An exam's results and average, or `None` for an exam with no results.
@@ -262,18 +275,4 @@ impl Snapshot {
             ranks.into()
         })
     }
-}
-
-fn paginate<'a, K: Clone + 'a>(
-    mut keys: impl Iterator<Item = &'a K>,
-    limit: Option<usize>,
-    total: usize,
-) -> Listing<K> {
-    let limit = limit.unwrap_or(usize::MAX);
-    let items: Vec<K> = keys.by_ref().take(limit).cloned().collect();
-    let next = match (items.last(), keys.next()) {
-        (Some(last), Some(_)) => Some(last.clone()),
-        _ => None,
-    };
-    Listing { items, total, next }
 }

@@ -11,18 +11,14 @@ type Contents = (Vec<(String, Vec<(u64, f64)>, f64)>, Vec<(u64, Vec<(String, f64
 fn contents(snapshot: &Snapshot) -> Contents {
     let students = snapshot
         .students(Page::ALL)
-        .items
-        .iter()
         .map(|id| {
-            let report = snapshot.student(id.as_str()).expect("listed students exist");
+            let report = snapshot.student(id).expect("listed students exist");
             let results = report.results().map(|(e, s)| (e.0, s.get())).collect();
             (id.to_string(), results, report.average)
         })
         .collect();
     let exams = snapshot
         .exams(Page::ALL)
-        .items
-        .iter()
         .map(|&exam| {
             let report = snapshot.exam(exam).expect("listed exams exist");
             let results = report.results().map(|(id, s)| (id.to_string(), s.get())).collect();

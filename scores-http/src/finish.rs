@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::api::{self, ApiError};
+use crate::api;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Wraps a service so that its responses are finished as the module says.

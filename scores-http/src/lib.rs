@@ -4,8 +4,8 @@
 //!   `/students/{id}`, `/exams`, `/exams/{number}`), the live re-broadcast `GET /scores`, the
 //!   dashboard at `/`, and `/healthz`, `/readyz`, `/metrics`. Every query answers from one
 //!   immutable snapshot, named by `X-Scores-Seq` and an `ETag`.
-//! - [`api`]: the response shapes and [`ApiError`]; its `*_json` functions render a snapshot
-//!   exactly as the endpoints do, for `scores replay`.
+//! - [`api`]: the four query endpoints, answered from the render cache with bodies rendered by
+//!   [`scores_core::wire`]; every refusal is an [`ApiError`].
 //! - [`service`]: feed → journal → fold → snapshot → HTTP, with restore on start and graceful
 //!   shutdown.
 //! - [`simulator`]: a stand-in for the upstream feed, deterministic from a seed.
@@ -35,6 +35,7 @@
 
 pub mod api;
 mod dashboard;
+mod error;
 mod finish;
 mod metrics;
 mod query;
@@ -62,7 +63,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::finish::FinishLayer;
 
-pub use crate::api::ApiError;
+pub use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
 pub use crate::state::AppState;
@@ -136,7 +137,11 @@ async fn readiness(State(state): State<AppState>) -> Response {
         seq: state.snapshot().seq(),
         journal: state.journal_refusal().map(|refusal| format!("refusing appends: {refusal}")),
     };
-    ([(CONTENT_TYPE, "application/json; charset=utf-8")], api::to_json(&body)).into_response()
+    (
+        [(CONTENT_TYPE, "application/json; charset=utf-8")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,5 +1,5 @@
 //! The query parameters the lists and the stream take, parsed once, at the edge, into typed
-//! values: every malformed one is an [`ApiError::InvalidParameter`] that names it.
+//! values: every malformed one is a [`QueryError::InvalidParameter`] that names it.
 //!
 //! `limit` is a positive integer (one too large to count is no limit); `after` is a cursor whose
 //! type depends on the endpoint. A parameter given with an empty value (`after=`, as an empty
@@ -7,8 +7,7 @@
 
 use percent_encoding::percent_decode_str;
 use scores_core::ExamId;
-
-use crate::api::ApiError;
+use scores_core::wire::{QueryError, parse_exam_cursor, parse_limit, parse_seq_cursor};
 
 /// `limit` and `after` as they arrived, percent-decoded, each given at most once, empty ones
 /// left out.
@@ -34,7 +33,7 @@ pub(crate) struct ExamsPage {
 
 impl RawParams {
     /// Splits and decodes a query string (`+` is a space, as in forms).
-    pub(crate) fn parse(query: Option<&str>) -> Result<RawParams, ApiError> {
+    pub(crate) fn parse(query: Option<&str>) -> Result<RawParams, QueryError> {
         let mut params = RawParams::default();
         for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -55,11 +54,11 @@ impl RawParams {
         Ok(params)
     }
 
-    pub(crate) fn students(self) -> Result<StudentsPage, ApiError> {
+    pub(crate) fn students(self) -> Result<StudentsPage, QueryError> {
         Ok(StudentsPage { limit: parse_limit(self.limit.as_deref())?, after: self.after })
     }
 
-    pub(crate) fn exams(self) -> Result<ExamsPage, ApiError> {
+    pub(crate) fn exams(self) -> Result<ExamsPage, QueryError> {
         let after = match self.after.as_deref() {
             None => None,
             Some(after) => Some(parse_exam_cursor(after)?),
@@ -68,49 +67,13 @@ impl RawParams {
     }
 
     /// `after` as the sequence number a stream starts after; `limit` is not taken there.
-    pub(crate) fn stream_after(self) -> Result<Option<u64>, ApiError> {
-        let Some(after) = self.after else { return Ok(None) };
-        parse_digits(&after).map(Some).ok_or_else(|| {
-            invalid(
-                "after",
-                format!(
-                    "expected a sequence number (an integer from 0 to {}), got {after:?}",
-                    u64::MAX
-                ),
-            )
-        })
+    pub(crate) fn stream_after(self) -> Result<Option<u64>, QueryError> {
+        self.after.as_deref().map(parse_seq_cursor).transpose()
     }
 }
 
-/// `limit`'s value: a positive integer written in digits; one past `usize::MAX` is no limit.
-pub fn parse_limit(limit: Option<&str>) -> Result<Option<usize>, ApiError> {
-    let Some(limit) = limit.filter(|limit| !limit.is_empty()) else { return Ok(None) };
-    if !limit.bytes().all(|b| b.is_ascii_digit()) || limit.bytes().all(|b| b == b'0') {
-        return Err(invalid("limit", format!("expected a positive integer, got {limit:?}")));
-    }
-    // Digits too many to count: more than any list holds.
-    Ok(limit.parse::<usize>().ok())
-}
-
-/// The `after` of `/exams`: an exam number.
-pub fn parse_exam_cursor(after: &str) -> Result<ExamId, ApiError> {
-    parse_digits(after).map(ExamId).ok_or_else(|| {
-        invalid(
-            "after",
-            format!("expected an exam number (an integer from 0 to {}), got {after:?}", u64::MAX),
-        )
-    })
-}
-
-/// `text` as an integer written in decimal digits only: `from_str` also takes a leading `+`,
-/// which no limit, cursor or exam number is written with.
-pub(crate) fn parse_digits<T: std::str::FromStr>(text: &str) -> Option<T> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    digits.then(|| text.parse().ok()).flatten()
-}
-
-fn invalid(name: &'static str, reason: String) -> ApiError {
-    ApiError::InvalidParameter { name, reason }
+fn invalid(name: &'static str, reason: String) -> QueryError {
+    QueryError::InvalidParameter { name, reason }
 }
 
 /// A query string's name or value, decoded: `None` when the bytes it names are not UTF-8.
@@ -153,21 +116,5 @@ mod tests {
             "limit=1&limit=2",
             Err("invalid query parameter `limit`: it is given more than once"),
         );
-    }
-
-    #[test]
-    fn limits_are_positive_integers_and_huge_ones_are_no_limit() {
-        assert_eq!(parse_limit(None), Ok(None));
-        assert_eq!(parse_limit(Some("7")), Ok(Some(7)));
-        assert_eq!(parse_limit(Some("999999999999999999999999")), Ok(None));
-        for bad in ["0", "000", "x", "+5", "-1", "1.5", " 1"] {
-            let error = parse_limit(Some(bad)).unwrap_err().to_string();
-            assert_eq!(
-                error,
-                format!(
-                    "invalid query parameter `limit`: expected a positive integer, got {bad:?}"
-                )
-            );
-        }
     }
 }

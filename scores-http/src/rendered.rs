@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use scores_core::wire::{self, QueryError};
 use scores_core::{ExamId, Page, Snapshot};
 
-use crate::api::{self, ApiError};
 use crate::metrics::Metrics;
 use crate::query::{ExamsPage, StudentsPage};
 
@@ -89,18 +89,18 @@ impl Resource {
         }
     }
 
-    fn render(&self, snapshot: &Snapshot) -> Result<Vec<u8>, ApiError> {
+    fn render(&self, snapshot: &Snapshot) -> Result<Vec<u8>, QueryError> {
         match self {
-            Resource::Students(page) => Ok(api::students_json(
+            Resource::Students(page) => Ok(wire::students_json(
                 snapshot,
                 Page { limit: page.limit, after: page.after.as_deref() },
             )),
-            Resource::Student(id) => api::student_json(snapshot, id),
-            Resource::Exams(page) => Ok(api::exams_json(
+            Resource::Student(id) => wire::student_json(snapshot, id),
+            Resource::Exams(page) => Ok(wire::exams_json(
                 snapshot,
                 Page { limit: page.limit, after: page.after.as_ref() },
             )),
-            Resource::Exam(exam) => api::exam_json(snapshot, *exam),
+            Resource::Exam(exam) => wire::exam_json(snapshot, *exam),
         }
     }
 }
@@ -137,7 +137,7 @@ impl RenderCache {
         resource: Resource,
         coding: Coding,
         metrics: &Metrics,
-    ) -> Result<(Bytes, Coding), ApiError> {
+    ) -> Result<(Bytes, Coding), QueryError> {
         let kept = self.get(snapshot, &resource);
         let identity = match kept {
             Some(Kept { identity, gzip }) => match (coding, gzip) {
@@ -282,7 +282,7 @@ mod tests {
 
         let a = cache.get_or_render(&first, resource(), Coding::Identity, &metrics).unwrap().0;
         let b = cache.get_or_render(&first, resource(), Coding::Identity, &metrics).unwrap().0;
-        assert_eq!(a, api::student_json(&first, "ada").unwrap());
+        assert_eq!(a, wire::student_json(&first, "ada").unwrap());
         assert_eq!(a.as_ptr(), b.as_ptr(), "the second request sends the kept body");
         assert_eq!(metrics.bodies_rendered.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.bodies_reused.load(Ordering::Relaxed), 1);
@@ -290,7 +290,7 @@ mod tests {
         board.apply(&event("ada", 2, 1.0));
         let second = Arc::new(board.snapshot());
         let c = cache.get_or_render(&second, resource(), Coding::Identity, &metrics).unwrap().0;
-        assert_eq!(c, api::student_json(&second, "ada").unwrap());
+        assert_eq!(c, wire::student_json(&second, "ada").unwrap());
         assert_ne!(a, c);
 
         // A request still holding the older snapshot gets that snapshot's answer.
@@ -320,7 +320,7 @@ mod tests {
         let students_second = render(&second, students());
         assert_eq!(students_second.as_ptr(), students_first.as_ptr());
         let exams_second = render(&second, exams());
-        assert_eq!(exams_second, api::exams_json(&second, Page::ALL));
+        assert_eq!(exams_second, wire::exams_json(&second, Page::ALL));
         assert_ne!(exams_second, exams_first);
         // Kept for the second snapshot (a new generation), and still the first one's body.
         assert_eq!(render(&second, students()).as_ptr(), students_first.as_ptr());
@@ -330,7 +330,7 @@ mod tests {
         board.apply(&event("bob", 2, 0.5));
         let third = Arc::new(board.snapshot());
         let students_third = render(&third, students());
-        assert_eq!(students_third, api::students_json(&third, Page::ALL));
+        assert_eq!(students_third, wire::students_json(&third, Page::ALL));
         assert_ne!(students_third, students_first);
         assert_eq!(render(&third, exams()).as_ptr(), exams_second.as_ptr());
         // A request still on the first snapshot is not answered from the third's listing.
@@ -365,14 +365,14 @@ mod tests {
         let missing = Resource::Student("eve".to_owned());
         assert_eq!(
             cache.get_or_render(&snapshot, missing.clone(), Coding::Identity, &metrics),
-            Err(ApiError::UnknownStudent("eve".to_owned()))
+            Err(QueryError::UnknownStudent("eve".to_owned()))
         );
         assert!(cache.get(&snapshot, &missing).is_none());
 
         let page = |limit| Resource::Students(StudentsPage { limit: Some(limit), after: None });
         let one = cache.get_or_render(&snapshot, page(1), Coding::Identity, &metrics).unwrap().0;
         let two = cache.get_or_render(&snapshot, page(2), Coding::Identity, &metrics).unwrap().0;
-        assert_eq!(one, api::students_json(&snapshot, Page { limit: Some(1), after: None }));
+        assert_eq!(one, wire::students_json(&snapshot, Page { limit: Some(1), after: None }));
         assert_ne!(one, two);
     }
 

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// How connections are bounded. [`Default`]: 10 s for headers, 4,096 connections.

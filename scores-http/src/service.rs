@@ -229,11 +229,10 @@ async fn start_simulator(
     let url = format!("http://{address}/scores");
     tracing::info!(%url, "no --upstream given: using the built-in simulated feed");
     tokio::spawn(async move {
-        let served = axum::serve(listener, simulator::router(config))
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .await;
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let served = simulator::serve(listener, config, stopped).await;
         if let Err(error) = served {
             tracing::error!(%error, "the simulated feed stopped");
         }

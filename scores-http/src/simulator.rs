@@ -71,6 +71,15 @@ pub fn router(config: SimulatorConfig) -> Router {
     Router::new().route("/scores", get(feed)).with_state(config)
 }
 
+/// Serves the simulated feed at `GET /scores` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: SimulatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+}
+
 const FIRST: [&str; 24] = [
     "Marvin", "Susana", "Hannah", "Gretchen", "Otto", "Lavina", "Kaden", "Ruthie", "Cleve",
     "Brisa", "Tomas", "Zella", "Amos", "Ilene", "Jaunita", "Ward", "Delphia", "Ewell", "Freida",

@@ -9,7 +9,7 @@ use scores_core::Snapshot;
 use scores_journal::ReadHandle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
 

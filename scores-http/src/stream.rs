@@ -17,7 +17,7 @@ use scores_journal::{JournalError, ReadHandle, Reader, Record};
 use scores_sse::{encode_comment, encode_retry};
 use tokio::sync::{Semaphore, watch};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::query::RawParams;
 use crate::state::{AppState, StreamSlot};
 
@@ -36,7 +36,7 @@ pub(crate) async fn scores(
     };
     let after_param = match RawParams::parse(query.as_deref()).and_then(RawParams::stream_after) {
         Ok(after) => after,
-        Err(error) => return error.into_response(),
+        Err(error) => return ApiError::from(error).into_response(),
     };
     let last_event_id = match headers.get("last-event-id").map(|value| value.to_str()) {
         None => None,
