@@ -1,44 +1,74 @@
 //! `scores serve`: the service on a real socket, stopped by Ctrl-C or SIGTERM.
 
+use std::net::SocketAddr;
+
 use anyhow::Context as _;
 use scores_http::ConnectionLimits;
-use scores_http::service::{self, ServiceConfig, Upstream};
-use scores_http::simulator::SimulatorConfig;
-use scores_journal::Options;
-use scores_sse::FeedConfig;
+use scores_http::service::{self, ServiceConfig};
+use scores_http::simulator::{self, SimulatorConfig};
+use scores_pipeline::{FeedConfig, JournalOptions, PipelineConfig};
+use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        // The simulated feed stops after the service, which reads it until then.
+        let (simulator_stop, simulator_stopped) = watch::channel(false);
         let upstream = match args.upstream {
-            Some(url) => Upstream::Url(url),
+            Some(url) => url,
             // With ids, a restarted service resumes the simulated feed where it left off.
-            None => Upstream::Simulated(SimulatorConfig {
-                ids: true,
-                rate: args.simulate_rate,
-                count: args.simulate_count,
-                ..SimulatorConfig::default()
-            }),
+            None => {
+                let config = SimulatorConfig {
+                    ids: true,
+                    rate: args.simulate_rate,
+                    count: args.simulate_count,
+                    ..SimulatorConfig::default()
+                };
+                start_simulator(config, simulator_stopped).await?
+            }
         };
         let connections = ConnectionLimits {
             header_read_timeout: args.header_read_timeout,
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
         };
-        let config = ServiceConfig {
-            journal: Options { fsync: args.fsync, ..Options::default() },
-            connections,
-            max_streams: args.max_streams,
+        let pipeline = PipelineConfig {
+            journal: JournalOptions { fsync: args.fsync, ..JournalOptions::default() },
             checkpoint_every: args.checkpoint_every,
             feed: FeedConfig { idle_timeout: Some(args.idle_timeout), ..FeedConfig::new("") },
-            ..ServiceConfig::new(upstream, &args.data_dir)
+            ..PipelineConfig::new(upstream, &args.data_dir)
         };
+        let config = ServiceConfig { connections, max_streams: args.max_streams, pipeline };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        service::run(config, listener, shutdown_signal()).await.context("running the service")
+        let ran = service::run(config, listener, shutdown_signal()).await;
+        let _ = simulator_stop.send(true);
+        ran.context("running the service")
     })
+}
+
+/// Starts the simulated feed on a free loopback port, until `stop` turns true; returns its URL.
+async fn start_simulator(
+    config: SimulatorConfig,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("binding the simulated feed")?;
+    let address = listener.local_addr().context("binding the simulated feed")?;
+    let url = format!("http://{address}/scores");
+    tracing::info!(%url, "no --upstream given: using the built-in simulated feed");
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(error) = simulator::serve(listener, config, stopped).await {
+            tracing::error!(%error, "the simulated feed stopped");
+        }
+    });
+    Ok(url)
 }
 
 /// Descriptors kept for what is not a client connection: the journal's segments, checkpoints,

@@ -70,7 +70,7 @@ fn answers(c: &mut Criterion) {
             format!("GET /students/{{id}} (1,000 results){name}, new snapshot"),
             |b| {
                 b.iter(|| {
-                    state.publish(board.snapshot());
+                    state.pipeline().publish(board.snapshot());
                     runtime.block_on(get(&app, black_box(student), gzip))
                 })
             },
@@ -83,7 +83,7 @@ fn answers(c: &mut Criterion) {
                 b.iter(|| {
                     score = 1.0 - score;
                     board.apply(&event("Student.Number7", FIRST_EXAM, score));
-                    state.publish(board.snapshot());
+                    state.pipeline().publish(board.snapshot());
                     runtime.block_on(get(&app, black_box(&exam), gzip))
                 })
             },
@@ -104,7 +104,7 @@ fn answers(c: &mut Criterion) {
     // A listing is kept until a student is added (see `rendered`), then rendered again.
     group.bench_function("GET /students (100k ids), new snapshot, same students", |b| {
         b.iter(|| {
-            state.publish(board.snapshot());
+            state.pipeline().publish(board.snapshot());
             runtime.block_on(get(&app, "/students", false))
         })
     });
@@ -113,7 +113,7 @@ fn answers(c: &mut Criterion) {
         b.iter(|| {
             added += 1;
             board.apply(&event(&format!("Added.Student{added}"), FIRST_EXAM, 0.5));
-            state.publish(board.snapshot());
+            state.pipeline().publish(board.snapshot());
             runtime.block_on(get(&app, "/students", false))
         })
     });
@@ -125,7 +125,7 @@ fn answers(c: &mut Criterion) {
                 b.iter(|| {
                     score = 1.0 - score;
                     board.apply(&event("Student.Number0", FIRST_EXAM, score));
-                    state.publish(board.snapshot());
+                    state.pipeline().publish(board.snapshot());
                     runtime.block_on(get(&app, black_box(&exam), gzip))
                 })
             },

@@ -1,4 +1,5 @@
-//! The HTTP face of `scores`, and the service runtime behind it.
+//! The HTTP frontend of `scores`, over a running pipeline's read handle
+//! ([`scores_pipeline::Pipeline`]).
 //!
 //! - [`router`]: an `axum::Router` over an [`AppState`]: the JSON API (`/students`,
 //!   `/students/{id}`, `/exams`, `/exams/{number}`), the live re-broadcast `GET /scores`, the
@@ -6,8 +7,7 @@
 //!   immutable snapshot, named by `X-Scores-Seq` and an `ETag`.
 //! - [`api`]: the four query endpoints, answered from the render cache with bodies rendered by
 //!   [`scores_core::wire`]; every refusal is an [`ApiError`].
-//! - [`service`]: feed → journal → fold → snapshot → HTTP, with restore on start and graceful
-//!   shutdown.
+//! - [`service`]: a pipeline and this frontend on a socket, run together until shutdown.
 //! - [`simulator`]: a stand-in for the upstream feed, deterministic from a seed.
 //!
 //! # Example
@@ -117,7 +117,7 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn readiness(State(state): State<AppState>) -> Response {
-    if let Some(reason) = state.failure() {
+    if let Some(reason) = state.pipeline().failure() {
         return ApiError::Failed(reason).into_response();
     }
     if !state.is_ready() {
@@ -135,7 +135,10 @@ async fn readiness(State(state): State<AppState>) -> Response {
     let body = Readiness {
         status: "ready",
         seq: state.snapshot().seq(),
-        journal: state.journal_refusal().map(|refusal| format!("refusing appends: {refusal}")),
+        journal: state
+            .pipeline()
+            .log_refusal()
+            .map(|refusal| format!("refusing appends: {refusal}")),
     };
     (
         [(CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -145,7 +148,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics().render(&state.snapshot());
+    let body = state.metrics().render(state.pipeline().counters(), &state.snapshot());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

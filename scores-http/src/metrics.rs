@@ -3,41 +3,21 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use scores_core::Snapshot;
+use scores_pipeline::Counters;
 
 /// Upper bounds of the request latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] =
     [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5];
 
-/// Everything `/metrics` reports. Counters are lock-free; the per-reason and per-route maps
-/// take a short lock.
+/// The frontend's counters; `/metrics` reports them beside the pipeline's
+/// [`Counters`](scores_pipeline::Counters). Lock-free, except the per-route map, which takes a
+/// short lock.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Valid events handed to the journal writer.
-    pub events_received: AtomicU64,
-    /// Events appended durably and folded.
-    pub events_accepted: AtomicU64,
-    /// Events of other types.
-    pub events_ignored: AtomicU64,
-    /// Attempts to connect to the upstream after the first, whether or not they connected.
-    pub reconnects: AtomicU64,
-    /// Whether the upstream connection is up.
-    pub upstream_connected: AtomicBool,
-    /// Journal appends (batches).
-    pub journal_appends: AtomicU64,
-    /// Journal fdatasync calls.
-    pub journal_fsyncs: AtomicU64,
-    /// Journal appends that failed and were retried.
-    pub journal_errors: AtomicU64,
-    /// Checkpoints written.
-    pub checkpoints: AtomicU64,
-    /// Snapshots published.
-    pub snapshots_published: AtomicU64,
-    /// The last sequence number made durable.
-    pub journal_last_seq: AtomicU64,
     /// Query answers sent as already rendered: on the same snapshot, or a listing unchanged.
     pub bodies_reused: AtomicU64,
     /// Query answers rendered from the snapshot.
@@ -52,7 +32,6 @@ pub struct Metrics {
     pub streams_open: AtomicU64,
     /// `GET /scores` requests refused because as many streams as allowed were open.
     pub streams_refused: AtomicU64,
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
     routes: Mutex<BTreeMap<String, RouteStats>>,
 }
 
@@ -66,18 +45,6 @@ struct RouteStats {
 }
 
 impl Metrics {
-    /// Counts an event rejected for `reason` (a `DecodeError::reason` or a parse error's).
-    pub fn count_rejected(&self, reason: &'static str) {
-        if let Ok(mut rejected) = self.rejected.lock() {
-            *rejected.entry(reason).or_default() += 1;
-        }
-    }
-
-    /// Rejected events, in total.
-    pub fn events_rejected(&self) -> u64 {
-        self.rejected.lock().map(|r| r.values().sum()).unwrap_or(0)
-    }
-
     /// Counts a request to `route` answered with `status` in `elapsed`. One short lock; no
     /// allocation once the route has been seen.
     pub fn record_request(&self, route: &str, status: u16, elapsed: Duration) {
@@ -97,12 +64,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the published snapshot's sequence number and sizes.
-    pub fn render(&self, snapshot: &Snapshot) -> String {
+    /// The Prometheus text exposition of these counters and the pipeline's, with the published
+    /// snapshot's sequence number and sizes.
+    pub fn render(&self, pipeline: &Counters, snapshot: &Snapshot) -> String {
         let mut out = String::new();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let received = load(&self.events_received);
-        let accepted = load(&self.events_accepted);
+        let received = load(&pipeline.events_received);
+        let accepted = load(&pipeline.events_accepted);
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
         };
@@ -116,15 +84,15 @@ impl Metrics {
             "scores_events_ignored_total",
             "counter",
             "Events of types other than score.",
-            load(&self.events_ignored),
+            load(&pipeline.events_ignored),
         );
         metric(
             "scores_upstream_reconnects_total",
             "counter",
             "Upstream connection attempts after the first, whether or not they connected.",
-            load(&self.reconnects),
+            load(&pipeline.reconnects),
         );
-        let connected = u64::from(self.upstream_connected.load(Ordering::Relaxed));
+        let connected = u64::from(pipeline.upstream_connected.load(Ordering::Relaxed));
         metric(
             "scores_upstream_connected",
             "gauge",
@@ -135,25 +103,25 @@ impl Metrics {
             "scores_journal_appends_total",
             "counter",
             "Journal batches appended.",
-            load(&self.journal_appends),
+            load(&pipeline.log_appends),
         );
         metric(
             "scores_journal_fsyncs_total",
             "counter",
             "Journal fdatasync calls.",
-            load(&self.journal_fsyncs),
+            load(&pipeline.log_syncs),
         );
         metric(
             "scores_journal_errors_total",
             "counter",
             "Journal appends that failed and were retried.",
-            load(&self.journal_errors),
+            load(&pipeline.log_errors),
         );
         metric(
             "scores_journal_last_seq",
             "gauge",
             "Last durable sequence number.",
-            load(&self.journal_last_seq),
+            load(&pipeline.log_last_seq),
         );
         metric(
             "scores_journal_lag_events",
@@ -207,13 +175,13 @@ impl Metrics {
             "scores_checkpoints_total",
             "counter",
             "Projection checkpoints written.",
-            load(&self.checkpoints),
+            load(&pipeline.checkpoints),
         );
         metric(
             "scores_snapshots_published_total",
             "counter",
             "Snapshots published: each makes the events appended before it visible.",
-            load(&self.snapshots_published),
+            load(&pipeline.snapshots_published),
         );
         metric(
             "scores_snapshot_seq",
@@ -244,10 +212,8 @@ impl Metrics {
             out,
             "# HELP scores_events_rejected_total Events rejected, by reason.\n# TYPE scores_events_rejected_total counter"
         );
-        if let Ok(rejected) = self.rejected.lock() {
-            for (reason, n) in rejected.iter() {
-                let _ = writeln!(out, "scores_events_rejected_total{{reason=\"{reason}\"}} {n}");
-            }
+        for (reason, n) in pipeline.rejected() {
+            let _ = writeln!(out, "scores_events_rejected_total{{reason=\"{reason}\"}} {n}");
         }
         let name = "scores_http_requests_total";
         let _ = writeln!(

@@ -1,61 +1,26 @@
-//! The running service: feed → journal → fold → snapshot → HTTP.
+//! The service: a pipeline and its HTTP frontend, run together until shutdown.
 //!
-//! One task pulls the upstream [`Feed`] and hands valid events to the journal writer, a
-//! dedicated thread that appends whatever has accumulated as one batch (group commit) and folds
-//! it; a publisher thread merges what was folded into a new snapshot and publishes it while
-//! the writer goes on with the next batch, so an event becomes visible only once it is durable.
-//! Under full-speed ingest a snapshot covers the batches of at least 5 ms; once the writer has
-//! caught up with the feed, every batch is published as soon as it is durable. On start the
-//! writer restores the board from the last checkpoint and the journal's tail, and the feed
-//! resumes with the last upstream id stored. Shutdown stops the feed, lets the writer
-//! drain and sync, writes a final checkpoint, and lets HTTP requests finish; when the journal
-//! is refusing appends at the time, it also gives up retrying them.
+//! HTTP serves from the start: `/healthz` answers and `/readyz` says 503 while the pipeline
+//! restores its projections. A shutdown stops the pipeline (the feed stops, the log drains,
+//! syncs and is checkpointed) and lets HTTP requests finish; a pipeline that fails stops the
+//! frontend too, and its error is the service's.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::{Duration, Instant};
 
-use scores_core::{Changes, Fold, Publisher, Scoreboard, Snapshot};
-use scores_journal::{
-    DataDir, Entry, Journal, JournalError, Options, load_checkpoint, save_checkpoint,
-};
-use scores_sse::{ConnectionState, Feed, FeedConfig, FeedItem};
+use scores_pipeline::{PipelineConfig, PipelineError};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::router;
 use crate::server::ConnectionLimits;
-use crate::simulator::{self, SimulatorConfig};
 use crate::state::AppState;
-
-/// Where events come from.
-#[derive(Clone, Debug)]
-pub enum Upstream {
-    /// A real SSE feed.
-    Url(String),
-    /// The built-in simulator, started in-process on a free loopback port.
-    Simulated(SimulatorConfig),
-}
 
 /// How the service runs. [`ServiceConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
-    /// Where events come from.
-    pub upstream: Upstream,
-    /// The data directory: the journal in `journal/`, the checkpoint in `checkpoint`.
-    pub data_dir: PathBuf,
-    /// The journal's options: when appends reach stable storage, how large a segment grows.
-    pub journal: Options,
-    /// Write a checkpoint after this many new events, or after as many new events as the board
-    /// holds results when that is more.
-    pub checkpoint_every: u64,
-    /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
-    /// by the service.
-    pub feed: FeedConfig,
+    /// The pipeline: upstream, data directory, log, checkpoints, feed.
+    pub pipeline: PipelineConfig,
     /// The header-read deadline and the cap on open connections.
     pub connections: ConnectionLimits,
     /// The most `GET /scores` streams open at once; past it, 503 `too_many_streams`.
@@ -63,15 +28,10 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// Defaults: the journal's (fsync every batch, 64 MiB segments), a checkpoint every million
-    /// events, the feed's defaults.
-    pub fn new(upstream: Upstream, data_dir: impl Into<PathBuf>) -> ServiceConfig {
+    /// The pipeline's defaults, [`ConnectionLimits::default`] and [`DEFAULT_MAX_STREAMS`].
+    pub fn new(pipeline: PipelineConfig) -> ServiceConfig {
         ServiceConfig {
-            upstream,
-            data_dir: data_dir.into(),
-            journal: Options::default(),
-            checkpoint_every: 1_000_000,
-            feed: FeedConfig::new(""),
+            pipeline,
             connections: ConnectionLimits::default(),
             max_streams: DEFAULT_MAX_STREAMS,
         }
@@ -81,83 +41,39 @@ impl ServiceConfig {
 /// Why the service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// The journal or checkpoint could not be opened or written.
+    /// The pipeline could not start, or failed.
     #[error(transparent)]
-    Journal(#[from] JournalError),
-    /// The feed's HTTP client could not be built.
-    #[error(transparent)]
-    Feed(#[from] scores_sse::BuildError),
-    /// A socket could not be bound or served.
-    #[error("{action}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A task or thread of the service panicked: a bug, reported rather than hidden.
-    #[error("the {0} panicked")]
-    Panicked(&'static str),
-    /// Asked to stop while the journal refused appends. Nothing visible was lost: the events
-    /// not yet stored were never acknowledged, and the next start asks the upstream for them
-    /// again, after the last event id the journal holds.
-    #[error(
-        "stopped while the journal refused appends ({0}); the events received since the last \
-         stored one were not kept, and the next start asks the upstream for them again"
-    )]
-    StoppedWhileRefused(JournalError),
+    Pipeline(#[from] PipelineError),
+    /// The listen address could not be read.
+    #[error("reading the listen address: {0}")]
+    Io(std::io::Error),
+    /// The HTTP server's task panicked: a bug, reported rather than hidden.
+    #[error("the HTTP server panicked")]
+    Panicked,
 }
 
-/// How many `GET /scores` streams [`ServiceConfig::new`] allows: each holds at most one journal
+/// How many `GET /scores` streams [`ServiceConfig::new`] allows: each holds at most one log
 /// batch and one chunk in memory while its client does not read.
 pub const DEFAULT_MAX_STREAMS: usize = 128;
 
-/// The writer stops gathering events for one journal append once it has this many.
-const MAX_BATCH: usize = 65_536;
-
-/// How many batches of events (each what the feed parsed from one chunk of the stream) wait
-/// for the writer at most: beyond that, the feed waits, and the upstream behind it.
-const QUEUED_BATCHES: usize = 256;
-
-/// While more events wait, the writer hands its changes over to be published at most this
-/// often; once it has caught up with the feed, at once. Each hand-over shares every changed
-/// student's results with the new snapshot, so the next change to a student copies them. With
-/// 200 students and wrk on the same cores, a snapshot per append was ~550 a second; at most
-/// every 5 ms, ~280, and ingest ~10% faster (docs/PERFORMANCE.md).
-const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
-
-/// Runs the service on `listener` until `shutdown` completes, then stops gracefully. A journal
-/// that cannot be restored (corruption found while folding it) stops the service at once with
-/// that error: nothing is skipped, and an operator decides.
+/// Runs the service on `listener` until `shutdown` completes, then stops gracefully.
 pub async fn run(
     config: ServiceConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let data_dir = DataDir::new(&config.data_dir);
-    let (journal_dir, checkpoint_path) = (data_dir.journal_dir(), data_dir.checkpoint_path());
-    let options = config.journal;
-    let (journal, recovery) =
-        tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))
-            .await
-            .map_err(|_| ServiceError::Panicked("journal opener"))??;
-    if let Some(torn) = &recovery.torn_tail {
-        tracing::warn!(segment = %torn.segment.display(), bytes = torn.bytes_dropped, "journal: cut off a torn tail left by a crash");
-    }
+    let address = listener.local_addr().map_err(ServiceError::Io)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
-    let state = AppState::new(Some(journal.read_handle()), config.max_streams, stop_rx.clone());
-    let address = listener
-        .local_addr()
-        .map_err(|source| ServiceError::Io { action: "reading the listen address", source })?;
-    tracing::info!(url = %format!("http://{address}"), data_dir = %config.data_dir.display(), journaled = recovery.last_seq, "scores is listening; restoring projections");
+    let (pipeline, running) = scores_pipeline::start(config.pipeline, stop_rx.clone()).await?;
+    let state = AppState::new(pipeline, config.max_streams, stop_rx.clone());
+    tracing::info!(url = %format!("http://{address}"), "scores is listening");
 
-    // Serve from the start: /healthz answers and /readyz says 503 while restoring.
-    let mut http_stop = stop_rx.clone();
+    let mut http_stop = stop_rx;
     let server = tokio::spawn(crate::server::serve(
         listener,
         router(state.clone()),
-        state.clone(),
+        state,
         config.connections,
         async move {
             let _ = http_stop.wait_for(|stopped| *stopped).await;
@@ -166,444 +82,13 @@ pub async fn run(
     let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutting down: stopping the feed, flushing the journal, draining requests");
+        tracing::info!("shutting down: stopping the feed, flushing the log, draining requests");
         let _ = signal_stop.send(true);
     });
-
-    let upstream_url = match &config.upstream {
-        Upstream::Url(url) => url.clone(),
-        Upstream::Simulated(simulator) => {
-            start_simulator(simulator.clone(), stop_rx.clone()).await?
-        }
-    };
-    let last_upstream_id = journal.last_upstream_id().to_owned();
-    let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
-    let writer_state = state.clone();
-    let checkpoint_every = config.checkpoint_every;
-    let checkpointer = Checkpointer::start(checkpoint_path.clone(), state.clone())
-        .map_err(|source| ServiceError::Io { action: "starting the checkpoint writer", source })?;
-    let writer = std::thread::Builder::new()
-        .name("journal-writer".into())
-        .spawn(move || {
-            let checkpoints = (checkpointer, checkpoint_every);
-            write_and_fold(journal, &checkpoint_path, checkpoints, events_rx, writer_state)
-        })
-        .map_err(|source| ServiceError::Io { action: "starting the journal writer", source })?;
-    let mut written = tokio::task::spawn_blocking(move || writer.join());
-
-    let feed_config =
-        FeedConfig { url: upstream_url, last_event_id: last_upstream_id, ..config.feed };
-    let feed = Feed::new(feed_config)?;
-    let mut feed_task = tokio::spawn(pull_feed(feed, events_tx, state.clone(), stop_rx.clone()));
-
-    // The writer ends first only when it fails (restoring, say): then everything stops.
-    let (fed, written) = tokio::select! {
-        fed = &mut feed_task => (fed, written.await),
-        written = &mut written => {
-            let _ = stop_tx.send(true);
-            (feed_task.await, written)
-        }
-    };
-    // The feed has stopped and dropped its sender: the writer has drained, synced and
-    // checkpointed.
+    // The pipeline ends on a stop, or first when it fails: then the frontend stops too.
+    let ran = running.wait().await;
+    let _ = stop_tx.send(true);
     let served = server.await;
-    let written = match written {
-        Ok(Ok(written)) => written,
-        _ => Err(ServiceError::Panicked("journal writer")),
-    };
-    fed.map_err(|_| ServiceError::Panicked("feed task"))?;
-    written?;
-    served.map_err(|_| ServiceError::Panicked("HTTP server"))
-}
-
-async fn start_simulator(
-    config: SimulatorConfig,
-    mut stop: watch::Receiver<bool>,
-) -> Result<String, ServiceError> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(|source| ServiceError::Io { action: "binding the simulated feed", source })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| ServiceError::Io { action: "binding the simulated feed", source })?;
-    let url = format!("http://{address}/scores");
-    tracing::info!(%url, "no --upstream given: using the built-in simulated feed");
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        };
-        let served = simulator::serve(listener, config, stopped).await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the simulated feed stopped");
-        }
-    });
-    Ok(url)
-}
-
-/// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.
-/// Events go to the writer a chunk of the stream at a time: the item awaited, then every item
-/// already parsed from the same chunk, as one message.
-async fn pull_feed(
-    mut feed: Feed,
-    events: mpsc::Sender<Vec<Entry>>,
-    state: AppState,
-    mut stop: watch::Receiver<bool>,
-) {
-    let metrics = state.metrics();
-    let mut attempts = 0u64;
-    // One future for the whole loop, rather than one registered and dropped per item.
-    let mut stopped = std::pin::pin!(async move {
-        let _ = stop.wait_for(|stopped| *stopped).await;
-    });
-    let mut batch = Vec::new();
-    loop {
-        let item = tokio::select! {
-            item = feed.next() => item,
-            () = &mut stopped => return,
-        };
-        let Some(item) = item else {
-            tracing::info!("the upstream asked clients to stop (204); no more events will arrive");
-            stopped.await;
-            return;
-        };
-        for item in std::iter::once(item).chain(std::iter::from_fn(|| feed.ready())) {
-            match item {
-                FeedItem::Event { event, id } => batch.push(Entry { event, upstream_id: id }),
-                FeedItem::Ignored { event_type } => {
-                    metrics.events_ignored.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%event_type, "ignored an event of another type");
-                }
-                FeedItem::Rejected(error) => {
-                    metrics.count_rejected(error.reason());
-                    tracing::warn!(%error, "rejected an upstream event");
-                }
-                // Every attempt after the first counts, whether or not it connects.
-                FeedItem::State(ConnectionState::Connecting { .. }) => {
-                    attempts += 1;
-                    if attempts > 1 {
-                        metrics.reconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                FeedItem::State(ConnectionState::Connected) => {
-                    metrics.upstream_connected.store(true, Ordering::Relaxed);
-                }
-                FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
-                    metrics.upstream_connected.store(false, Ordering::Relaxed);
-                }
-                FeedItem::Raw(_) | FeedItem::State(_) => {}
-            }
-        }
-        if !batch.is_empty() {
-            metrics.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            // While the journal refuses appends the channel stays full and this waits; on a
-            // stop the writer gives up and closes the channel, which ends the wait.
-            if events.send(std::mem::take(&mut batch)).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// The journal writer: restores the board, then appends, folds and publishes until the
-/// channel closes; then syncs and writes a final checkpoint.
-fn write_and_fold(
-    mut journal: Journal,
-    checkpoint_path: &Path,
-    (checkpointer, checkpoint_every): (Checkpointer, u64),
-    mut events: mpsc::Receiver<Vec<Entry>>,
-    state: AppState,
-) -> Result<(), ServiceError> {
-    let started = Instant::now();
-    let (mut board, from) = match restore(&journal, checkpoint_path) {
-        Ok(restored) => restored,
-        Err(error) => {
-            state.set_failure(format!("cannot restore the projections: {error}"));
-            return Err(error);
-        }
-    };
-    let metrics = state.metrics();
-    metrics.events_accepted.store(board.seq(), Ordering::Relaxed);
-    metrics.events_received.store(board.seq(), Ordering::Relaxed);
-    metrics.journal_last_seq.store(board.seq(), Ordering::Relaxed);
-    state.publish(board.snapshot());
-    state.set_ready();
-    tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored; ready");
-
-    // Folding a batch and publishing the one before run on two threads: with many students,
-    // merging a batch into the persistent maps takes as long as folding it.
-    let (mut fold, publisher) = board.split();
-    let (changes, to_publish) = std::sync::mpsc::sync_channel::<Changes>(1);
-    let (last_checkpoint, refused) = std::thread::scope(|scope| {
-        let publishing = std::thread::Builder::new()
-            .name("publisher".into())
-            .spawn_scoped(scope, || {
-                publish_all(publisher, to_publish, &state, (&checkpointer, checkpoint_every))
-            })
-            .map_err(|source| ServiceError::Io { action: "starting the publisher", source })?;
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut refused = None;
-        let mut to_publisher = ToPublisher { changes, last: (fold.seq(), Instant::now()) };
-        while let Some(first) = events.blocking_recv() {
-            batch.extend(first);
-            while batch.len() < MAX_BATCH {
-                match events.try_recv() {
-                    Ok(more) => batch.extend(more),
-                    Err(_) => break,
-                }
-            }
-            // Durable first; then folded and handed over to be published. While the journal
-            // refuses this batch, what earlier ones made durable is published meanwhile.
-            let publish_what_is_durable = || {
-                to_publisher.hand_over(&mut fold);
-            };
-            if let Err(error) =
-                append_until_durable(&mut journal, &batch, &state, publish_what_is_durable)
-            {
-                refused = Some(error);
-                break;
-            }
-            fold.apply_all(batch.iter().map(|entry| &entry.event));
-            batch.clear();
-            if (events.is_empty() || to_publisher.is_due()) && !to_publisher.hand_over(&mut fold) {
-                break;
-            }
-        }
-        // The publisher publishes what it was handed (and what is durable but was not handed
-        // over yet), then ends.
-        to_publisher.hand_over(&mut fold);
-        drop(to_publisher);
-        let last_checkpoint = publishing.join().map_err(|_| ServiceError::Panicked("publisher"))?;
-        Ok::<_, ServiceError>((last_checkpoint, refused))
-    })?;
-    // What was stored is synced and checkpointed even when a batch could not be.
-    let synced = journal.sync();
-    let last = (fold.seq() != last_checkpoint).then(|| state.snapshot());
-    checkpointer.finish(last);
-    if let Some(error) = refused {
-        return Err(error);
-    }
-    synced?;
-    tracing::info!(seq = fold.seq(), "journal flushed and checkpointed");
-    Ok(())
-}
-
-/// The board as of the journal's end: from the checkpoint, when it is usable, and the journal's
-/// records after it. Also returns the first sequence number folded from the journal.
-fn restore(journal: &Journal, checkpoint_path: &Path) -> Result<(Scoreboard, u64), ServiceError> {
-    let mut board = match load_checkpoint(checkpoint_path) {
-        Ok(Some(snapshot)) => Scoreboard::from(snapshot),
-        Ok(None) => Scoreboard::new(),
-        Err(error) => {
-            tracing::warn!(%error, "ignoring the checkpoint; folding the whole journal");
-            Scoreboard::new()
-        }
-    };
-    if board.seq() >= journal.next_seq() {
-        tracing::warn!(
-            checkpoint = board.seq(),
-            journal = journal.next_seq() - 1,
-            "the checkpoint is ahead of the journal; folding the whole journal"
-        );
-        board = Scoreboard::new();
-    }
-    let from = board.seq() + 1;
-    for record in journal.read_from(from) {
-        board.apply(&record?.event);
-    }
-    Ok((board, from))
-}
-
-/// The writer's end of the channel to the publisher thread.
-struct ToPublisher {
-    changes: SyncSender<Changes>,
-    /// The sequence number and time of the last hand-over.
-    last: (u64, Instant),
-}
-
-impl ToPublisher {
-    /// Hands over what `fold` changed since the last hand-over, if anything; false once the
-    /// publisher has gone.
-    fn hand_over(&mut self, fold: &mut Fold) -> bool {
-        if fold.seq() == self.last.0 {
-            return true;
-        }
-        self.last = (fold.seq(), Instant::now());
-        self.changes.send(fold.take_changes()).is_ok()
-    }
-
-    /// Whether [`MIN_PUBLISH_INTERVAL`] has passed since the last hand-over.
-    fn is_due(&self) -> bool {
-        self.last.1.elapsed() >= MIN_PUBLISH_INTERVAL
-    }
-}
-
-/// The publisher thread: turns each batch's changes into the next snapshot, publishes it, and
-/// offers checkpoints. Returns the sequence number of the last checkpoint handed over.
-fn publish_all(
-    mut publisher: Publisher,
-    changes: Receiver<Changes>,
-    state: &AppState,
-    (checkpointer, checkpoint_every): (&Checkpointer, u64),
-) -> u64 {
-    let metrics = state.metrics();
-    let mut seq = state.snapshot().seq();
-    let mut last_checkpoint = seq;
-    for changes in changes {
-        let accepted = changes.seq() - seq;
-        seq = changes.seq();
-        state.publish(publisher.publish(changes));
-        metrics.events_accepted.fetch_add(accepted, Ordering::Relaxed);
-        // A checkpoint writes the whole board, so one is due only after at least as many
-        // events as the board holds results: checkpoints then cost a bounded share of ingest
-        // however large the board grows, and restoring folds no more events than the
-        // checkpoint holds results. Handed over only when the checkpoint thread is idle;
-        // otherwise tried again after the next batch.
-        let snapshot = state.snapshot();
-        let due = checkpoint_every.max(snapshot.n_results());
-        if seq - last_checkpoint >= due && checkpointer.offer(snapshot) {
-            last_checkpoint = seq;
-        }
-    }
-    last_checkpoint
-}
-
-/// Writes checkpoints on a thread of its own: encoding and writing a board of millions of
-/// results takes long enough to stall ingest (17% of the writer's time at 100k students,
-/// measured with perf), and the snapshot it writes is immutable anyway.
-struct Checkpointer {
-    /// A rendezvous channel: a hand-over succeeds only while the thread waits for one.
-    snapshots: SyncSender<Arc<Snapshot>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Checkpointer {
-    fn start(path: PathBuf, state: AppState) -> std::io::Result<Checkpointer> {
-        let (snapshots, received) = std::sync::mpsc::sync_channel::<Arc<Snapshot>>(0);
-        let thread = std::thread::Builder::new().name("checkpointer".into()).spawn(move || {
-            for snapshot in received {
-                checkpoint(&path, &snapshot, &state);
-            }
-        })?;
-        Ok(Checkpointer { snapshots, thread })
-    }
-
-    /// Hands `snapshot` over to be written; `false` (and nothing done) while a checkpoint is
-    /// still being written.
-    fn offer(&self, snapshot: Arc<Snapshot>) -> bool {
-        self.snapshots.try_send(snapshot).is_ok()
-    }
-
-    /// Writes `last`, if any, after a checkpoint in progress, and waits until all are written.
-    fn finish(self, last: Option<Arc<Snapshot>>) {
-        if let Some(snapshot) = last {
-            let _ = self.snapshots.send(snapshot);
-        }
-        drop(self.snapshots);
-        if self.thread.join().is_err() {
-            tracing::error!("the checkpoint writer panicked; the journal still holds everything");
-        }
-    }
-}
-
-/// Appends `batch`, retrying with a pause while the disk refuses (full, say): the feed waits
-/// behind the channel meanwhile, and nothing is dropped; `on_refusal` runs at the first
-/// refusal. A journal that cannot undo a failed write stops the service rather than risk the
-/// log; so does a request to stop while appends fail, since retrying would never end.
-fn append_until_durable(
-    journal: &mut Journal,
-    batch: &[Entry],
-    state: &AppState,
-    on_refusal: impl FnOnce(),
-) -> Result<(), ServiceError> {
-    let metrics = state.metrics();
-    let stop = state.shutdown();
-    let mut refused = false;
-    let mut on_refusal = Some(on_refusal);
-    loop {
-        match journal.append(batch) {
-            Ok(last_seq) => {
-                if refused {
-                    state.set_journal_refusal(None);
-                    tracing::info!("the journal takes appends again");
-                }
-                metrics.journal_appends.fetch_add(1, Ordering::Relaxed);
-                metrics.journal_fsyncs.store(journal.n_syncs(), Ordering::Relaxed);
-                metrics.journal_last_seq.store(last_seq, Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(JournalError::Poisoned) => return Err(JournalError::Poisoned.into()),
-            Err(error) => {
-                metrics.journal_errors.fetch_add(1, Ordering::Relaxed);
-                refused = true;
-                if let Some(on_refusal) = on_refusal.take() {
-                    on_refusal();
-                }
-                state.set_journal_refusal(Some(error.to_string()));
-                if *stop.borrow() {
-                    return Err(ServiceError::StoppedWhileRefused(error));
-                }
-                tracing::error!(%error, "journal append failed; retrying in 1 s");
-                // In steps, so that a request to stop is seen within a tenth of a second.
-                for _ in 0..10 {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-    }
-}
-
-fn checkpoint(path: &Path, snapshot: &Snapshot, state: &AppState) {
-    match save_checkpoint(path, snapshot) {
-        Ok(()) => {
-            state.metrics().checkpoints.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(seq = snapshot.seq(), "checkpoint written");
-        }
-        Err(error) => {
-            tracing::error!(%error, "checkpoint failed; the journal still holds everything")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use scores_core::ScoreEvent;
-    use scores_journal::FsyncPolicy;
-
-    use super::*;
-
-    fn entry(n: u64) -> Entry {
-        let event = ScoreEvent::new("Marvin32", 11_000 + n, 0.5).unwrap();
-        Entry { event, upstream_id: Arc::from(n.to_string()) }
-    }
-
-    #[test]
-    fn a_refused_append_calls_on_refusal_once_and_retries_until_asked_to_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal_dir = dir.path().join("journal");
-        // One-byte segments: the next append after a record needs a new file.
-        let options = Options { fsync: FsyncPolicy::Always, segment_bytes: 1 };
-        let (mut journal, _) = Journal::open(&journal_dir, options).unwrap();
-        journal.append(&[entry(1)]).unwrap();
-        std::fs::remove_dir_all(&journal_dir).unwrap();
-        std::fs::write(&journal_dir, "not a directory").unwrap();
-
-        let (stop, stop_rx) = watch::channel(false);
-        let state = AppState::new(None, DEFAULT_MAX_STREAMS, stop_rx);
-        let stopper = std::thread::spawn(move || {
-            // After the first retry (one second after the first refusal).
-            std::thread::sleep(Duration::from_millis(1_500));
-            stop.send(true).unwrap();
-        });
-        let mut calls = 0;
-        let appended = append_until_durable(&mut journal, &[entry(2)], &state, || calls += 1);
-        stopper.join().unwrap();
-
-        assert!(matches!(appended, Err(ServiceError::StoppedWhileRefused(_))), "{appended:?}");
-        assert_eq!(calls, 1);
-        assert!(state.metrics().journal_errors.load(Ordering::Relaxed) >= 2, "it retried");
-        assert!(state.journal_refusal().is_some());
-    }
+    ran?;
+    served.map_err(|_| ServiceError::Panicked)
 }

@@ -1,4 +1,4 @@
-//! `GET /scores`: the accepted events as SSE, read from the journal, so any instance can serve
+//! `GET /scores`: the accepted events as SSE, read from the log, so any instance can serve
 //! as another's upstream. `id:` is the sequence number; a client resumes with `Last-Event-ID`
 //! (or `?after=SEQ`) and gets every event after it, then live ones as they become durable.
 
@@ -13,8 +13,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use scores_journal::{JournalError, ReadHandle, Reader, Record};
-use scores_sse::{encode_comment, encode_retry};
+use scores_pipeline::log::{Cursor, LogRead, Record};
 use tokio::sync::{Semaphore, watch};
 
 use crate::error::ApiError;
@@ -23,15 +22,19 @@ use crate::state::{AppState, StreamSlot};
 
 /// How often an idle stream sends a comment, so proxies and clients know it is alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Records read from the journal per chunk sent.
+/// Records read from the log per chunk sent.
 const CHUNK_RECORDS: usize = 4096;
+/// The stream's first line: clients wait a second before they reconnect.
+const RETRY: &str = "retry: 1000\n";
+/// What an idle stream sends every [`KEEP_ALIVE`].
+const KEEP_ALIVE_COMMENT: &str = ":keep-alive\n";
 
 pub(crate) async fn scores(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(journal) = state.journal() else {
+    let Some(log) = state.log() else {
         return ApiError::NotReady.into_response();
     };
     let after_param = match RawParams::parse(query.as_deref()).and_then(RawParams::stream_after) {
@@ -66,16 +69,14 @@ pub(crate) async fn scores(
         Ok(slot) => slot,
         Err(error) => return error.into_response(),
     };
-    let mut preamble = String::new();
-    encode_retry(Duration::from_secs(1), &mut preamble);
     let stream = Follow {
-        journal,
+        cursor: Some(log.cursor(after.saturating_add(1))),
+        log,
         reads: state.stream_reads(),
-        reader: None,
         // After `u64::MAX` no event can come: the stream only keeps alive.
         next_seq: after.saturating_add(1),
         shutdown: state.shutdown(),
-        ready: VecDeque::from([Bytes::from(preamble)]),
+        ready: VecDeque::from([Bytes::from_static(RETRY.as_bytes())]),
         _slot: slot,
     };
     let body = Body::from_stream(futures_util::stream::unfold(stream, Follow::next_chunk));
@@ -92,11 +93,11 @@ pub(crate) async fn scores(
 }
 
 struct Follow {
-    journal: ReadHandle,
+    log: Arc<dyn LogRead>,
+    /// Reads on from where the last chunk ended; away on the blocking pool while it reads.
+    cursor: Option<Box<dyn Cursor>>,
     /// Shared by every stream: how many chunks are read at once.
     reads: Arc<Semaphore>,
-    /// Reads on from where the last chunk ended; made for the first chunk.
-    reader: Option<Reader>,
     next_seq: u64,
     shutdown: watch::Receiver<bool>,
     ready: VecDeque<Bytes>,
@@ -113,9 +114,8 @@ impl Follow {
             if *self.shutdown.borrow() {
                 return None;
             }
-            if self.journal.last_seq() >= self.next_seq {
-                let (journal, reader, from) =
-                    (self.journal.clone(), self.reader.take(), self.next_seq);
+            if self.log.last_seq() >= self.next_seq {
+                let mut cursor = self.cursor.take()?;
                 // Reading and encoding a chunk takes a millisecond or two: on the blocking pool,
                 // so that a client catching up does not hold a worker the queries need; a few at
                 // a time, so that many streams catching up neither starve the writer of the
@@ -123,44 +123,38 @@ impl Follow {
                 let Ok(permit) = self.reads.clone().acquire_owned().await else { return None };
                 let read = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
-                    let mut reader = match reader {
-                        Some(mut reader) => journal.extend(&mut reader).map(|()| reader)?,
-                        None => journal.read_from(from),
-                    };
-                    let records: Vec<Record> =
-                        reader.by_ref().take(CHUNK_RECORDS).collect::<Result<_, _>>()?;
-                    let chunk = records.last().map(|last| (last.seq, encode_records(&records)));
-                    Ok::<_, JournalError>((reader, chunk))
+                    let chunk = cursor.read(CHUNK_RECORDS).map(|records| {
+                        records.last().map(|last| (last.seq, encode_records(&records)))
+                    });
+                    (cursor, chunk)
                 });
                 match read.await {
-                    Ok(Ok((reader, chunk))) => {
-                        self.reader = Some(reader);
+                    Ok((cursor, Ok(chunk))) => {
+                        self.cursor = Some(cursor);
                         if let Some((last_seq, text)) = chunk {
                             self.next_seq = last_seq + 1;
                             return Some((Ok(Bytes::from(text)), self));
                         }
                     }
-                    Ok(Err(error)) => {
-                        tracing::error!(%error, "cannot read the journal for /scores; ending the stream");
+                    Ok((_, Err(error))) => {
+                        tracing::error!(%error, "cannot read the log for /scores; ending the stream");
                         return None;
                     }
                     Err(error) => {
-                        tracing::error!(%error, "journal reader task failed; ending the stream");
+                        tracing::error!(%error, "log reader task failed; ending the stream");
                         return None;
                     }
                 }
             }
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
-                waited = self.journal.wait_beyond(self.next_seq - 1) => {
+                waited = self.log.wait_beyond(self.next_seq - 1) => {
                     if waited.is_err() {
                         return None;
                     }
                 }
                 _ = tokio::time::sleep(KEEP_ALIVE) => {
-                    let mut comment = String::new();
-                    encode_comment("keep-alive", &mut comment);
-                    return Some((Ok(Bytes::from(comment)), self));
+                    return Some((Ok(Bytes::from_static(KEEP_ALIVE_COMMENT.as_bytes())), self));
                 }
                 _ = shutdown.changed() => return None,
             }
@@ -190,7 +184,7 @@ mod tests {
     use std::sync::Arc;
 
     use scores_core::ScoreEvent;
-    use scores_sse::{Event, encode};
+    use scores_sse::{Event, encode, encode_comment, encode_retry};
 
     use super::*;
 
@@ -213,5 +207,15 @@ mod tests {
             encode(&event, &mut expected).unwrap();
         }
         assert_eq!(String::from_utf8(encode_records(&records)).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_retry_line_and_the_keep_alive_are_as_the_sse_encoder_writes_them() {
+        let mut retry = String::new();
+        encode_retry(Duration::from_secs(1), &mut retry);
+        assert_eq!(RETRY, retry);
+        let mut comment = String::new();
+        encode_comment("keep-alive", &mut comment);
+        assert_eq!(KEEP_ALIVE_COMMENT, comment);
     }
 }

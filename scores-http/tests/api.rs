@@ -8,6 +8,7 @@ use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use scores_core::{ScoreEvent, Scoreboard};
 use scores_http::{AppState, router};
+use scores_pipeline::Pipeline;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
@@ -234,7 +235,7 @@ async fn an_etag_changes_exactly_when_its_answer_does() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let (_, shutdown) = watch::channel(false);
-    let restoring = AppState::new(None, 0, shutdown);
+    let restoring = AppState::new(Pipeline::restoring(), 0, shutdown);
     let response = send(&restoring, Method::GET, "/healthz", None).await;
     assert_eq!(
         (response.status(), body(response).await.as_str()),
@@ -323,7 +324,7 @@ async fn a_new_snapshot_replaces_every_answer_of_the_one_before() {
 
     board.apply(&event("Marvin32", 1, 1.0));
     board.apply(&event("Ada", 2, 0.25));
-    state.publish(board.snapshot());
+    state.pipeline().publish(board.snapshot());
     let expected = [
         r#"{"students":["Ada","Marvin32"],"total":2}"#,
         r#"{"studentId":"Marvin32","results":[{"exam":1,"score":1.0}],"average":1.0}"#,

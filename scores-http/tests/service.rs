@@ -18,9 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use futures_util::stream::{self, BoxStream, StreamExt};
-use scores_http::service::{self, ServiceConfig, Upstream};
-use scores_journal::{FsyncPolicy, Options};
-use scores_sse::FeedConfig;
+use scores_http::service::{self, ServiceConfig};
+use scores_pipeline::{
+    FeedConfig, FsyncPolicy, JournalOptions as Options, PipelineConfig, PipelineError,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -139,11 +140,12 @@ async fn start_service(upstream: SocketAddr, data_dir: &Path, journal: Options) 
         idle_timeout: Some(Duration::from_millis(400)),
         ..FeedConfig::new("")
     };
-    let config = ServiceConfig {
+    let pipeline = PipelineConfig {
         journal,
         feed,
-        ..ServiceConfig::new(Upstream::Url(format!("http://{upstream}/scores")), data_dir)
+        ..PipelineConfig::new(format!("http://{upstream}/scores"), data_dir)
     };
+    let config = ServiceConfig::new(pipeline);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel();
@@ -572,7 +574,7 @@ async fn a_journal_that_refuses_appends_hides_what_it_refused_and_still_lets_the
     // Retrying would never end, nor would waiting for room; stopping ends both, and says why.
     let error = service.stop_with_error().await;
     assert!(
-        matches!(error, service::ServiceError::StoppedWhileRefused(_)),
+        matches!(error, service::ServiceError::Pipeline(PipelineError::StoppedWhileRefused(_))),
         "stopped with {error:?}"
     );
 }

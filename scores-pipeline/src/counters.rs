@@ -1,0 +1,47 @@
+//! What the pipeline counts, for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+/// The pipeline's counters. Lock-free, except rejections by reason, which take a short lock.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Valid events handed to the log writer.
+    pub events_received: AtomicU64,
+    /// Events appended durably and folded.
+    pub events_accepted: AtomicU64,
+    /// Events of other types.
+    pub events_ignored: AtomicU64,
+    /// Attempts to connect to the upstream after the first, whether or not they connected.
+    pub reconnects: AtomicU64,
+    /// Whether the upstream connection is up.
+    pub upstream_connected: AtomicBool,
+    /// Log appends (batches).
+    pub log_appends: AtomicU64,
+    /// Syncs of the log to stable storage (fdatasync calls, for the journal).
+    pub log_syncs: AtomicU64,
+    /// Log appends that failed and were retried.
+    pub log_errors: AtomicU64,
+    /// The last sequence number made durable.
+    pub log_last_seq: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Snapshots published.
+    pub snapshots_published: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Counters {
+    /// Counts an event rejected for `reason` (a `DecodeError::reason` or a parse error's).
+    pub fn count_rejected(&self, reason: &'static str) {
+        if let Ok(mut rejected) = self.rejected.lock() {
+            *rejected.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Rejected events, by reason, in the order of the reasons.
+    pub fn rejected(&self) -> Vec<(&'static str, u64)> {
+        self.rejected.lock().map(|r| r.iter().map(|(&k, &v)| (k, v)).collect()).unwrap_or_default()
+    }
+}
