@@ -225,3 +225,29 @@ pub(crate) fn find_batch_header(bytes: &[u8], from: usize) -> Option<usize> {
     }
     None
 }
+
+/// One batch as bytes of its own: what a journal append writes, and what a message of a
+/// distributed log carries, so that both hold events in one format, checksummed the same way.
+pub mod batch {
+    use super::{BATCH_HEADER_LEN, Corruption, Entry, Record, decode_records, parse_batch_header};
+
+    /// Appends a batch holding `entries`, numbered from `first_seq`, to `out`.
+    pub fn encode(entries: &[Entry], first_seq: u64, out: &mut Vec<u8>) {
+        super::encode_batch(entries, first_seq, out);
+    }
+
+    /// Decodes `bytes`, which must hold exactly one batch, verified against its checksums. Its
+    /// records must be numbered on from the first: the first's number comes back with them.
+    pub fn decode(bytes: &[u8]) -> Result<Vec<Record>, Corruption> {
+        let header = parse_batch_header(bytes)?;
+        let records = &bytes[BATCH_HEADER_LEN..];
+        header.verify(records)?;
+        let Some(first_seq) = records.get(8..16).map(|seq| super::u64_at(seq, 0)) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        decode_records(records, first_seq, |record| out.push(record))
+            .map_err(|(_, corruption)| corruption)?;
+        Ok(out)
+    }
+}

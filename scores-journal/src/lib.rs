@@ -83,7 +83,7 @@ mod reader;
 pub use crate::checkpoint_file::{load_checkpoint, save_checkpoint};
 pub use crate::data_dir::{DataDir, SegmentFile, segment_files};
 pub use crate::error::{CheckpointProblem, JournalError};
-pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC};
+pub use crate::format::{Corruption, Entry, Record, SEGMENT_MAGIC, batch};
 pub use crate::journal::{
     FsyncPolicy, Journal, Options, Quarantined, Recovery, SegmentScan, Tail, TornTail, scan_segment,
 };

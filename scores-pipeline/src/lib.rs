@@ -12,14 +12,18 @@
 //! An event becomes visible only once the log holds it durably; a snapshot is the fold of the
 //! log up to its sequence number, and every answer drawn from one reflects that number.
 
+mod checkpointer;
 mod counters;
+mod fold;
 mod handle;
+mod ingest;
 pub mod log;
 mod run;
 
 pub use crate::counters::Counters;
+pub use crate::fold::MIN_PUBLISH_INTERVAL;
 pub use crate::handle::Pipeline;
 pub use crate::log::{Cursor, Log, LogError, LogRead};
-pub use crate::run::{MIN_PUBLISH_INTERVAL, PipelineConfig, PipelineError, Running, start};
+pub use crate::run::{PipelineConfig, PipelineError, Running, start};
 pub use scores_journal::{FsyncPolicy, Options as JournalOptions};
 pub use scores_sse::FeedConfig;

@@ -1,0 +1,220 @@
+//! The fold: durable entries, in log order, into the scoreboard; its snapshots published and
+//! checkpointed.
+//!
+//! A [`Folder`] restores the board from the checkpoint (and, for the file journal, the log's
+//! records after it), then folds each batch of durable entries on the thread that receives them
+//! (the appender, for the file journal, which folds each batch it made durable). A publisher
+//! thread merges what was folded into a new snapshot and publishes it while the fold goes on
+//! with the next batch: with many students, merging a batch into the persistent maps takes as
+//! long as folding it. Under full-speed ingest a snapshot covers the batches of at least
+//! [`MIN_PUBLISH_INTERVAL`]; once the fold has caught up, every batch is published as soon as
+//! it is durable.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+use scores_core::{Changes, Fold, Publisher, Scoreboard};
+use scores_journal::load_checkpoint;
+
+use crate::checkpointer::Checkpointer;
+use crate::handle::Pipeline;
+use crate::log::{Entry, LogRead};
+use crate::run::PipelineError;
+
+/// While more batches wait, the folder hands its changes over to be published at most this
+/// often; once it has caught up, at once. Each hand-over shares every changed student's results
+/// with the new snapshot, so the next change to a student copies them. With 200 students and
+/// wrk on the same cores, a snapshot per append was ~550 a second; at most every 5 ms, ~280,
+/// and ingest ~10% faster (docs/PERFORMANCE.md).
+pub const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Records read at a time while restoring.
+const RESTORE_CHUNK: usize = 65_536;
+
+/// Where the folder restores from before it folds what it is handed.
+pub(crate) struct Restore {
+    /// The checkpoint file.
+    pub(crate) checkpoint: PathBuf,
+    /// The log's read side, to fold its records after the checkpoint before the folder is
+    /// ready; `None` when the records come through the channel instead.
+    pub(crate) tail: Option<Arc<dyn LogRead>>,
+    /// The sequence number of the log's last record at start: a checkpoint past it belongs to
+    /// another log, and is ignored.
+    pub(crate) log_end: u64,
+}
+
+pub(crate) struct Folder {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) checkpointer: Checkpointer,
+    pub(crate) checkpoint_every: u64,
+}
+
+impl Folder {
+    /// Restores the board, then runs `body` on this thread, which folds through the
+    /// [`Folding`] it is given, with the publisher on a thread beside it; then writes a final
+    /// checkpoint.
+    pub(crate) fn run(
+        self,
+        restore: Restore,
+        body: impl FnOnce(&mut Folding) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
+        let Folder { pipeline, checkpointer, checkpoint_every } = self;
+        let started = Instant::now();
+        let (mut board, from) = match restore.run() {
+            Ok(restored) => restored,
+            Err(error) => {
+                pipeline.set_failure(format!("cannot restore the projections: {error}"));
+                return Err(error);
+            }
+        };
+        let counters = pipeline.counters();
+        counters.events_accepted.store(board.seq(), Ordering::Relaxed);
+        counters.events_received.store(board.seq(), Ordering::Relaxed);
+        counters.log_last_seq.store(board.seq(), Ordering::Relaxed);
+        pipeline.publish(board.snapshot());
+        pipeline.set_ready();
+        tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored; ready");
+
+        let (fold, publisher) = board.split();
+        let (changes, to_publish) = std::sync::mpsc::sync_channel::<Changes>(1);
+        let (last_checkpoint, seq, folded) = std::thread::scope(|scope| {
+            let publishing = std::thread::Builder::new()
+                .name("publisher".into())
+                .spawn_scoped(scope, || {
+                    publish_all(publisher, to_publish, &pipeline, (&checkpointer, checkpoint_every))
+                })
+                .map_err(|source| PipelineError::Io { action: "starting the publisher", source })?;
+            let last = (fold.seq(), Instant::now());
+            let mut folding = Folding { fold, changes, last };
+            let folded = body(&mut folding);
+            // The publisher publishes what it was handed, then ends.
+            folding.hand_over();
+            let seq = folding.seq();
+            drop(folding);
+            let last_checkpoint =
+                publishing.join().map_err(|_| PipelineError::Panicked("publisher"))?;
+            Ok::<_, PipelineError>((last_checkpoint, seq, folded))
+        })?;
+        let last = (seq != last_checkpoint).then(|| pipeline.snapshot());
+        checkpointer.finish(last);
+        folded?;
+        tracing::info!(seq, "projections checkpointed");
+        Ok(())
+    }
+}
+
+/// The fold in progress, and the channel that hands its changes to the publisher thread.
+pub(crate) struct Folding {
+    fold: Fold,
+    changes: SyncSender<Changes>,
+    /// The sequence number and time of the last hand-over.
+    last: (u64, Instant),
+}
+
+impl Folding {
+    /// The sequence number of the last entry folded.
+    pub(crate) fn seq(&self) -> u64 {
+        self.fold.seq()
+    }
+
+    /// Folds `entries`, the last numbered `last_seq`: they must follow on from what is folded.
+    pub(crate) fn apply(&mut self, last_seq: u64, entries: &[Entry]) -> Result<(), PipelineError> {
+        let first = (last_seq + 1).saturating_sub(entries.len() as u64);
+        if first != self.fold.seq() + 1 {
+            return Err(PipelineError::OutOfOrder { expected: self.fold.seq() + 1, found: first });
+        }
+        self.fold.apply_all(entries.iter().map(|entry| &entry.event));
+        Ok(())
+    }
+
+    /// Hands the changes over to be published when `caught_up` (nothing more waits to be
+    /// folded) or [`MIN_PUBLISH_INTERVAL`] has passed since the last hand-over; false once the
+    /// publisher has gone.
+    pub(crate) fn publish_if(&mut self, caught_up: bool) -> bool {
+        if caught_up || self.last.1.elapsed() >= MIN_PUBLISH_INTERVAL {
+            self.hand_over()
+        } else {
+            true
+        }
+    }
+
+    /// Hands over what was folded since the last hand-over, if anything; false once the
+    /// publisher has gone.
+    pub(crate) fn hand_over(&mut self) -> bool {
+        if self.fold.seq() == self.last.0 {
+            return true;
+        }
+        self.last = (self.fold.seq(), Instant::now());
+        self.changes.send(self.fold.take_changes()).is_ok()
+    }
+}
+
+impl Restore {
+    /// The board as of the checkpoint, when it is usable, and the log's tail after it, when
+    /// there is one to fold. Also returns the first sequence number folded after the checkpoint.
+    fn run(self) -> Result<(Scoreboard, u64), PipelineError> {
+        let mut board = match load_checkpoint(&self.checkpoint) {
+            Ok(Some(snapshot)) => Scoreboard::from(snapshot),
+            Ok(None) => Scoreboard::new(),
+            Err(error) => {
+                tracing::warn!(%error, "ignoring the checkpoint; folding the whole log");
+                Scoreboard::new()
+            }
+        };
+        if board.seq() > self.log_end {
+            tracing::warn!(
+                checkpoint = board.seq(),
+                log = self.log_end,
+                "the checkpoint is ahead of the log; folding the whole log"
+            );
+            board = Scoreboard::new();
+        }
+        let from = board.seq() + 1;
+        if let Some(tail) = self.tail {
+            let mut cursor = tail.cursor(from);
+            loop {
+                let records = cursor.read(RESTORE_CHUNK)?;
+                if records.is_empty() {
+                    break;
+                }
+                for record in &records {
+                    board.apply(&record.event);
+                }
+            }
+        }
+        Ok((board, from))
+    }
+}
+
+/// The publisher thread: turns each batch's changes into the next snapshot, publishes it, and
+/// offers checkpoints. Returns the sequence number of the last checkpoint handed over.
+fn publish_all(
+    mut publisher: Publisher,
+    changes: Receiver<Changes>,
+    pipeline: &Pipeline,
+    (checkpointer, checkpoint_every): (&Checkpointer, u64),
+) -> u64 {
+    let counters = pipeline.counters();
+    let mut seq = pipeline.snapshot().seq();
+    let mut last_checkpoint = seq;
+    for changes in changes {
+        let accepted = changes.seq() - seq;
+        seq = changes.seq();
+        pipeline.publish(publisher.publish(changes));
+        counters.events_accepted.fetch_add(accepted, Ordering::Relaxed);
+        // A checkpoint writes the whole board, so one is due only after at least as many
+        // events as the board holds results: checkpoints then cost a bounded share of ingest
+        // however large the board grows, and restoring folds no more events than the
+        // checkpoint holds results. Handed over only when the checkpoint thread is idle;
+        // otherwise tried again after the next batch.
+        let snapshot = pipeline.snapshot();
+        let due = checkpoint_every.max(snapshot.n_results());
+        if seq - last_checkpoint >= due && checkpointer.offer(snapshot) {
+            last_checkpoint = seq;
+        }
+    }
+    last_checkpoint
+}

@@ -1,0 +1,233 @@
+//! Ingest: the upstream feed into the log. A task reads the feed and hands each chunk's valid
+//! events to the log's writer, a thread that appends whatever has accumulated as one batch
+//! (group commit), then folds it. While the log refuses appends the writer retries, the channel
+//! fills and the feed waits: nothing is read that cannot be stored.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use scores_sse::{ConnectionState, Feed, FeedItem};
+use tokio::sync::{mpsc, watch};
+
+use crate::fold::Folding;
+use crate::handle::Pipeline;
+use crate::log::{Entry, Log};
+use crate::run::PipelineError;
+
+/// The writer stops gathering events for one log append once it has this many.
+const MAX_BATCH: usize = 65_536;
+
+/// How many batches of events (each what the feed parsed from one chunk of the stream) wait
+/// for the writer at most: beyond that, the feed waits, and the upstream behind it.
+pub(crate) const QUEUED_BATCHES: usize = 256;
+
+/// The file journal's writer, on the folder's thread: appends each batch of events from
+/// `events` until the channel closes, folds each once it is durable, then syncs the log. While
+/// the log refuses a batch, what earlier ones made durable is published meanwhile.
+pub(crate) fn append_and_fold(
+    log: &mut impl Log,
+    folding: &mut Folding,
+    mut events: mpsc::Receiver<Vec<Entry>>,
+    pipeline: &Pipeline,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    if folding.seq() + 1 != log.next_seq() {
+        return Err(PipelineError::OutOfOrder {
+            expected: log.next_seq(),
+            found: folding.seq() + 1,
+        });
+    }
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut appended = Ok(());
+    while let Some(first) = events.blocking_recv() {
+        batch.extend(first);
+        while batch.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        let publish_what_is_durable = || {
+            folding.hand_over();
+        };
+        let last_seq =
+            match append_until_durable(log, &batch, pipeline, stop, publish_what_is_durable) {
+                Ok(last_seq) => last_seq,
+                Err(error) => {
+                    appended = Err(error);
+                    break;
+                }
+            };
+        if let Err(error) = folding.apply(last_seq, &batch) {
+            appended = Err(error);
+            break;
+        }
+        batch.clear();
+        if !folding.publish_if(events.is_empty()) {
+            break;
+        }
+    }
+    // What was stored is synced (and then checkpointed) even when a batch could not be.
+    let synced = log.sync();
+    appended?;
+    Ok(synced?)
+}
+
+/// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.
+/// Events go to the writer a chunk of the stream at a time: the item awaited, then every item
+/// already parsed from the same chunk, as one message.
+pub(crate) async fn pull_feed(
+    mut feed: Feed,
+    events: mpsc::Sender<Vec<Entry>>,
+    pipeline: Pipeline,
+    mut stop: watch::Receiver<bool>,
+) {
+    let counters = pipeline.counters();
+    let mut attempts = 0u64;
+    // One future for the whole loop, rather than one registered and dropped per item.
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    let mut batch = Vec::new();
+    loop {
+        let item = tokio::select! {
+            item = feed.next() => item,
+            () = &mut stopped => return,
+        };
+        let Some(item) = item else {
+            tracing::info!("the upstream asked clients to stop (204); no more events will arrive");
+            stopped.await;
+            return;
+        };
+        for item in std::iter::once(item).chain(std::iter::from_fn(|| feed.ready())) {
+            match item {
+                FeedItem::Event { event, id } => batch.push(Entry { event, upstream_id: id }),
+                FeedItem::Ignored { event_type } => {
+                    counters.events_ignored.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%event_type, "ignored an event of another type");
+                }
+                FeedItem::Rejected(error) => {
+                    counters.count_rejected(error.reason());
+                    tracing::warn!(%error, "rejected an upstream event");
+                }
+                // Every attempt after the first counts, whether or not it connects.
+                FeedItem::State(ConnectionState::Connecting { .. }) => {
+                    attempts += 1;
+                    if attempts > 1 {
+                        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                FeedItem::State(ConnectionState::Connected) => {
+                    counters.upstream_connected.store(true, Ordering::Relaxed);
+                }
+                FeedItem::State(ConnectionState::Disconnected(_) | ConnectionState::Stopped) => {
+                    counters.upstream_connected.store(false, Ordering::Relaxed);
+                }
+                FeedItem::Raw(_) | FeedItem::State(_) => {}
+            }
+        }
+        if !batch.is_empty() {
+            counters.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // While the journal refuses appends the channel stays full and this waits; on a
+            // stop the writer gives up and closes the channel, which ends the wait.
+            if events.send(std::mem::take(&mut batch)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Appends `batch`, retrying with a pause while the log refuses (a full disk, say): the feed
+/// waits behind the channel meanwhile, and nothing is dropped; `on_refusal` runs at the first
+/// refusal. A log that cannot take appends any more stops the pipeline rather than risk the
+/// log; so does a request to stop while appends fail, since retrying would never end.
+/// Returns the sequence number of the batch's last entry.
+fn append_until_durable(
+    log: &mut impl Log,
+    batch: &[Entry],
+    pipeline: &Pipeline,
+    stop: &watch::Receiver<bool>,
+    on_refusal: impl FnOnce(),
+) -> Result<u64, PipelineError> {
+    let counters = pipeline.counters();
+    let mut refused = false;
+    let mut on_refusal = Some(on_refusal);
+    loop {
+        match log.append(batch) {
+            Ok(last_seq) => {
+                if refused {
+                    pipeline.set_log_refusal(None);
+                    tracing::info!("the log takes appends again");
+                }
+                counters.log_appends.fetch_add(1, Ordering::Relaxed);
+                counters.log_syncs.store(log.n_syncs(), Ordering::Relaxed);
+                counters.log_last_seq.store(last_seq, Ordering::Relaxed);
+                return Ok(last_seq);
+            }
+            Err(error) if error.is_fatal() => return Err(error.into()),
+            Err(error) => {
+                counters.log_errors.fetch_add(1, Ordering::Relaxed);
+                refused = true;
+                if let Some(on_refusal) = on_refusal.take() {
+                    on_refusal();
+                }
+                pipeline.set_log_refusal(Some(error.to_string()));
+                if *stop.borrow() {
+                    return Err(PipelineError::StoppedWhileRefused(error));
+                }
+                tracing::error!(%error, "log append failed; retrying in 1 s");
+                // In steps, so that a request to stop is seen within a tenth of a second.
+                for _ in 0..10 {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scores_core::ScoreEvent;
+    use std::sync::Arc;
+
+    use scores_journal::{FsyncPolicy, Journal, Options};
+
+    use super::*;
+
+    fn entry(n: u64) -> Entry {
+        let event = ScoreEvent::new("Marvin32", 11_000 + n, 0.5).unwrap();
+        Entry { event, upstream_id: Arc::from(n.to_string()) }
+    }
+
+    #[test]
+    fn a_refused_append_calls_on_refusal_once_and_retries_until_asked_to_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        // One-byte segments: the next append after a record needs a new file.
+        let options = Options { fsync: FsyncPolicy::Always, segment_bytes: 1 };
+        let (mut journal, _) = Journal::open(&journal_dir, options).unwrap();
+        Log::append(&mut journal, &[entry(1)]).unwrap();
+        std::fs::remove_dir_all(&journal_dir).unwrap();
+        std::fs::write(&journal_dir, "not a directory").unwrap();
+
+        let (stop, stop_rx) = watch::channel(false);
+        let pipeline = Pipeline::new(None);
+        let stopper = std::thread::spawn(move || {
+            // After the first retry (one second after the first refusal).
+            std::thread::sleep(Duration::from_millis(1_500));
+            stop.send(true).unwrap();
+        });
+        let mut calls = 0;
+        let appended =
+            append_until_durable(&mut journal, &[entry(2)], &pipeline, &stop_rx, || calls += 1);
+        stopper.join().unwrap();
+
+        assert!(matches!(appended, Err(PipelineError::StoppedWhileRefused(_))), "{appended:?}");
+        assert_eq!(calls, 1);
+        assert!(pipeline.counters().log_errors.load(Ordering::Relaxed) >= 2, "it retried");
+        assert!(pipeline.log_refusal().is_some());
+    }
+}
