@@ -145,9 +145,27 @@ pub(crate) struct ServeArgs {
     /// Address to serve HTTP on: `IP:PORT` or `HOST:PORT`.
     #[arg(long, env = "SCORES_LISTEN", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
     pub(crate) listen: SocketAddr,
-    /// Where the journal and checkpoints live.
+    /// Where the journal and checkpoints live (with `--log nats://…`, this replica's
+    /// checkpoint only).
     #[arg(long, env = "SCORES_DATA_DIR", default_value = "scores-data")]
     pub(crate) data_dir: PathBuf,
+    /// The log: `nats://HOST:PORT[,HOST:PORT…]` for a NATS JetStream stream shared by replicas;
+    /// without it, the file journal in `--data-dir`.
+    #[arg(long, env = "SCORES_LOG", value_name = "nats://HOST:PORT[,…]", value_parser = parse_log)]
+    pub(crate) log: Option<NatsServers>,
+    /// With `--log`: the stream's name (its lease bucket is `NAME-lease`).
+    #[arg(long, env = "SCORES_STREAM", default_value = "scores", requires = "log", value_parser = parse_stream_name)]
+    pub(crate) stream: String,
+    /// With `--log`: the stream's replication factor, used when it is created.
+    #[arg(long, env = "SCORES_STREAM_REPLICAS", default_value_t = 1, requires = "log")]
+    pub(crate) stream_replicas: usize,
+    /// With `--log`: how long the ingester's lease lasts unless renewed; another replica takes
+    /// over within about this long after the ingester is lost.
+    #[arg(long, env = "SCORES_LEASE_TTL", default_value = "3s", value_parser = parse_duration, requires = "log")]
+    pub(crate) lease_ttl: Duration,
+    /// With `--log`: only follow the stream; never compete to ingest.
+    #[arg(long, requires = "log", conflicts_with_all = ["upstream", "simulate_rate", "simulate_count"])]
+    pub(crate) follow_only: bool,
     /// When journal appends reach the disk: `always` (every batch), `never`, or an interval
     /// such as `10ms` or `1s`.
     #[arg(long, env = "SCORES_FSYNC", default_value = "always", value_parser = parse_fsync)]
@@ -228,6 +246,40 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .to_socket_addrs()
         .map_err(|error| format!("expected IP:PORT or HOST:PORT, got {text:?} ({error})"))?;
     addresses.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// The NATS servers of `--log`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NatsServers(pub(crate) Vec<String>);
+
+fn parse_log(text: &str) -> Result<NatsServers, String> {
+    let expected = || format!("expected nats://HOST:PORT[,HOST:PORT…], got {text:?}");
+    let rest = text.strip_prefix("nats://").ok_or_else(expected)?;
+    let servers = rest
+        .split(',')
+        .map(|server| {
+            let server = server.trim().trim_start_matches("nats://");
+            match server.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(format!("nats://{server}"))
+                }
+                _ => Err(expected()),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NatsServers(servers))
+}
+
+/// A JetStream stream name: letters, digits, `-` and `_`.
+fn parse_stream_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 200
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("a stream name is letters, digits, `-` and `_`, got {text:?}"))
+    }
 }
 
 /// A page's `limit`, as the API reads `?limit=`.

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use scores_http::ConnectionLimits;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
-use scores_pipeline::{FeedConfig, JournalOptions, PipelineConfig};
+use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -17,7 +17,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The simulated feed stops after the service, which reads it until then.
         let (simulator_stop, simulator_stopped) = watch::channel(false);
         let upstream = match args.upstream {
-            Some(url) => url,
+            _ if args.follow_only => None,
+            Some(url) => Some(url),
             // With ids, a restarted service resumes the simulated feed where it left off.
             None => {
                 let config = SimulatorConfig {
@@ -26,9 +27,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                     count: args.simulate_count,
                     ..SimulatorConfig::default()
                 };
-                start_simulator(config, simulator_stopped).await?
+                Some(start_simulator(config, simulator_stopped).await?)
             }
         };
+        let jetstream = args.log.map(|servers| JetStreamConfig {
+            stream: args.stream,
+            replicas: args.stream_replicas,
+            lease_ttl: args.lease_ttl,
+            ..JetStreamConfig::new(servers.0)
+        });
         let connections = ConnectionLimits {
             header_read_timeout: args.header_read_timeout,
             max_connections: args.max_connections.unwrap_or_else(default_max_connections),
@@ -37,7 +44,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             journal: JournalOptions { fsync: args.fsync, ..JournalOptions::default() },
             checkpoint_every: args.checkpoint_every,
             feed: FeedConfig { idle_timeout: Some(args.idle_timeout), ..FeedConfig::new("") },
-            ..PipelineConfig::new(upstream, &args.data_dir)
+            upstream,
+            jetstream,
+            ..PipelineConfig::new("", &args.data_dir)
         };
         let config = ServiceConfig { connections, max_streams: args.max_streams, pipeline };
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -54,12 +54,14 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use scores_pipeline::Role;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::finish::FinishLayer;
 
@@ -99,7 +101,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
         .layer(FinishLayer::new(state.clone()))
-        .layer(TraceLayer::new_for_http())
+        // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
+        // at a limit is the service working as designed, not an error for the log.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .with_state(state)
 }
@@ -123,22 +127,35 @@ async fn readiness(State(state): State<AppState>) -> Response {
     if !state.is_ready() {
         return ApiError::NotReady.into_response();
     }
-    // Still ready while the journal refuses appends: every answer is right as of `seq`, which
-    // stays put until the journal takes appends again. Why it refuses is said, for operators.
+    // Still ready while the log refuses appends or cannot be reached: every answer is right
+    // as of `seq`, which stays put meanwhile. Why is said, for operators. A replica of a shared
+    // log also says what it does and how far behind the stream's end it is.
     #[derive(serde::Serialize)]
     struct Readiness {
         status: &'static str,
         seq: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lag: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         journal: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        log: Option<String>,
     }
+    let pipeline = state.pipeline();
+    let role = pipeline.role();
+    let problem = pipeline.log_refusal();
     let body = Readiness {
         status: "ready",
         seq: state.snapshot().seq(),
-        journal: state
-            .pipeline()
-            .log_refusal()
+        role: role.map(Role::as_str),
+        lag: pipeline.lag(),
+        journal: problem
+            .clone()
+            .filter(|_| role.is_none())
             .map(|refusal| format!("refusing appends: {refusal}")),
+        log: problem.filter(|_| role.is_some()),
     };
     (
         [(CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -148,7 +165,7 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics().render(state.pipeline().counters(), &state.snapshot());
+    let body = state.metrics().render(state.pipeline());
     ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 

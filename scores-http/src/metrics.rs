@@ -6,8 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use scores_core::Snapshot;
-use scores_pipeline::Counters;
+use scores_pipeline::{Pipeline, Role};
 
 /// Upper bounds of the request latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 12] =
@@ -66,7 +65,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of these counters and the pipeline's, with the published
     /// snapshot's sequence number and sizes.
-    pub fn render(&self, pipeline: &Counters, snapshot: &Snapshot) -> String {
+    pub fn render(&self, pipeline: &Pipeline) -> String {
+        let snapshot = pipeline.snapshot();
+        let (role, lag) = (pipeline.role(), pipeline.lag());
+        let pipeline = pipeline.counters();
         let mut out = String::new();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let received = load(&pipeline.events_received);
@@ -177,6 +179,32 @@ impl Metrics {
             "Projection checkpoints written.",
             load(&pipeline.checkpoints),
         );
+        if let (Some(role), Some(lag)) = (role, lag) {
+            metric(
+                "scores_ingester",
+                "gauge",
+                "1 while this replica holds the ingester's lease, 0 while it follows.",
+                u64::from(role == Role::Ingester),
+            );
+            metric(
+                "scores_lease_changes_total",
+                "counter",
+                "Times this replica took or lost the ingester's lease.",
+                load(&pipeline.lease_changes),
+            );
+            metric(
+                "scores_fenced_publishes_total",
+                "counter",
+                "Publishes refused because another ingester had taken over.",
+                load(&pipeline.fenced_publishes),
+            );
+            metric(
+                "scores_log_lag_events",
+                "gauge",
+                "Events the stream holds that the published snapshot does not.",
+                lag,
+            );
+        }
         metric(
             "scores_snapshots_published_total",
             "counter",

@@ -236,6 +236,17 @@ pub mod batch {
         super::encode_batch(entries, first_seq, out);
     }
 
+    /// The bytes of a batch's header.
+    pub const HEADER_LEN: usize = BATCH_HEADER_LEN;
+
+    /// The bytes `entry` takes in a batch.
+    pub fn encoded_len(entry: &Entry) -> usize {
+        super::RECORD_HEADER_LEN
+            + super::PAYLOAD_FIXED_LEN
+            + entry.event.student_id.as_str().len()
+            + entry.upstream_id.len()
+    }
+
     /// Decodes `bytes`, which must hold exactly one batch, verified against its checksums. Its
     /// records must be numbered on from the first: the first's number comes back with them.
     pub fn decode(bytes: &[u8]) -> Result<Vec<Record>, Corruption> {

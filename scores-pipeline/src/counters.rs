@@ -29,6 +29,10 @@ pub struct Counters {
     pub checkpoints: AtomicU64,
     /// Snapshots published.
     pub snapshots_published: AtomicU64,
+    /// Times this replica took or lost the ingester's lease (a shared log).
+    pub lease_changes: AtomicU64,
+    /// Publishes refused because another ingester had taken over (a shared log).
+    pub fenced_publishes: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 

@@ -1,6 +1,6 @@
 //! [`Pipeline`]: what the frontends read from a running pipeline.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -25,6 +25,30 @@ struct Shared {
     failure: Mutex<Option<String>>,
     counters: Counters,
     log: Option<Arc<dyn LogRead>>,
+    /// [`Role`] as a number: 0 for none (the file journal's single writer).
+    role: AtomicU8,
+    /// The sequence number of the log's last event, as last seen (for a shared log).
+    log_end: AtomicU64,
+}
+
+/// What a replica of a shared log does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// It holds the lease: it reads the upstream into the log (and folds the log, as every
+    /// replica does).
+    Ingester,
+    /// It folds the log; another replica ingests.
+    Follower,
+}
+
+impl Role {
+    /// `ingester` or `follower`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingester => "ingester",
+            Role::Follower => "follower",
+        }
+    }
 }
 
 impl Pipeline {
@@ -38,6 +62,8 @@ impl Pipeline {
             failure: Mutex::new(None),
             counters: Counters::default(),
             log,
+            role: AtomicU8::new(0),
+            log_end: AtomicU64::new(0),
         }))
     }
 
@@ -85,6 +111,34 @@ impl Pipeline {
     /// The log's read side; `None` for a [`fixed`](Self::fixed) handle.
     pub fn log(&self) -> Option<Arc<dyn LogRead>> {
         self.0.log.clone()
+    }
+
+    /// What this replica does, for a shared log; `None` for the file journal, which has one
+    /// writer only.
+    pub fn role(&self) -> Option<Role> {
+        match self.0.role.load(Ordering::Relaxed) {
+            1 => Some(Role::Follower),
+            2 => Some(Role::Ingester),
+            _ => None,
+        }
+    }
+
+    /// How many events the log holds that the published snapshot does not, for a shared log.
+    pub fn lag(&self) -> Option<u64> {
+        self.role()?;
+        Some(self.0.log_end.load(Ordering::Relaxed).saturating_sub(self.snapshot().seq()))
+    }
+
+    pub(crate) fn set_role(&self, role: Role) {
+        let role = match role {
+            Role::Follower => 1,
+            Role::Ingester => 2,
+        };
+        self.0.role.store(role, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_log_end(&self, seq: u64) {
+        self.0.log_end.store(seq, Ordering::Relaxed);
     }
 
     /// Makes `snapshot` the one every new reader gets. The running pipeline publishes each

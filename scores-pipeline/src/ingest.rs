@@ -73,6 +73,30 @@ pub(crate) fn append_and_fold(
     Ok(synced?)
 }
 
+/// A shared log's writer, for an ingester: appends each batch of events from `events` until
+/// the channel closes or the log refuses for good (fenced); the replicas fold what the log
+/// holds, this one included.
+pub(crate) fn append_only(
+    mut log: impl Log,
+    mut events: mpsc::Receiver<Vec<Entry>>,
+    pipeline: &Pipeline,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = events.blocking_recv() {
+        batch.extend(first);
+        while batch.len() < MAX_BATCH {
+            match events.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        append_until_durable(&mut log, &batch, pipeline, stop, || {})?;
+        batch.clear();
+    }
+    Ok(log.sync()?)
+}
+
 /// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.
 /// Events go to the writer a chunk of the stream at a time: the item awaited, then every item
 /// already parsed from the same chunk, as one message.

@@ -17,12 +17,16 @@ mod counters;
 mod fold;
 mod handle;
 mod ingest;
+mod jetstream;
+mod lease;
 pub mod log;
+mod replica;
 mod run;
 
 pub use crate::counters::Counters;
 pub use crate::fold::MIN_PUBLISH_INTERVAL;
-pub use crate::handle::Pipeline;
+pub use crate::handle::{Pipeline, Role};
+pub use crate::jetstream::JetStreamConfig;
 pub use crate::log::{Cursor, Log, LogError, LogRead};
 pub use crate::run::{PipelineConfig, PipelineError, Running, start};
 pub use scores_journal::{FsyncPolicy, Options as JournalOptions};

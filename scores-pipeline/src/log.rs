@@ -21,13 +21,41 @@ pub enum LogError {
     /// The file journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// NATS could not be reached, or did not answer in time: worth retrying.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// The stream does not exist (it was deleted, say).
+    #[error("the stream {0} does not exist")]
+    StreamMissing(String),
+    /// Another ingester published after this one's last message: this one no longer holds
+    /// the lease, and must not append.
+    #[error(
+        "fenced: the stream moved past message {expected}, this ingester's last; another took over"
+    )]
+    Fenced {
+        /// The stream sequence this ingester expected to follow.
+        expected: u64,
+    },
+    /// A message of the stream is not what scores writes.
+    #[error("message {message} of the stream: {reason}")]
+    Corrupt {
+        /// Its stream sequence.
+        message: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl LogError {
-    /// Whether the log can take no more appends: retrying would risk the log itself (a failed
-    /// write that could not be undone, say), so the writer stops.
+    /// Whether the log can take no more appends from this writer: retrying would risk the log
+    /// itself (a failed write that could not be undone, a deposed ingester), so it stops.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, LogError::Journal(JournalError::Poisoned))
+        matches!(
+            self,
+            LogError::Journal(JournalError::Poisoned)
+                | LogError::Fenced { .. }
+                | LogError::Corrupt { .. }
+        )
     }
 }
 

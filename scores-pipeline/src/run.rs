@@ -22,6 +22,7 @@ use crate::checkpointer::Checkpointer;
 use crate::fold::{Folder, Restore};
 use crate::handle::Pipeline;
 use crate::ingest::{QUEUED_BATCHES, append_and_fold, pull_feed};
+use crate::jetstream::JetStreamConfig;
 use crate::log::{Entry, Log, LogError};
 
 /// How the pipeline runs. [`PipelineConfig::new`] gives the defaults.
@@ -39,6 +40,9 @@ pub struct PipelineConfig {
     /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
     /// by the pipeline.
     pub feed: FeedConfig,
+    /// The log on a NATS JetStream stream, shared by replicas, instead of the file journal; the
+    /// data directory then holds this replica's checkpoint only.
+    pub jetstream: Option<JetStreamConfig>,
 }
 
 impl PipelineConfig {
@@ -51,6 +55,7 @@ impl PipelineConfig {
             journal: Options::default(),
             checkpoint_every: 1_000_000,
             feed: FeedConfig::new(""),
+            jetstream: None,
         }
     }
 }
@@ -101,7 +106,7 @@ impl From<JournalError> for PipelineError {
 
 /// A started pipeline: completes when it has stopped.
 #[derive(Debug)]
-pub struct Running(tokio::task::JoinHandle<Result<(), PipelineError>>);
+pub struct Running(pub(crate) tokio::task::JoinHandle<Result<(), PipelineError>>);
 
 impl Running {
     /// Waits until the pipeline has stopped: after `stop` turned true (the log drained, synced
@@ -116,9 +121,12 @@ impl Running {
 /// turns true. A log that cannot be restored (corruption found while folding it) stops the
 /// pipeline with that error: nothing is skipped, and an operator decides.
 pub async fn start(
-    config: PipelineConfig,
+    mut config: PipelineConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<(Pipeline, Running), PipelineError> {
+    if let Some(jetstream) = config.jetstream.take() {
+        return crate::replica::start(config, jetstream, stop).await;
+    }
     let data_dir = DataDir::new(&config.data_dir);
     let (journal_dir, checkpoint) = (data_dir.journal_dir(), data_dir.checkpoint_path());
     let options = config.journal;
@@ -173,7 +181,9 @@ pub async fn start(
 
 /// A stop signal for the pipeline's parts: it turns true when `stop` does, or when a part
 /// sends it on failing.
-fn halt_on(mut stop: watch::Receiver<bool>) -> (Arc<watch::Sender<bool>>, watch::Receiver<bool>) {
+pub(crate) fn halt_on(
+    mut stop: watch::Receiver<bool>,
+) -> (Arc<watch::Sender<bool>>, watch::Receiver<bool>) {
     let (halt_tx, halt) = watch::channel(false);
     let halt_tx = Arc::new(halt_tx);
     let on_stop = halt_tx.clone();
@@ -187,7 +197,7 @@ fn halt_on(mut stop: watch::Receiver<bool>) -> (Arc<watch::Sender<bool>>, watch:
     (halt_tx, halt)
 }
 
-fn spawn_thread(
+pub(crate) fn spawn_thread(
     name: &'static str,
     work: impl FnOnce() -> Result<(), PipelineError> + Send + 'static,
 ) -> Result<std::thread::JoinHandle<Result<(), PipelineError>>, PipelineError> {
@@ -198,7 +208,7 @@ fn spawn_thread(
 }
 
 /// Waits for the thread `name` to end; halts the others when it fails.
-async fn finish(
+pub(crate) async fn finish(
     name: &'static str,
     thread: std::thread::JoinHandle<Result<(), PipelineError>>,
     halt: &watch::Sender<bool>,

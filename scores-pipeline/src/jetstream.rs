@@ -1,0 +1,558 @@
+//! The log on NATS JetStream: one stream, replicated by JetStream's own Raft, that every replica
+//! folds.
+//!
+//! Each message of the stream is one of two kinds, told apart by its headers:
+//!
+//! - a **batch**: a journal batch (`scores_journal::batch`, checksummed) of one or more events,
+//!   with `Scores-Seq` the first event's sequence number and `Scores-Count` how many. Events are
+//!   numbered 1, 2, 3 … across the whole stream, as the file journal numbers them.
+//! - a **fence**: what an ingester publishes when it takes the lease, with `Scores-Fence` its
+//!   lease revision, `Scores-Seq` the next event's number, and the last upstream event id stored
+//!   as its payload. It holds no event.
+//!
+//! Every publish names the stream sequence it expects to follow (`Nats-Expected-Last-Sequence`)
+//! and carries a `Nats-Msg-Id` (`b` and the first event's number, or `f` and the lease
+//! revision). A new ingester's fence moves the stream on, so a deposed ingester's next publish
+//! expects a sequence that is no longer the last and is refused: it can never append out of
+//! order or twice. A publish retried after a lost acknowledgement is recognised by its id and
+//! stored once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{Context, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, Stream};
+use async_nats::jetstream::{self, consumer};
+use async_nats::{HeaderMap, HeaderValue};
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use scores_journal::batch;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::log::{Closed, Cursor, Entry, Log, LogError, LogRead, Record};
+
+/// Where the stream is and how it is made. [`JetStreamConfig::new`] gives the defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JetStreamConfig {
+    /// The NATS servers, `nats://HOST:PORT` (or `HOST:PORT`), any of the cluster's.
+    pub servers: Vec<String>,
+    /// The stream's name; its subject is `NAME.events`, its lease bucket `NAME-lease`.
+    pub stream: String,
+    /// The replication factor the stream and the lease bucket are created with.
+    pub replicas: usize,
+    /// How long the ingester's lease lasts unless renewed (it is renewed every third of it):
+    /// after an ingester is lost, another takes over within about this long.
+    pub lease_ttl: Duration,
+}
+
+impl JetStreamConfig {
+    /// A stream named `scores`, one replica, a 3-second lease.
+    pub fn new(servers: Vec<String>) -> JetStreamConfig {
+        JetStreamConfig {
+            servers,
+            stream: "scores".to_owned(),
+            replicas: 1,
+            lease_ttl: Duration::from_secs(3),
+        }
+    }
+
+    fn subject(&self) -> String {
+        format!("{}.events", self.stream)
+    }
+
+    /// The lease's key-value bucket.
+    pub(crate) fn lease_bucket(&self) -> String {
+        format!("{}-lease", self.stream)
+    }
+}
+
+const SEQ: &str = "Scores-Seq";
+const COUNT: &str = "Scores-Count";
+const FENCE: &str = "Scores-Fence";
+
+/// How far the stream goes: its last message, and the last event's number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// The stream sequence of the last message (0 for an empty stream).
+    pub(crate) message: u64,
+    /// The number of the last event (0 before any).
+    pub(crate) event: u64,
+}
+
+/// A connection to the stream, shared by the writer and every reader.
+#[derive(Clone, Debug)]
+pub(crate) struct JetStream {
+    context: Context,
+    config: JetStreamConfig,
+    subject: String,
+    /// The stream's tail as last seen, kept by [`watch_tail`].
+    tail: watch::Receiver<Tail>,
+    runtime: Handle,
+}
+
+impl JetStream {
+    /// Connects (in the background: a server that is down at start is retried until it is up)
+    /// and starts following the stream's tail. Call on the runtime.
+    pub(crate) async fn connect(config: JetStreamConfig) -> Result<JetStream, LogError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(2))
+            .connect(config.servers.clone())
+            .await
+            .map_err(|error| {
+                LogError::Nats(format!("connecting to {:?}: {error}", config.servers))
+            })?;
+        let context = jetstream::new(client);
+        let (tail_tx, tail) = watch::channel(Tail::default());
+        let subject = config.subject();
+        let js = JetStream { context, config, subject, tail, runtime: Handle::current() };
+        tokio::spawn(watch_tail(js.clone(), tail_tx));
+        Ok(js)
+    }
+
+    /// The runtime the connection runs on: blocking callers `block_on` it.
+    pub(crate) fn runtime(&self) -> Handle {
+        self.runtime.clone()
+    }
+
+    pub(crate) fn context(&self) -> &Context {
+        &self.context
+    }
+
+    pub(crate) fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// The stream as it was last seen to end.
+    pub(crate) fn tail(&self) -> watch::Receiver<Tail> {
+        self.tail.clone()
+    }
+
+    /// The stream, created (with the configured replicas) when it does not exist.
+    pub(crate) async fn stream(&self) -> Result<Stream, LogError> {
+        let config = stream::Config {
+            name: self.config.stream.clone(),
+            subjects: vec![self.subject.clone()],
+            num_replicas: self.config.replicas,
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            duplicate_window: Duration::from_secs(120),
+            ..stream::Config::default()
+        };
+        self.context.get_or_create_stream(config).await.map_err(|error| {
+            LogError::Nats(format!("opening stream {}: {error}", self.config.stream))
+        })
+    }
+
+    /// The stream, without asking the server anything: for reading one known to exist.
+    async fn existing_stream(&self) -> Result<Stream<()>, LogError> {
+        self.context.get_stream_no_info(&self.config.stream).await.map_err(|error| {
+            LogError::Nats(format!("opening stream {}: {error}", self.config.stream))
+        })
+    }
+
+    /// The message at stream sequence `sequence`; `None` when there is none (past the end).
+    async fn message<I>(
+        &self,
+        stream: &Stream<I>,
+        sequence: u64,
+    ) -> Result<Option<Message>, LogError> {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => Message::decode(&message.headers, &message.payload, sequence).map(Some),
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                Ok(None)
+            }
+            Err(error) => Err(LogError::Nats(format!("reading message {sequence}: {error}"))),
+        }
+    }
+
+    /// The tail as the stream reports it now.
+    async fn read_tail<I>(&self, stream: &Stream<I>) -> Result<(Tail, Option<Message>), LogError> {
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|error| LogError::Nats(format!("reading the stream's state: {error}")))?;
+        let last = info.state.last_sequence;
+        if last == 0 {
+            return Ok((Tail::default(), None));
+        }
+        let message = self.message(stream, last).await?;
+        let event = message.as_ref().map_or(0, Message::last_event);
+        Ok((Tail { message: last, event }, message))
+    }
+}
+
+/// One message of the stream, decoded.
+#[derive(Debug)]
+enum Message {
+    Batch(Vec<Record>),
+    Fence { next_seq: u64, last_upstream_id: String },
+}
+
+impl Message {
+    fn decode(headers: &HeaderMap, payload: &[u8], sequence: u64) -> Result<Message, LogError> {
+        let corrupt = |reason: String| LogError::Corrupt { message: sequence, reason };
+        let seq = header_u64(headers, SEQ).ok_or_else(|| corrupt(format!("no {SEQ} header")))?;
+        if headers.get(FENCE).is_some() {
+            let last_upstream_id = std::str::from_utf8(payload)
+                .map_err(|_| corrupt("a fence whose upstream id is not UTF-8".to_owned()))?;
+            return Ok(Message::Fence {
+                next_seq: seq,
+                last_upstream_id: last_upstream_id.to_owned(),
+            });
+        }
+        let records = batch::decode(payload).map_err(|error| corrupt(error.to_string()))?;
+        match records.first() {
+            Some(first) if first.seq == seq => Ok(Message::Batch(records)),
+            Some(first) => Err(corrupt(format!("{SEQ} is {seq}, its first event {}", first.seq))),
+            None => Err(corrupt("a batch without events".to_owned())),
+        }
+    }
+
+    /// The number of the last event the stream holds once it holds this message.
+    fn last_event(&self) -> u64 {
+        match self {
+            Message::Batch(records) => records.last().map_or(0, |record| record.seq),
+            Message::Fence { next_seq, .. } => next_seq - 1,
+        }
+    }
+
+    fn last_upstream_id(&self) -> &str {
+        match self {
+            Message::Batch(records) => records.last().map_or("", |record| &record.upstream_id),
+            Message::Fence { last_upstream_id, .. } => last_upstream_id,
+        }
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.as_str().parse().ok()
+}
+
+/// Keeps `tail` at the stream's end: the tail as read at start, then each new message's
+/// headers from an ordered consumer (no payloads). A consumer that fails is made again.
+async fn watch_tail(js: JetStream, tail: watch::Sender<Tail>) {
+    loop {
+        match follow_tail(&js, &tail).await {
+            Ok(()) => return,
+            Err(error) => tracing::warn!(%error, "lost the stream's tail; looking again in 1 s"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tail.closed() => return,
+        }
+    }
+}
+
+async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), LogError> {
+    let nats = |error: &dyn std::fmt::Display| LogError::Nats(error.to_string());
+    let stream = js.stream().await?;
+    let (now, _) = js.read_tail(&stream).await?;
+    tail.send_if_modified(|seen| advance(seen, now));
+    let config = consumer::pull::OrderedConfig {
+        headers_only: true,
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: now.message + 1,
+        },
+        ..consumer::pull::OrderedConfig::default()
+    };
+    let consumer = stream.create_consumer(config).await.map_err(|e| nats(&e))?;
+    let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            () = tail.closed() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Err(LogError::Nats("the consumer ended".into()));
+        };
+        let message = message.map_err(|e| nats(&e))?;
+        let info = message.info().map_err(|e| nats(&e))?;
+        let headers = message.headers.clone().unwrap_or_default();
+        let seq = header_u64(&headers, SEQ).unwrap_or(0);
+        let event = if headers.get(FENCE).is_some() {
+            seq.saturating_sub(1)
+        } else {
+            seq + header_u64(&headers, COUNT).unwrap_or(1) - 1
+        };
+        let now = Tail { message: info.stream_sequence, event };
+        tail.send_if_modified(|seen| advance(seen, now));
+    }
+}
+
+fn advance(seen: &mut Tail, now: Tail) -> bool {
+    if now.message > seen.message {
+        *seen = now;
+        true
+    } else {
+        false
+    }
+}
+
+/// The read side of the stream.
+#[derive(Clone, Debug)]
+pub(crate) struct JetStreamReader(pub(crate) JetStream);
+
+impl LogRead for JetStreamReader {
+    fn last_seq(&self) -> u64 {
+        self.0.tail.borrow().event
+    }
+
+    fn wait_beyond(&self, seq: u64) -> BoxFuture<'static, Result<u64, Closed>> {
+        let mut tail = self.0.tail();
+        Box::pin(async move {
+            let tail = tail.wait_for(|tail| tail.event > seq).await.map_err(|_| Closed)?;
+            Ok(tail.event)
+        })
+    }
+
+    fn cursor(&self, from: u64) -> Box<dyn Cursor> {
+        Box::new(JetStreamCursor { js: self.0.clone(), from: from.max(1), next_message: None })
+    }
+}
+
+/// Reads the stream from an event number: finds the message that holds it (a binary search
+/// over the stream's sequence numbers), then reads message after message.
+struct JetStreamCursor {
+    js: JetStream,
+    /// The next event to return.
+    from: u64,
+    /// The stream sequence of the next message to read, once found.
+    next_message: Option<u64>,
+}
+
+impl JetStreamCursor {
+    async fn read_async(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
+        let stream = self.js.existing_stream().await?;
+        let tail = *self.js.tail.borrow();
+        if tail.event < self.from {
+            return Ok(Vec::new());
+        }
+        let mut next = match self.next_message {
+            Some(next) => next,
+            None => locate(&self.js, &stream, self.from, tail.message).await?,
+        };
+        let mut records = Vec::new();
+        while records.len() < max && next <= tail.message {
+            let Some(message) = self.js.message(&stream, next).await? else {
+                return Err(LogError::Corrupt {
+                    message: next,
+                    reason: "missing from the stream".to_owned(),
+                });
+            };
+            next += 1;
+            if let Message::Batch(batch) = message {
+                records.extend(batch.into_iter().filter(|record| record.seq >= self.from));
+            }
+            if let Some(last) = records.last() {
+                self.from = last.seq + 1;
+            }
+        }
+        self.next_message = Some(next);
+        Ok(records)
+    }
+}
+
+impl Cursor for JetStreamCursor {
+    fn read(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
+        let runtime = self.js.runtime.clone();
+        runtime.block_on(self.read_async(max))
+    }
+}
+
+/// The stream sequence of the message to read first for events from `from`: the last message
+/// whose `Scores-Seq` is at most `from` (1 when there is none).
+async fn locate<I>(
+    js: &JetStream,
+    stream: &Stream<I>,
+    from: u64,
+    last: u64,
+) -> Result<u64, LogError> {
+    let info = stream
+        .get_info()
+        .await
+        .map_err(|error| LogError::Nats(format!("reading the stream's state: {error}")))?;
+    let (mut low, mut high) = (info.state.first_sequence.max(1), last);
+    // Invariant: every message before `low` starts at or before `from`; every message after
+    // `high` starts after it.
+    let mut found = low;
+    while low <= high {
+        let middle = low + (high - low) / 2;
+        let first = match js.message(stream, middle).await? {
+            Some(Message::Batch(records)) => records.first().map_or(0, |record| record.seq),
+            Some(Message::Fence { next_seq, .. }) => next_seq,
+            None => return Err(LogError::Corrupt { message: middle, reason: "missing".into() }),
+        };
+        if first <= from {
+            found = middle;
+            low = middle + 1;
+        } else {
+            high = middle - 1;
+        }
+    }
+    Ok(found)
+}
+
+/// The writer's side: an ingester holding the lease with revision `term`.
+#[derive(Debug)]
+pub(crate) struct JetStreamWriter {
+    js: JetStream,
+    /// The number the next event gets.
+    next_seq: u64,
+    /// The stream sequence of the last message: the one the next publish expects to follow.
+    last_message: u64,
+    last_upstream_id: String,
+    /// The batch an append stored part of before it failed: its length, first entry and how
+    /// many of its entries are stored. A retry with the same batch stores only the rest.
+    in_flight: Option<(usize, Entry, usize)>,
+    n_appends: u64,
+}
+
+impl JetStreamWriter {
+    /// Reads where the stream ends and publishes this ingester's fence after it. Fails with
+    /// [`LogError::Fenced`] when another publish came in between.
+    pub(crate) async fn open(js: JetStream, term: u64) -> Result<JetStreamWriter, LogError> {
+        let stream = js.stream().await?;
+        let (tail, last) = js.read_tail(&stream).await?;
+        let last_upstream_id = last.as_ref().map_or("", Message::last_upstream_id).to_owned();
+        let mut writer = JetStreamWriter {
+            js,
+            next_seq: tail.event + 1,
+            last_message: tail.message,
+            last_upstream_id,
+            in_flight: None,
+            n_appends: 0,
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(SEQ, HeaderValue::from(writer.next_seq));
+        headers.insert(FENCE, HeaderValue::from(term));
+        let payload = bytes::Bytes::from(writer.last_upstream_id.clone().into_bytes());
+        writer.publish(headers, payload, format!("f{term}")).await?;
+        Ok(writer)
+    }
+
+    /// Publishes one message after the last, fenced; on success it is the last.
+    async fn publish(
+        &mut self,
+        headers: HeaderMap,
+        payload: bytes::Bytes,
+        id: String,
+    ) -> Result<(), LogError> {
+        let message = PublishMessage::build()
+            .payload(payload)
+            .headers(headers)
+            .message_id(id)
+            .expected_last_sequence(self.last_message);
+        let published =
+            async { self.js.context.send_publish(self.js.subject.clone(), message).await?.await };
+        match published.await {
+            Ok(ack) => {
+                self.last_message = ack.sequence;
+                Ok(())
+            }
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(LogError::Fenced { expected: self.last_message })
+            }
+            Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                Err(LogError::StreamMissing(self.js.config.stream.clone()))
+            }
+            Err(error) => Err(LogError::Nats(format!("publishing: {error}"))),
+        }
+    }
+
+    async fn append_async(&mut self, entries: &[Entry]) -> Result<u64, LogError> {
+        let resumed = match (&self.in_flight, entries.first()) {
+            (Some((len, first, done)), Some(entry)) if *len == entries.len() && first == entry => {
+                *done
+            }
+            _ => 0,
+        };
+        let max_payload = match self.js.context.client().server_info().max_payload {
+            0 => 1 << 20,
+            max => max,
+        };
+        // Room for the headers, generously.
+        let limit = max_payload.saturating_sub(4096).max(batch::HEADER_LEN + 1);
+        let mut done = resumed;
+        while done < entries.len() {
+            let mut end = done;
+            let mut bytes = batch::HEADER_LEN;
+            while end < entries.len()
+                && (end == done || bytes + batch::encoded_len(&entries[end]) <= limit)
+            {
+                bytes += batch::encoded_len(&entries[end]);
+                end += 1;
+            }
+            let chunk = &entries[done..end];
+            let mut payload = Vec::with_capacity(bytes);
+            batch::encode(chunk, self.next_seq, &mut payload);
+            let mut headers = HeaderMap::new();
+            headers.insert(SEQ, HeaderValue::from(self.next_seq));
+            headers.insert(COUNT, HeaderValue::from(chunk.len() as u64));
+            let id = format!("b{}", self.next_seq);
+            if let Err(error) = self.publish(headers, payload.into(), id).await {
+                if let Some(entry) = entries.first() {
+                    self.in_flight = Some((entries.len(), entry.clone(), done));
+                }
+                return Err(error);
+            }
+            self.next_seq += chunk.len() as u64;
+            if let Some(last) = chunk.last() {
+                self.last_upstream_id = last.upstream_id.to_string();
+            }
+            done = end;
+        }
+        self.in_flight = None;
+        self.n_appends += 1;
+        Ok(self.next_seq - 1)
+    }
+}
+
+impl Log for JetStreamWriter {
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn last_upstream_id(&self) -> &str {
+        &self.last_upstream_id
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> Result<u64, LogError> {
+        let runtime = self.js.runtime.clone();
+        runtime.block_on(self.append_async(entries))
+    }
+
+    fn sync(&mut self) -> Result<(), LogError> {
+        // A publish is acknowledged once the stream's replicas hold it.
+        Ok(())
+    }
+
+    fn n_syncs(&self) -> u64 {
+        self.n_appends
+    }
+
+    fn read_from(&self, from: u64) -> Box<dyn Iterator<Item = Result<Record, LogError>> + '_> {
+        let mut cursor = self.reader().cursor(from);
+        let mut chunk = std::collections::VecDeque::new();
+        let mut failed = false;
+        Box::new(std::iter::from_fn(move || {
+            if chunk.is_empty() && !failed {
+                match cursor.read(4096) {
+                    Ok(records) => chunk.extend(records),
+                    Err(error) => {
+                        failed = true;
+                        return Some(Err(error));
+                    }
+                }
+            }
+            chunk.pop_front().map(Ok)
+        }))
+    }
+
+    fn reader(&self) -> Arc<dyn LogRead> {
+        Arc::new(JetStreamReader(self.js.clone()))
+    }
+}

@@ -1,0 +1,331 @@
+//! A replica on a JetStream log: it folds the stream, and, when it has an upstream, competes
+//! for the lease and ingests while it holds it.
+//!
+//! ```text
+//!                   ┌─ lease holder only ─────────────────────────────────┐
+//! upstream ─► feed task ─Vec<Entry>─► writer thread (JetStreamWriter, fenced) ─► stream
+//!                                                                               │
+//!   every replica: folder thread (follows the stream from its checkpoint) ◄─────┘
+//!                  └─Changes─► publisher thread (Pipeline::publish, checkpoints)
+//! ```
+//!
+//! The ingesting replica folds what the stream holds, as the others do, never its own
+//! batches: so any two replicas at the same sequence number have folded the same events. A
+//! replica is ready as soon as its checkpoint is loaded; `Pipeline::lag` says how far behind
+//! the stream's end it is while it catches up. While NATS cannot be reached, every replica
+//! serves its last snapshot, the log's status says why, and the ingester's feed waits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use scores_journal::DataDir;
+use scores_sse::{Feed, FeedConfig};
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpointer::Checkpointer;
+use crate::fold::{Folder, Folding, Restore};
+use crate::handle::{Pipeline, Role};
+use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
+use crate::jetstream::{JetStream, JetStreamConfig, JetStreamReader, JetStreamWriter};
+use crate::lease::{Lease, LeaseBucket};
+use crate::log::{Entry, Log, LogError, LogRead};
+use crate::run::{PipelineConfig, PipelineError, Running, finish, halt_on, spawn_thread};
+
+/// Records folded at a time while following the stream.
+const FOLLOW_CHUNK: usize = 65_536;
+
+/// How often a replica without the lease tries to take it.
+const ACQUIRE_EVERY: Duration = Duration::from_millis(250);
+
+/// Starts a replica on the stream `jetstream` names. See the module docs.
+pub(crate) async fn start(
+    config: PipelineConfig,
+    jetstream: JetStreamConfig,
+    stop: watch::Receiver<bool>,
+) -> Result<(Pipeline, Running), PipelineError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|source| PipelineError::Io { action: "creating the data directory", source })?;
+    let checkpoint = DataDir::new(&config.data_dir).checkpoint_path();
+    let servers = jetstream.servers.join(",");
+    let js = JetStream::connect(jetstream).await?;
+    let reader = Arc::new(JetStreamReader(js.clone()));
+    let pipeline = Pipeline::new(Some(reader.clone()));
+    pipeline.set_role(Role::Follower);
+    tracing::info!(%servers, stream = %js.config().stream, "following the JetStream log; restoring projections from the checkpoint");
+    let (halt_tx, halt) = halt_on(stop);
+    tokio::spawn(report_status(js.clone(), pipeline.clone(), servers, halt.clone()));
+
+    let checkpointer = Checkpointer::start(checkpoint.clone(), pipeline.clone())
+        .map_err(|source| PipelineError::Io { action: "starting the checkpoint writer", source })?;
+    let folder = Folder {
+        pipeline: pipeline.clone(),
+        checkpointer,
+        checkpoint_every: config.checkpoint_every,
+    };
+    // The stream's records come through the follower, after the checkpoint is loaded.
+    let restore = Restore { checkpoint, tail: None, log_end: u64::MAX };
+    let (follow_pipeline, follow_halt) = (pipeline.clone(), halt.clone());
+    let following = spawn_thread("follower", move || {
+        folder.run(restore, |folding| follow(&reader, folding, &follow_halt, &follow_pipeline))
+    })?;
+    let ingesting = config.upstream.map(|url| {
+        let feed = FeedConfig { url, ..config.feed };
+        tokio::spawn(ingest_while_leased(js.clone(), feed, pipeline.clone(), halt.clone()))
+    });
+
+    let running = tokio::spawn(async move {
+        let followed = finish("follower", following, &halt_tx).await;
+        let _ = halt_tx.send(true);
+        if let Some(ingesting) = ingesting {
+            ingesting.await.map_err(|_| PipelineError::Panicked("ingester"))?;
+        }
+        followed
+    });
+    Ok((pipeline, Running(running)))
+}
+
+/// Keeps the pipeline's view of the stream current: its end (for the lag) and whether NATS
+/// answers (for readiness).
+async fn report_status(
+    js: JetStream,
+    pipeline: Pipeline,
+    servers: String,
+    halt: watch::Receiver<bool>,
+) {
+    let mut tail = js.tail();
+    let client = js.context().client();
+    loop {
+        pipeline.set_log_end(tail.borrow().event);
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        let problem = (!connected).then(|| format!("cannot reach NATS at {servers}"));
+        if problem != pipeline.log_refusal() && pipeline.role() == Some(Role::Follower) {
+            pipeline.set_log_refusal(problem);
+        }
+        tokio::select! {
+            changed = tail.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if *halt.borrow() {
+            return;
+        }
+    }
+}
+
+/// The follower, on the folder's thread: folds the stream's records after what is folded, as
+/// they become durable, until a stop. NATS going away pauses it; it resumes where it stopped.
+fn follow(
+    reader: &JetStreamReader,
+    folding: &mut Folding,
+    stop: &watch::Receiver<bool>,
+    pipeline: &Pipeline,
+) -> Result<(), PipelineError> {
+    let runtime = reader.0.runtime();
+    let mut cursor = reader.cursor(folding.seq() + 1);
+    loop {
+        let folded = folding.seq();
+        let (mut tail, mut stopped) = (reader.0.tail(), stop.clone());
+        let more = runtime.block_on(async {
+            tokio::select! {
+                tail = tail.wait_for(|tail| tail.event > folded) => tail.is_ok(),
+                _ = stopped.wait_for(|stopped| *stopped) => false,
+            }
+        });
+        if !more {
+            return Ok(());
+        }
+        match cursor.read(FOLLOW_CHUNK) {
+            Ok(records) => {
+                let Some(last_seq) = records.last().map(|record| record.seq) else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let entries: Vec<Entry> = records
+                    .into_iter()
+                    .map(|record| Entry { event: record.event, upstream_id: record.upstream_id })
+                    .collect();
+                folding.apply(last_seq, &entries)?;
+                let counters = pipeline.counters();
+                counters.log_last_seq.store(last_seq, Ordering::Relaxed);
+                let caught_up = last_seq >= reader.last_seq();
+                if !folding.publish_if(caught_up) {
+                    return Ok(());
+                }
+            }
+            Err(error) if error.is_fatal() => return Err(error.into()),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the stream; trying again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+                cursor = reader.cursor(folding.seq() + 1);
+            }
+        }
+    }
+}
+
+/// Why an ingester's term ended.
+enum TermEnd {
+    /// Asked to stop.
+    Stopped,
+    /// The lease could not be renewed in time, or someone else holds it.
+    LeaseLost,
+    /// A publish was refused: another ingester had published after this one's last message.
+    Fenced,
+    /// Something else failed; the replica steps down and competes again.
+    Failed(PipelineError),
+}
+
+/// Competes for the lease until a stop; while it holds it, reads the upstream into the stream.
+async fn ingest_while_leased(
+    js: JetStream,
+    feed: FeedConfig,
+    pipeline: Pipeline,
+    halt: watch::Receiver<bool>,
+) {
+    let holder = format!("pid{}-{:08x}", std::process::id(), fastrand::u32(..));
+    let mut stopped = halt.clone();
+    let bucket = loop {
+        match LeaseBucket::open(&js).await {
+            Ok(bucket) => break bucket,
+            Err(error) => {
+                tracing::warn!(%error, "cannot open the lease bucket; trying again in 1 s")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+    };
+    loop {
+        if *halt.borrow() {
+            return;
+        }
+        let lease = match bucket.try_acquire(&holder).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                wait(ACQUIRE_EVERY, &halt).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot take the lease now");
+                wait(ACQUIRE_EVERY, &halt).await;
+                continue;
+            }
+        };
+        let term = lease.term();
+        pipeline.set_role(Role::Ingester);
+        pipeline.set_log_refusal(None);
+        pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(term, %holder, "took the ingester's lease: reading the upstream into the stream");
+        let ended = ingest_term(&js, lease, &feed, &pipeline, &halt).await;
+        pipeline.set_role(Role::Follower);
+        pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
+        match ended {
+            TermEnd::Stopped => {
+                tracing::info!(term, "stopped ingesting; the lease is released");
+                return;
+            }
+            TermEnd::LeaseLost => {
+                tracing::warn!(
+                    term,
+                    "lost the ingester's lease (not renewed in time, or taken): stepping down"
+                );
+            }
+            TermEnd::Fenced => {
+                pipeline.counters().fenced_publishes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    term,
+                    "fenced: another ingester published after this one; stepping down"
+                );
+            }
+            TermEnd::Failed(error) => {
+                tracing::warn!(term, %error, "stopped ingesting; stepping down");
+                wait(Duration::from_secs(1), &halt).await;
+            }
+        }
+    }
+}
+
+/// Waits `pause`, or less if a stop comes first.
+async fn wait(pause: Duration, halt: &watch::Receiver<bool>) {
+    let mut stopped = halt.clone();
+    tokio::select! {
+        () = tokio::time::sleep(pause) => {}
+        _ = stopped.wait_for(|stopped| *stopped) => {}
+    }
+}
+
+/// One term as the ingester: fences the stream, resumes the upstream after the last id it
+/// holds, and appends until a stop, the lease is lost, or a publish is fenced.
+async fn ingest_term(
+    js: &JetStream,
+    mut lease: Lease,
+    feed: &FeedConfig,
+    pipeline: &Pipeline,
+    halt: &watch::Receiver<bool>,
+) -> TermEnd {
+    let writer = match JetStreamWriter::open(js.clone(), lease.term()).await {
+        Ok(writer) => writer,
+        Err(LogError::Fenced { .. }) => return TermEnd::Fenced,
+        Err(error) => {
+            lease.release().await;
+            return TermEnd::Failed(error.into());
+        }
+    };
+    let last_event_id = writer.last_upstream_id().to_owned();
+    tracing::info!(next_seq = writer.next_seq(), last_event_id = %last_event_id, "stream fenced; resuming the upstream");
+    let feed = match Feed::new(FeedConfig { last_event_id, ..feed.clone() }) {
+        Ok(feed) => feed,
+        Err(error) => {
+            lease.release().await;
+            return TermEnd::Failed(error.into());
+        }
+    };
+    // The term's own stop: a stop of the pipeline, a lost lease, or the writer ending.
+    let (term_stop_tx, term_stop) = watch::channel(false);
+    let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
+    let feeding = tokio::spawn(pull_feed(feed, events_tx, pipeline.clone(), term_stop.clone()));
+    let (writer_pipeline, writer_stop) = (pipeline.clone(), term_stop.clone());
+    let mut writing = tokio::task::spawn_blocking(move || {
+        append_only(writer, events_rx, &writer_pipeline, &writer_stop)
+    });
+    let mut stopped = halt.clone();
+    let mut written = None;
+    let mut lost = false;
+    while written.is_none() && !lost {
+        let renew = tokio::select! {
+            ended = &mut writing => {
+                written = Some(ended);
+                false
+            }
+            stop = stopped.wait_for(|stopped| *stopped) => {
+                drop(stop);
+                break;
+            }
+            () = tokio::time::sleep(lease.renew_every()) => true,
+        };
+        if renew {
+            match lease.renew().await {
+                Ok(true) => {}
+                Ok(false) => lost = true,
+                Err(error) => tracing::warn!(%error, "cannot renew the lease; trying again"),
+            }
+        }
+    }
+    let _ = term_stop_tx.send(true);
+    let _ = feeding.await;
+    let written = match written {
+        Some(written) => written,
+        None => writing.await,
+    };
+    let written = written.unwrap_or(Err(PipelineError::Panicked("stream writer")));
+    if !lost {
+        lease.release().await;
+    }
+    match written {
+        Err(PipelineError::Log(LogError::Fenced { .. })) => TermEnd::Fenced,
+        _ if lost => TermEnd::LeaseLost,
+        Ok(()) | Err(PipelineError::StoppedWhileRefused(_)) if *halt.borrow() => TermEnd::Stopped,
+        Ok(()) => TermEnd::LeaseLost,
+        Err(error) => TermEnd::Failed(error),
+    }
+}
