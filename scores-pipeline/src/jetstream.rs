@@ -17,6 +17,7 @@
 //! order or twice. A publish retried after a lost acknowledgement is recognised by its id and
 //! stored once.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -310,7 +311,12 @@ impl LogRead for JetStreamReader {
     }
 
     fn cursor(&self, from: u64) -> Box<dyn Cursor> {
-        Box::new(JetStreamCursor { js: self.0.clone(), from: from.max(1), next_message: None })
+        Box::new(JetStreamCursor {
+            js: self.0.clone(),
+            from: from.max(1),
+            next_message: None,
+            pending: VecDeque::new(),
+        })
     }
 }
 
@@ -318,41 +324,44 @@ impl LogRead for JetStreamReader {
 /// over the stream's sequence numbers), then reads message after message.
 struct JetStreamCursor {
     js: JetStream,
-    /// The next event to return.
+    /// The next event to read from the stream.
     from: u64,
     /// The stream sequence of the next message to read, once found.
     next_message: Option<u64>,
+    /// Records read from the stream and not yet returned: a message may hold more than a read
+    /// asks for.
+    pending: VecDeque<Record>,
 }
 
 impl JetStreamCursor {
     async fn read_async(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
-        let stream = self.js.existing_stream().await?;
         let tail = *self.js.tail.borrow();
-        if tail.event < self.from {
-            return Ok(Vec::new());
-        }
-        let mut next = match self.next_message {
-            Some(next) => next,
-            None => locate(&self.js, &stream, self.from, tail.message).await?,
-        };
-        let mut records = Vec::new();
-        while records.len() < max && next <= tail.message {
-            let Some(message) = self.js.message(&stream, next).await? else {
-                return Err(LogError::Corrupt {
-                    message: next,
-                    reason: "missing from the stream".to_owned(),
-                });
+        if self.pending.len() < max && tail.event >= self.from {
+            let stream = self.js.existing_stream().await?;
+            let mut next = match self.next_message {
+                Some(next) => next,
+                None => locate(&self.js, &stream, self.from, tail.message).await?,
             };
-            next += 1;
-            if let Message::Batch(batch) = message {
-                records.extend(batch.into_iter().filter(|record| record.seq >= self.from));
-            }
-            if let Some(last) = records.last() {
-                self.from = last.seq + 1;
+            while self.pending.len() < max && next <= tail.message {
+                let Some(message) = self.js.message(&stream, next).await? else {
+                    return Err(LogError::Corrupt {
+                        message: next,
+                        reason: "missing from the stream".to_owned(),
+                    });
+                };
+                next += 1;
+                self.next_message = Some(next);
+                if let Message::Batch(batch) = message {
+                    let from = self.from;
+                    self.pending.extend(batch.into_iter().filter(|record| record.seq >= from));
+                }
+                if let Some(last) = self.pending.back() {
+                    self.from = last.seq + 1;
+                }
             }
         }
-        self.next_message = Some(next);
-        Ok(records)
+        let n = max.min(self.pending.len());
+        Ok(self.pending.drain(..n).collect())
     }
 }
 
@@ -396,9 +405,12 @@ async fn locate<I>(
     Ok(found)
 }
 
-/// The writer's side: an ingester holding the lease with revision `term`.
+/// The writer's side of the stream, for an ingester: [`Log`] on JetStream. Appends are fenced by
+/// the stream sequence of the last message this writer saw; a writer opened later (with another
+/// term) moves the stream on, and from then on this one's appends fail with
+/// [`LogError::Fenced`].
 #[derive(Debug)]
-pub(crate) struct JetStreamWriter {
+pub struct JetStreamLog {
     js: JetStream,
     /// The number the next event gets.
     next_seq: u64,
@@ -411,14 +423,23 @@ pub(crate) struct JetStreamWriter {
     n_appends: u64,
 }
 
-impl JetStreamWriter {
+impl JetStreamLog {
+    /// Connects to the stream `config` names (creating it if it is missing) and opens it for
+    /// appends under `term`, which must be unique to this writer (the ingester's lease revision):
+    /// see [`JetStreamLog::open`]. Call on a multi-threaded tokio runtime; the [`Log`] methods
+    /// then block on it, so call those off it.
+    pub async fn connect(config: JetStreamConfig, term: u64) -> Result<JetStreamLog, LogError> {
+        let js = JetStream::connect(config).await?;
+        JetStreamLog::open(js, term).await
+    }
+
     /// Reads where the stream ends and publishes this ingester's fence after it. Fails with
     /// [`LogError::Fenced`] when another publish came in between.
-    pub(crate) async fn open(js: JetStream, term: u64) -> Result<JetStreamWriter, LogError> {
+    pub(crate) async fn open(js: JetStream, term: u64) -> Result<JetStreamLog, LogError> {
         let stream = js.stream().await?;
         let (tail, last) = js.read_tail(&stream).await?;
         let last_upstream_id = last.as_ref().map_or("", Message::last_upstream_id).to_owned();
-        let mut writer = JetStreamWriter {
+        let mut writer = JetStreamLog {
             js,
             next_seq: tail.event + 1,
             last_message: tail.message,
@@ -511,7 +532,7 @@ impl JetStreamWriter {
     }
 }
 
-impl Log for JetStreamWriter {
+impl Log for JetStreamLog {
     fn next_seq(&self) -> u64 {
         self.next_seq
     }

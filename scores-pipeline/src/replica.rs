@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!                   ┌─ lease holder only ─────────────────────────────────┐
-//! upstream ─► feed task ─Vec<Entry>─► writer thread (JetStreamWriter, fenced) ─► stream
+//! upstream ─► feed task ─Vec<Entry>─► writer thread (JetStreamLog, fenced) ─► stream
 //!                                                                               │
 //!   every replica: folder thread (follows the stream from its checkpoint) ◄─────┘
 //!                  └─Changes─► publisher thread (Pipeline::publish, checkpoints)
@@ -27,7 +27,7 @@ use crate::checkpointer::Checkpointer;
 use crate::fold::{Folder, Folding, Restore};
 use crate::handle::{Pipeline, Role};
 use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
-use crate::jetstream::{JetStream, JetStreamConfig, JetStreamReader, JetStreamWriter};
+use crate::jetstream::{JetStream, JetStreamConfig, JetStreamReader, JetStreamLog};
 use crate::lease::{Lease, LeaseBucket};
 use crate::log::{Entry, Log, LogError, LogRead};
 use crate::run::{PipelineConfig, PipelineError, Running, finish, halt_on, spawn_thread};
@@ -263,7 +263,7 @@ async fn ingest_term(
     pipeline: &Pipeline,
     halt: &watch::Receiver<bool>,
 ) -> TermEnd {
-    let writer = match JetStreamWriter::open(js.clone(), lease.term()).await {
+    let writer = match JetStreamLog::open(js.clone(), lease.term()).await {
         Ok(writer) => writer,
         Err(LogError::Fenced { .. }) => return TermEnd::Fenced,
         Err(error) => {
