@@ -343,11 +343,10 @@ impl JetStreamCursor {
                 None => locate(&self.js, &stream, self.from, tail.message).await?,
             };
             while self.pending.len() < max && next <= tail.message {
+                // The tail said it is there; a server that has not applied it yet (a stream
+                // leader just elected, say) may not know it for a moment.
                 let Some(message) = self.js.message(&stream, next).await? else {
-                    return Err(LogError::Corrupt {
-                        message: next,
-                        reason: "missing from the stream".to_owned(),
-                    });
+                    return Err(LogError::Nats(format!("message {next} is not readable yet")));
                 };
                 next += 1;
                 self.next_message = Some(next);
@@ -393,7 +392,7 @@ async fn locate<I>(
         let first = match js.message(stream, middle).await? {
             Some(Message::Batch(records)) => records.first().map_or(0, |record| record.seq),
             Some(Message::Fence { next_seq, .. }) => next_seq,
-            None => return Err(LogError::Corrupt { message: middle, reason: "missing".into() }),
+            None => return Err(LogError::Nats(format!("message {middle} is not readable yet"))),
         };
         if first <= from {
             found = middle;

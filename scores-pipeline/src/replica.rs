@@ -122,6 +122,7 @@ fn follow(
 ) -> Result<(), PipelineError> {
     let runtime = reader.0.runtime();
     let mut cursor = reader.cursor(folding.seq() + 1);
+    let mut failures = 0u32;
     loop {
         let folded = folding.seq();
         let (mut tail, mut stopped) = (reader.0.tail(), stop.clone());
@@ -136,6 +137,7 @@ fn follow(
         }
         match cursor.read(FOLLOW_CHUNK) {
             Ok(records) => {
+                failures = 0;
                 let Some(last_seq) = records.last().map(|record| record.seq) else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
@@ -154,8 +156,13 @@ fn follow(
             }
             Err(error) if error.is_fatal() => return Err(error.into()),
             Err(error) => {
-                tracing::warn!(%error, "cannot read the stream; trying again in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
+                // A moment's hiccup (a leader election) first, then NATS away for longer.
+                failures += 1;
+                let pause = Duration::from_millis(if failures <= 10 { 100 } else { 1000 });
+                if failures > 3 {
+                    tracing::warn!(%error, "cannot read the stream; trying again in {pause:?}");
+                }
+                std::thread::sleep(pause);
                 cursor = reader.cursor(folding.seq() + 1);
             }
         }

@@ -1,0 +1,328 @@
+//! Three `scores serve` replicas on a three-node JetStream cluster (a stream of three replicas),
+//! fed by a simulated upstream with faults (malformed events, dropped connections, regrades),
+//! through faults of their own: the ingester killed with SIGKILL five times, the ingester
+//! paused past its lease and resumed, a NATS node killed. At the end every replica answers
+//! byte for byte as the others do and as a model of the valid events does, and the stream
+//! holds each valid event once, in the upstream's order.
+//!
+//! Needs nats-server 2.10 or later (see `scores-pipeline/tests/support/nats.rs`).
+
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod common;
+#[path = "../../scores-pipeline/tests/support/nats.rs"]
+mod nats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{Running, free_address, scores, wait_for_port};
+use scores_core::wire::{exam_json, exams_json, student_json, students_json};
+use scores_core::{Decoded, ExamId, Page, Scoreboard, decode};
+use serde_json::Value;
+
+/// Events the simulated upstream sends, malformed ones included.
+const COUNT: u64 = 40_000;
+const BAD_EVERY: u64 = 101;
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+struct Replica {
+    address: SocketAddr,
+    data_dir: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    process: Option<Running>,
+}
+
+impl Replica {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = scores()
+            .env("RUST_LOG", "info,scores_http::access=warn")
+            .args(["serve", "--listen", &self.address.to_string()])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.process = Some(Running(child));
+        wait_for_port(self.address);
+    }
+
+    fn pid(&self) -> String {
+        self.process.as_ref().unwrap().0.id().to_string()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.pid()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn kill9(&mut self) {
+        self.signal("-KILL");
+        let mut process = self.process.take().unwrap();
+        let _ = process.0.wait();
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let response = client.get(format!("http://{}{path}", self.address)).send().ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.bytes().ok()?.to_vec()))
+    }
+
+    fn readiness(&self) -> Option<Value> {
+        let (status, body) = self.get("/readyz")?;
+        (status == 200).then(|| serde_json::from_slice(&body).ok()).flatten()
+    }
+
+    fn is_ingester(&self) -> bool {
+        self.process.is_some()
+            && self.readiness().is_some_and(|ready| ready["role"] == "ingester")
+    }
+
+    fn seq(&self) -> u64 {
+        self.readiness().and_then(|ready| ready["seq"].as_u64()).unwrap_or(0)
+    }
+
+    fn metric(&self, name: &str) -> Option<u64> {
+        let (_, body) = self.get("/metrics")?;
+        let text = String::from_utf8(body).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// Waits until `ready` holds, at most `within`; says what `what` is when it does not.
+fn wait_until(within: Duration, what: &str, replicas: &[Replica], mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        if Instant::now() > deadline {
+            for (i, replica) in replicas.iter().enumerate() {
+                eprintln!("--- replica {i} ({}) ---\n{}", replica.address, replica.log_tail());
+            }
+            panic!("{what}: not within {within:?}");
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
+/// The index of the ingesting replica, once there is one.
+fn ingester(replicas: &[Replica], within: Duration) -> usize {
+    let mut found = None;
+    wait_until(within, "a replica takes the lease", replicas, || {
+        found = replicas.iter().position(Replica::is_ingester);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// The simulator's events, all of them, read as a client would (reconnecting after each
+/// dropped connection): the model's input. Returns the SSE data of each event, by id.
+fn upstream_events(simulator: SocketAddr) -> Vec<String> {
+    let mut events = Vec::new();
+    while (events.len() as u64) < COUNT {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("http://{simulator}/scores"))
+            .header("last-event-id", events.len().to_string())
+            .send()
+            .unwrap();
+        let body = response.bytes().unwrap();
+        for item in scores_sse::Parser::default().feed(&body) {
+            if let Ok(scores_sse::Item::Event(event)) = item {
+                assert_eq!(&*event.id, (events.len() + 1).to_string(), "the simulator's ids");
+                events.push(event.data);
+            }
+        }
+    }
+    events
+}
+
+/// What every replica must answer: each endpoint's body, from a board of the valid events.
+fn model(events: &[String]) -> (u64, Vec<(String, Vec<u8>)>) {
+    let mut board = Scoreboard::new();
+    for data in events {
+        if let Ok(Decoded::Event(event)) = decode("score", data) {
+            board.apply(&event);
+        }
+    }
+    let snapshot = board.snapshot();
+    let mut answers = vec![
+        ("/students".to_owned(), students_json(&snapshot, Page::ALL)),
+        ("/exams".to_owned(), exams_json(&snapshot, Page::ALL)),
+    ];
+    for id in snapshot.students(Page::ALL).step_by(17) {
+        let path = format!("/students/{}", percent(id));
+        answers.push((path, student_json(&snapshot, id).unwrap()));
+    }
+    let exams: Vec<ExamId> = snapshot.exams(Page::ALL).copied().step_by(23).collect();
+    for exam in exams {
+        answers.push((format!("/exams/{}", exam.0), exam_json(&snapshot, exam).unwrap()));
+    }
+    (snapshot.seq(), answers)
+}
+
+fn percent(id: &str) -> String {
+    id.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The events a replica's `GET /scores` sends, up to `n`, as (id, data).
+fn stream_of(replica: &Replica, n: u64) -> Vec<(String, String)> {
+    let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+    let mut response = client.get(format!("http://{}/scores", replica.address)).send().unwrap();
+    let mut parser = scores_sse::Parser::default();
+    let mut events = Vec::new();
+    let mut buffer = [0u8; 65_536];
+    while (events.len() as u64) < n {
+        let read = std::io::Read::read(&mut response, &mut buffer).unwrap();
+        assert!(read > 0, "the stream ended after {} events", events.len());
+        for item in parser.feed(&buffer[..read]) {
+            if let Ok(scores_sse::Item::Event(event)) = item {
+                events.push((event.id.to_string(), event.data));
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn replicas_on_a_cluster_agree_through_failovers_pauses_and_a_lost_node() {
+    let Some(mut cluster) = nats::start_cluster(3) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let simulator = free_address();
+    let _simulator = Running(
+        scores()
+            .args(["simulate", "--listen", &simulator.to_string(), "--ids"])
+            .args(["--rate", "1500", "--students", "300", "--exams", "400"])
+            .args(["--count", &COUNT.to_string(), "--bad-every", &BAD_EVERY.to_string()])
+            .args(["--drop-every", "7000"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(simulator);
+    // The same events at full speed, for the model.
+    let model_feed = free_address();
+    let _model_feed = Running(
+        scores()
+            .args(["simulate", "--listen", &model_feed.to_string(), "--ids"])
+            .args(["--rate", "max", "--students", "300", "--exams", "400"])
+            .args(["--count", &COUNT.to_string(), "--bad-every", &BAD_EVERY.to_string()])
+            .args(["--drop-every", "7000"])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(model_feed);
+    let args: Vec<String> = [
+        "--log",
+        &nats::urls(&cluster),
+        "--stream-replicas",
+        "3",
+        "--lease-ttl",
+        "2s",
+        "--checkpoint-every",
+        "5000",
+        "--upstream",
+        &format!("http://{simulator}/scores"),
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            address: free_address(),
+            data_dir: dir.path().join(format!("replica{i}")),
+            log: dir.path().join(format!("replica{i}.log")),
+            args: args.clone(),
+            process: None,
+        })
+        .collect();
+    for replica in &mut replicas {
+        replica.start();
+    }
+
+    // Kill the ingester five times, at moments drawn from a fixed seed; each time another
+    // takes over, and the killed replica comes back as a follower.
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut takeovers = Vec::new();
+    for _ in 0..5 {
+        let killed = ingester(&replicas, Duration::from_secs(20));
+        sleep(Duration::from_millis(rng.u64(200..1500)));
+        let before = replicas[killed].seq();
+        replicas[killed].kill9();
+        let killed_at = Instant::now();
+        let next = ingester(&replicas, LEASE_TTL + Duration::from_secs(8));
+        takeovers.push(killed_at.elapsed());
+        assert_ne!(next, killed);
+        replicas[killed].start();
+        let next_replica = &replicas[next];
+        wait_until(Duration::from_secs(10), "ingest resumes", &replicas, || {
+            next_replica.seq() > before || next_replica.seq() >= COUNT - COUNT / BAD_EVERY
+        });
+    }
+    eprintln!("takeovers after SIGKILL: {takeovers:?}");
+
+    // Pause the ingester past its lease; another takes over; resumed, the paused one is
+    // fenced or finds its lease gone, and steps down.
+    let paused = ingester(&replicas, Duration::from_secs(10));
+    replicas[paused].signal("-STOP");
+    let next = ingester(&replicas, LEASE_TTL + Duration::from_secs(8));
+    assert_ne!(next, paused);
+    sleep(Duration::from_millis(500));
+    replicas[paused].signal("-CONT");
+    let resumed = &replicas[paused];
+    wait_until(Duration::from_secs(10), "the paused ingester steps down", &replicas, || {
+        resumed.readiness().is_some_and(|ready| ready["role"] == "follower")
+    });
+    assert!(resumed.metric("scores_lease_changes_total").unwrap() >= 2);
+
+    // Lose a NATS node: ingest and reads go on.
+    cluster[2].kill();
+    let (reader, before) = (&replicas[0], replicas[0].seq());
+    wait_until(Duration::from_secs(20), "ingest goes on without a node", &replicas, || {
+        reader.seq() > before || reader.seq() >= COUNT - COUNT / BAD_EVERY
+    });
+    cluster[2].start();
+
+    // The upstream runs out: every replica reaches the end and answers as the model does.
+    let events = upstream_events(model_feed);
+    let (valid, answers) = model(&events);
+    assert_eq!(valid, COUNT - COUNT / BAD_EVERY);
+    wait_until(Duration::from_secs(60), "every replica folds every event", &replicas, || {
+        replicas.iter().all(|replica| replica.seq() == valid)
+    });
+    for (path, expected) in &answers {
+        for (i, replica) in replicas.iter().enumerate() {
+            let (status, body) = replica.get(path).unwrap();
+            assert_eq!(status, 200, "replica {i} {path}");
+            assert!(body == *expected, "replica {i} {path}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    // Each valid event once, in the upstream's order, numbered 1, 2, 3 …
+    let stored = stream_of(&replicas[1], valid);
+    let expected: Vec<&String> =
+        events.iter().filter(|data| matches!(decode("score", data), Ok(Decoded::Event(_)))).collect();
+    for (n, ((id, data), upstream)) in stored.iter().zip(&expected).enumerate() {
+        assert_eq!(id, &(n + 1).to_string());
+        let (stored, upstream): (Value, Value) =
+            (serde_json::from_str(data).unwrap(), serde_json::from_str(upstream).unwrap());
+        assert_eq!(stored["studentId"], upstream["studentId"], "event {}", n + 1);
+        assert_eq!(stored["exam"], upstream["exam"], "event {}", n + 1);
+        assert_eq!(stored["score"].as_f64(), upstream["score"].as_f64(), "event {}", n + 1);
+    }
+}
