@@ -69,11 +69,16 @@ impl Replica {
         let _ = process.0.wait();
     }
 
+    /// Stops the replica with SIGTERM, as an operator would, and waits for it to exit.
+    fn stop(&mut self) {
+        self.signal("-TERM");
+        let mut process = self.process.take().unwrap();
+        let _ = process.0.wait();
+    }
+
     fn get(&self, path: &str) -> Option<(u16, Vec<u8>)> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
         let response = client.get(format!("http://{}{path}", self.address)).send().ok()?;
         let status = response.status().as_u16();
         Some((status, response.bytes().ok()?.to_vec()))
@@ -85,8 +90,7 @@ impl Replica {
     }
 
     fn is_ingester(&self) -> bool {
-        self.process.is_some()
-            && self.readiness().is_some_and(|ready| ready["role"] == "ingester")
+        self.process.is_some() && self.readiness().is_some_and(|ready| ready["role"] == "ingester")
     }
 
     fn seq(&self) -> u64 {
@@ -178,7 +182,13 @@ fn model(events: &[String]) -> (u64, Vec<(String, Vec<u8>)>) {
 
 fn percent(id: &str) -> String {
     id.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -315,8 +325,10 @@ fn replicas_on_a_cluster_agree_through_failovers_pauses_and_a_lost_node() {
     }
     // Each valid event once, in the upstream's order, numbered 1, 2, 3 …
     let stored = stream_of(&replicas[1], valid);
-    let expected: Vec<&String> =
-        events.iter().filter(|data| matches!(decode("score", data), Ok(Decoded::Event(_)))).collect();
+    let expected: Vec<&String> = events
+        .iter()
+        .filter(|data| matches!(decode("score", data), Ok(Decoded::Event(_))))
+        .collect();
     for (n, ((id, data), upstream)) in stored.iter().zip(&expected).enumerate() {
         assert_eq!(id, &(n + 1).to_string());
         let (stored, upstream): (Value, Value) =
@@ -325,4 +337,72 @@ fn replicas_on_a_cluster_agree_through_failovers_pauses_and_a_lost_node() {
         assert_eq!(stored["exam"], upstream["exam"], "event {}", n + 1);
         assert_eq!(stored["score"].as_f64(), upstream["score"].as_f64(), "event {}", n + 1);
     }
+}
+
+#[test]
+fn a_replica_rides_out_nats_going_away_at_start_and_while_running() {
+    let Some(mut server) = nats::start_one() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let feed = |rate: &str| {
+        let address = free_address();
+        let process = Running(
+            scores()
+                .args(["simulate", "--listen", &address.to_string(), "--ids", "--rate", rate])
+                .args(["--students", "300", "--exams", "400", "--count", &COUNT.to_string()])
+                .args(["--bad-every", &BAD_EVERY.to_string()])
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(address);
+        (address, process)
+    };
+    let (simulator, _simulator) = feed("3000");
+    let (model_feed, _model_feed) = feed("max");
+    let mut replica = Replica {
+        address: free_address(),
+        data_dir: dir.path().join("replica"),
+        log: dir.path().join("replica.log"),
+        args: ["--log", &server.url(), "--lease-ttl", "2s", "--checkpoint-every", "5000"]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .chain(["--upstream".to_owned(), format!("http://{simulator}/scores")])
+            .collect(),
+        process: None,
+    };
+    // NATS goes away while the replica ingests: it keeps serving, and says why.
+    replica.start();
+    let one = std::slice::from_ref(&replica);
+    wait_until(Duration::from_secs(20), "ingest starts", one, || replica.seq() > 2_000);
+    server.kill();
+    wait_until(Duration::from_secs(20), "/readyz says NATS is away", one, || {
+        replica.readiness().is_some_and(|ready| ready["log"].as_str().is_some())
+    });
+    let held = replica.seq();
+    sleep(Duration::from_secs(1));
+    assert_eq!(replica.seq(), held, "nothing new is visible while nothing can be stored");
+    let (status, _) = replica.get("/students").unwrap();
+    assert_eq!(status, 200, "the last snapshot is still served");
+
+    // Restarted while NATS is still away, it serves its checkpoint (written as it stopped).
+    replica.stop();
+    replica.start();
+    let one = std::slice::from_ref(&replica);
+    wait_until(Duration::from_secs(10), "a restart serves its checkpoint", one, || {
+        replica.readiness().is_some_and(|ready| ready["status"] == "ready")
+    });
+    assert_eq!(replica.seq(), held, "restored from its checkpoint");
+
+    // NATS returns: ingest resumes, and nothing is lost or doubled.
+    server.start();
+    let events = upstream_events(model_feed);
+    let (valid, answers) = model(&events);
+    wait_until(Duration::from_secs(60), "the replica folds every event", one, || {
+        replica.seq() == valid
+    });
+    for (path, expected) in &answers {
+        let (status, body) = replica.get(path).unwrap();
+        assert_eq!(status, 200, "{path}");
+        assert!(body == *expected, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    assert!(replica.readiness().unwrap().get("log").is_none(), "/readyz no longer names a problem");
 }

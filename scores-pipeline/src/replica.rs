@@ -27,7 +27,7 @@ use crate::checkpointer::Checkpointer;
 use crate::fold::{Folder, Folding, Restore};
 use crate::handle::{Pipeline, Role};
 use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
-use crate::jetstream::{JetStream, JetStreamConfig, JetStreamReader, JetStreamLog};
+use crate::jetstream::{JetStream, JetStreamConfig, JetStreamLog, JetStreamReader};
 use crate::lease::{Lease, LeaseBucket};
 use crate::log::{Entry, Log, LogError, LogRead};
 use crate::run::{PipelineConfig, PipelineError, Running, finish, halt_on, spawn_thread};

@@ -94,7 +94,8 @@ fn conformance(open: &mut dyn FnMut() -> Box<dyn Log>, runtime: &tokio::runtime:
     let waiting = reader.wait_beyond(19);
     let third = entries(20..23);
     assert_eq!(log.append(&third).unwrap(), 22);
-    let last = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await });
+    let last =
+        runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), waiting).await });
     assert_eq!(last.unwrap().unwrap(), 22);
     check_records(&cursor.read(10).unwrap(), 20, &third);
     assert!(cursor.read(10).unwrap().is_empty());
@@ -122,7 +123,10 @@ fn conformance(open: &mut dyn FnMut() -> Box<dyn Log>, runtime: &tokio::runtime:
 
     // A batch larger than a NATS message (1 MB) is appended whole and read back in order.
     let big: Vec<Entry> = (0..40_000u64)
-        .map(|n| Entry { upstream_id: Arc::from(format!("big-{n}-{}", "x".repeat(20))), ..entry(n) })
+        .map(|n| Entry {
+            upstream_id: Arc::from(format!("big-{n}-{}", "x".repeat(20))),
+            ..entry(n)
+        })
         .collect();
     assert_eq!(log.append(&big).unwrap(), 44 + 40_000);
     wait_until(runtime, &*reader, 44 + 40_000);
@@ -149,7 +153,8 @@ fn the_file_journal_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
     let mut open = || -> Box<dyn Log> {
-        let (journal, _) = scores_journal::Journal::open(dir.path(), JournalOptions::default()).unwrap();
+        let (journal, _) =
+            scores_journal::Journal::open(dir.path(), JournalOptions::default()).unwrap();
         Box::new(journal)
     };
     conformance(&mut open, &runtime);

