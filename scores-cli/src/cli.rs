@@ -163,6 +163,10 @@ pub(crate) struct ServeArgs {
     /// over within about this long after the ingester is lost.
     #[arg(long, env = "SCORES_LEASE_TTL", default_value = "3s", value_parser = parse_duration, requires = "log")]
     pub(crate) lease_ttl: Duration,
+    /// How long a query with `X-Scores-Min-Seq: N` waits for this replica to fold event N
+    /// before it is answered 503 `not_caught_up`.
+    #[arg(long, env = "SCORES_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) min_seq_wait: Duration,
     /// With `--log`: only follow the stream; never compete to ingest.
     #[arg(long, requires = "log", conflicts_with_all = ["upstream", "simulate_rate", "simulate_count"])]
     pub(crate) follow_only: bool,

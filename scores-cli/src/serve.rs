@@ -48,7 +48,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             jetstream,
             ..PipelineConfig::new("", &args.data_dir)
         };
-        let config = ServiceConfig { connections, max_streams: args.max_streams, pipeline };
+        let config = ServiceConfig {
+            connections,
+            max_streams: args.max_streams,
+            min_seq_wait: args.min_seq_wait,
+            pipeline,
+        };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

@@ -8,6 +8,8 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
 use scores_core::Snapshot;
 use scores_core::wire::parse_exam_number;
 
@@ -18,13 +20,40 @@ use crate::state::AppState;
 
 /// The header that carries the snapshot's sequence number.
 pub const SEQ_HEADER: HeaderName = HeaderName::from_static("x-scores-seq");
+/// The request header that asks for an answer from a snapshot at least this recent.
+pub const MIN_SEQ_HEADER: HeaderName = HeaderName::from_static("x-scores-min-seq");
+
+/// The snapshot to answer from: the published one, once it has folded the sequence number
+/// `X-Scores-Min-Seq` names (waiting a bounded time for it), so that a client that has seen
+/// an answer at N never gets an older one, whichever replica it reaches.
+async fn snapshot_for(state: &AppState, headers: &HeaderMap) -> Result<Arc<Snapshot>, ApiError> {
+    let snapshot = state.ready_snapshot()?;
+    let Some(min) = headers.get(MIN_SEQ_HEADER) else { return Ok(snapshot) };
+    let text = min.to_str().unwrap_or_default();
+    let min = (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::InvalidHeader {
+            name: "x-scores-min-seq",
+            reason: format!("expected a sequence number, got {text:?}"),
+        })?;
+    if snapshot.seq() >= min {
+        return Ok(snapshot);
+    }
+    let waited = state.pipeline().snapshot_at_least(min, state.min_seq_wait()).await;
+    waited.ok_or_else(|| ApiError::NotCaughtUp { seq: state.snapshot().seq(), min })
+}
 
 /// Answers a request for `resource` from the published snapshot: its sequence number in
 /// `X-Scores-Seq`; an `ETag` that names the sequence number at which the resource last changed,
 /// so that it changes only when the body would; 304 when the client already has it; otherwise
 /// the body, rendered once per snapshot (see [`RenderCache`](crate::rendered::RenderCache)).
-fn answer(state: &AppState, headers: &HeaderMap, resource: Result<Resource, ApiError>) -> Response {
-    let snapshot = match state.ready_snapshot() {
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource: Result<Resource, ApiError>,
+) -> Response {
+    let snapshot = match snapshot_for(state, headers).await {
         Ok(snapshot) => snapshot,
         Err(error) => return error.into_response(),
     };
@@ -122,7 +151,7 @@ pub(crate) async fn students(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = RawParams::parse(query.as_deref()).and_then(RawParams::students);
-    answer(&state, &headers, page.map(Resource::Students).map_err(ApiError::from))
+    answer(&state, &headers, page.map(Resource::Students).map_err(ApiError::from)).await
 }
 
 pub(crate) async fn student(
@@ -130,7 +159,7 @@ pub(crate) async fn student(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    answer(&state, &headers, segment(path).map(Resource::Student))
+    answer(&state, &headers, segment(path).map(Resource::Student)).await
 }
 
 pub(crate) async fn exams(
@@ -139,7 +168,7 @@ pub(crate) async fn exams(
     RawQuery(query): RawQuery,
 ) -> Response {
     let page = RawParams::parse(query.as_deref()).and_then(RawParams::exams);
-    answer(&state, &headers, page.map(Resource::Exams).map_err(ApiError::from))
+    answer(&state, &headers, page.map(Resource::Exams).map_err(ApiError::from)).await
 }
 
 pub(crate) async fn exam(
@@ -148,5 +177,5 @@ pub(crate) async fn exam(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     let exam = segment(path).and_then(|number| Ok(parse_exam_number(&number)?));
-    answer(&state, &headers, exam.map(Resource::Exam))
+    answer(&state, &headers, exam.map(Resource::Exam)).await
 }

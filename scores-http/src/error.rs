@@ -36,6 +36,15 @@ pub enum ApiError {
     /// The service is still restoring its projections from the journal.
     #[error("the service is restoring its state from the journal; try again shortly")]
     NotReady,
+    /// The request's `X-Scores-Min-Seq` names an event this replica has not folded within the
+    /// time it waits.
+    #[error("this replica has folded events up to {seq}, not yet {min}; try again shortly")]
+    NotCaughtUp {
+        /// The sequence number of its snapshot.
+        seq: u64,
+        /// The one asked for.
+        min: u64,
+    },
     /// The service failed (it could not restore its projections, say) and is stopping.
     #[error("the service failed and is stopping: {0}")]
     Failed(String),
@@ -70,6 +79,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady
+            | ApiError::NotCaughtUp { .. }
             | ApiError::Failed(_)
             | ApiError::TooManyConnections
             | ApiError::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +98,7 @@ impl ApiError {
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady => "not_ready",
+            ApiError::NotCaughtUp { .. } => "not_caught_up",
             ApiError::Failed(_) => "failed",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::TooManyStreams { .. } => "too_many_streams",

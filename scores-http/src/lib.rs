@@ -68,7 +68,7 @@ use crate::finish::FinishLayer;
 pub use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
-pub use crate::state::AppState;
+pub use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
 
 /// How long a query may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

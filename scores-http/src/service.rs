@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use scores_pipeline::{PipelineConfig, PipelineError};
 use tokio::net::TcpListener;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::router;
 use crate::server::ConnectionLimits;
-use crate::state::AppState;
+use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
 
 /// How the service runs. [`ServiceConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -25,15 +26,20 @@ pub struct ServiceConfig {
     pub connections: ConnectionLimits,
     /// The most `GET /scores` streams open at once; past it, 503 `too_many_streams`.
     pub max_streams: usize,
+    /// How long a query with `X-Scores-Min-Seq` waits for this replica to get there before it
+    /// is answered 503 `not_caught_up`.
+    pub min_seq_wait: Duration,
 }
 
 impl ServiceConfig {
-    /// The pipeline's defaults, [`ConnectionLimits::default`] and [`DEFAULT_MAX_STREAMS`].
+    /// The pipeline's defaults, [`ConnectionLimits::default`], [`DEFAULT_MAX_STREAMS`] and
+    /// [`DEFAULT_MIN_SEQ_WAIT`].
     pub fn new(pipeline: PipelineConfig) -> ServiceConfig {
         ServiceConfig {
             pipeline,
             connections: ConnectionLimits::default(),
             max_streams: DEFAULT_MAX_STREAMS,
+            min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
         }
     }
 }
@@ -66,7 +72,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let (pipeline, running) = scores_pipeline::start(config.pipeline, stop_rx.clone()).await?;
-    let state = AppState::new(pipeline, config.max_streams, stop_rx.clone());
+    let state = AppState::new(pipeline, config.max_streams, stop_rx.clone())
+        .with_min_seq_wait(config.min_seq_wait);
     tracing::info!(url = %format!("http://{address}"), "scores is listening");
 
     let mut http_stop = stop_rx;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use scores_core::Snapshot;
 use scores_pipeline::{LogRead, Pipeline};
@@ -25,9 +26,14 @@ struct Shared {
     /// One permit per chunk of `GET /scores` being read from the log at once.
     stream_reads: Arc<Semaphore>,
     max_streams: usize,
+    /// How long a request with `X-Scores-Min-Seq` waits for the snapshot to get there.
+    min_seq_wait: Duration,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 }
+
+/// How long [`AppState::new`] lets a request with `X-Scores-Min-Seq` wait.
+pub const DEFAULT_MIN_SEQ_WAIT: Duration = Duration::from_secs(1);
 
 impl AppState {
     /// The frontend's state over `pipeline`: its log serves `GET /scores`, to at most
@@ -45,9 +51,24 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             )),
             max_streams,
+            min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             metrics: Metrics::default(),
             shutdown,
         }))
+    }
+
+    /// This state, letting a request with `X-Scores-Min-Seq` wait at most `wait` (when nothing
+    /// else holds it yet; otherwise unchanged).
+    pub fn with_min_seq_wait(mut self, wait: Duration) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.min_seq_wait = wait;
+        }
+        self
+    }
+
+    /// How long a request with `X-Scores-Min-Seq` waits at most.
+    pub(crate) fn min_seq_wait(&self) -> Duration {
+        self.0.min_seq_wait
     }
 
     /// Ready state serving a fixed snapshot, with no log behind it: for tests and offline use.

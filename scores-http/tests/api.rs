@@ -392,3 +392,39 @@ async fn gzip_is_sent_to_clients_that_accept_it_and_only_to_them() {
     assert!(!response.headers().contains_key("content-encoding"));
     assert_eq!(body(response).await, r#"{"exams":[0],"total":100,"next":0}"#);
 }
+
+#[tokio::test]
+async fn a_minimum_sequence_number_waits_for_the_snapshot_or_is_refused() {
+    let state = state().with_min_seq_wait(std::time::Duration::from_millis(200));
+    let with_min = |min: &str| {
+        Request::get("/students").header("x-scores-min-seq", min).body(Body::empty()).unwrap()
+    };
+    let app = router(state.clone());
+    let response = app.clone().oneshot(with_min("6")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the snapshot is at 6 already");
+
+    let response = app.clone().oneshot(with_min("7")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let text = body(response).await;
+    assert!(text.contains(r#""code":"not_caught_up""#), "{text}");
+
+    // A snapshot published while the request waits answers it.
+    let waiting = tokio::spawn(app.clone().oneshot(with_min("7")));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut board = Scoreboard::new();
+    for n in 0..7 {
+        board.apply(&event("Ada", n, 0.5));
+    }
+    state.pipeline().publish(board.snapshot());
+    let response = waiting.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-scores-seq"], "7");
+
+    for bad in ["", "x", "-1", "+7", "99999999999999999999999"] {
+        let response = app.clone().oneshot(with_min(bad)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        let text = body(response).await;
+        assert!(text.contains(r#""code":"invalid_header""#), "{bad:?}: {text}");
+    }
+}

@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use scores_core::Snapshot;
+use tokio::sync::watch;
 
 use crate::counters::Counters;
 use crate::log::LogRead;
@@ -18,6 +20,8 @@ pub struct Pipeline(Arc<Shared>);
 struct Shared {
     snapshot: ArcSwap<Snapshot>,
     retired: Mutex<Option<Arc<Snapshot>>>,
+    /// The published snapshot's sequence number, for readers waiting for a newer one.
+    published: watch::Sender<u64>,
     ready: AtomicBool,
     /// Why the log refuses appends, while it does.
     log_refusal: Mutex<Option<String>>,
@@ -57,6 +61,7 @@ impl Pipeline {
         Pipeline(Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             retired: Mutex::new(None),
+            published: watch::Sender::new(0),
             ready: AtomicBool::new(false),
             log_refusal: Mutex::new(None),
             failure: Mutex::new(None),
@@ -85,6 +90,22 @@ impl Pipeline {
     /// The published snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.0.snapshot.load_full()
+    }
+
+    /// The published snapshot once it has folded event `seq`, waiting at most `within` for it;
+    /// `None` when it has not by then.
+    pub async fn snapshot_at_least(&self, seq: u64, within: Duration) -> Option<Arc<Snapshot>> {
+        let snapshot = self.snapshot();
+        if snapshot.seq() >= seq {
+            return Some(snapshot);
+        }
+        let mut published = self.0.published.subscribe();
+        let waited =
+            tokio::time::timeout(within, published.wait_for(|&published| published >= seq));
+        match waited.await {
+            Ok(Ok(_)) => Some(self.snapshot()).filter(|snapshot| snapshot.seq() >= seq),
+            _ => None,
+        }
     }
 
     /// Whether the projections are restored, so that the snapshot answers queries.
@@ -148,7 +169,9 @@ impl Pipeline {
     /// it have long finished when it is freed, and the freeing (the old version's own rows and
     /// nodes, milliseconds for a large batch) falls to the publishing thread, not to a request.
     pub fn publish(&self, snapshot: Snapshot) {
+        let seq = snapshot.seq();
         let replaced = self.0.snapshot.swap(Arc::new(snapshot));
+        self.0.published.send_replace(seq);
         self.counters().snapshots_published.fetch_add(1, Ordering::Relaxed);
         let mut retired = self.0.retired.lock().unwrap_or_else(PoisonError::into_inner);
         let freed = retired.replace(replaced);
