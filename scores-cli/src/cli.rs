@@ -134,6 +134,9 @@ pub(crate) struct ReplayArgs {
     /// For `students` and `exams`: start after this cursor (the API's `?after=`).
     #[arg(long, value_name = "CURSOR")]
     pub(crate) after: Option<String>,
+    /// For a `nats://HOST:PORT[,…]` input: the JetStream stream to read.
+    #[arg(long, default_value = "scores", value_parser = parse_stream_name)]
+    pub(crate) stream: String,
 }
 
 #[derive(Debug, Args)]
@@ -256,7 +259,7 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NatsServers(pub(crate) Vec<String>);
 
-fn parse_log(text: &str) -> Result<NatsServers, String> {
+pub(crate) fn parse_log(text: &str) -> Result<NatsServers, String> {
     let expected = || format!("expected nats://HOST:PORT[,HOST:PORT…], got {text:?}");
     let rest = text.strip_prefix("nats://").ok_or_else(expected)?;
     let servers = rest

@@ -10,14 +10,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Sets up the global subscriber: `RUST_LOG`'s filter (`info` when unset), in `format`, on
+/// Sets up the global subscriber: `RUST_LOG`'s filter (`info,async_nats=warn` when unset: the
+/// NATS client's own connection events are said by the service in its words), in `format`, on
 /// stderr, in colour only when stderr is a terminal. An invalid `RUST_LOG` is an error.
 pub(crate) fn init(format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(directives) => EnvFilter::builder()
             .parse(&directives)
             .with_context(|| format!("invalid RUST_LOG {directives:?}"))?,
-        Err(std::env::VarError::NotPresent) => EnvFilter::new("info"),
+        Err(std::env::VarError::NotPresent) => EnvFilter::new("info,async_nats=warn"),
         Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("RUST_LOG is not UTF-8"),
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(LogWriter);

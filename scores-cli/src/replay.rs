@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode, wire};
 use scores_journal::{DataDir, JournalError, Reader, SEGMENT_MAGIC, segment_files};
+use scores_pipeline::JetStreamConfig;
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
 
@@ -69,12 +70,18 @@ enum Input {
     /// A journal directory (a data directory's `journal/`), and its last segment, if any: the
     /// one an append may still be writing.
     Journal(PathBuf, Option<PathBuf>),
+    /// A JetStream stream, on these NATS servers.
+    Stream(Vec<String>),
 }
 
 impl Input {
     fn classify(arg: &str) -> anyhow::Result<(Input, u64)> {
         if arg == "-" {
             return Ok((Input::Stdin, 0));
+        }
+        if arg.starts_with("nats://") {
+            let servers = crate::cli::parse_log(arg).map_err(anyhow::Error::msg)?;
+            return Ok((Input::Stream(servers.0), 0));
         }
         let path = PathBuf::from(arg);
         let metadata = std::fs::metadata(&path).with_context(|| format!("cannot read {arg}"))?;
@@ -144,6 +151,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 Ok(reader) => replay.journal(reader, last, *size),
                 Err(error) => Err(Stop::Io(error.into())),
             },
+            Input::Stream(servers) => replay.stream(servers, &args.stream),
         };
         match done {
             Ok(()) => {}
@@ -383,6 +391,37 @@ impl Replay<'_> {
             }
         }
         self.progress.inc(size);
+        Ok(())
+    }
+
+    /// Folds (or prints) a JetStream stream, from its first event to its last at the time.
+    fn stream(&mut self, servers: &[String], stream: &str) -> Result<(), Stop> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|error| Stop::Io(error.into()))?;
+        let config =
+            JetStreamConfig { stream: stream.to_owned(), ..JetStreamConfig::new(servers.to_vec()) };
+        let context = || format!("cannot read stream {stream} on {}", servers.join(","));
+        let (reader, last) = runtime
+            .block_on(scores_pipeline::open_reader(config))
+            .map_err(|error| Stop::Io(anyhow::Error::new(error).context(context())))?;
+        let mut cursor = reader.cursor(1);
+        let mut data = Vec::new();
+        let mut read = 0;
+        while read < last {
+            let records = cursor
+                .read(65_536)
+                .map_err(|error| Stop::Io(anyhow::Error::new(error).context(context())))?;
+            if records.is_empty() {
+                break;
+            }
+            for record in records.iter().take_while(|record| record.seq <= last) {
+                read = record.seq;
+                self.journal_event(&record.event, &record.upstream_id, &mut data)?;
+            }
+        }
         Ok(())
     }
 

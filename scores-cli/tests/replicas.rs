@@ -405,4 +405,10 @@ fn a_replica_rides_out_nats_going_away_at_start_and_while_running() {
         assert!(body == *expected, "{path}: {}", String::from_utf8_lossy(&body));
     }
     assert!(replica.readiness().unwrap().get("log").is_none(), "/readyz no longer names a problem");
+
+    // `scores replay` folds the stream as it folds a file.
+    let output = scores().args(["replay", &server.url(), "students"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let students = &answers.iter().find(|(path, _)| path == "/students").unwrap().1;
+    assert_eq!(output.stdout.strip_suffix(b"\n").unwrap(), &students[..]);
 }

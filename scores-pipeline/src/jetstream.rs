@@ -293,6 +293,21 @@ fn advance(seen: &mut Tail, now: Tail) -> bool {
     }
 }
 
+/// Connects to the stream `config` names and returns its read side, with the number of the
+/// last event the stream holds now: for reading a stream whole, as `scores replay` does. Call
+/// on a multi-threaded tokio runtime; read the cursors off it.
+pub async fn open_reader(config: JetStreamConfig) -> Result<(Arc<dyn LogRead>, u64), LogError> {
+    let js = JetStream::connect(config).await?;
+    let stream = js.existing_stream().await?;
+    let (now, _) = js.read_tail(&stream).await?;
+    let mut tail = js.tail();
+    let seen = tokio::time::timeout(Duration::from_secs(10), tail.wait_for(|seen| *seen == now));
+    if !matches!(seen.await, Ok(Ok(_))) {
+        return Err(LogError::Nats("the stream's end could not be followed".to_owned()));
+    }
+    Ok((Arc::new(JetStreamReader(js)), now.event))
+}
+
 /// The read side of the stream.
 #[derive(Clone, Debug)]
 pub(crate) struct JetStreamReader(pub(crate) JetStream);

@@ -26,7 +26,7 @@ mod run;
 pub use crate::counters::Counters;
 pub use crate::fold::MIN_PUBLISH_INTERVAL;
 pub use crate::handle::{Pipeline, Role};
-pub use crate::jetstream::{JetStreamConfig, JetStreamLog};
+pub use crate::jetstream::{JetStreamConfig, JetStreamLog, open_reader};
 pub use crate::log::{Cursor, Log, LogError, LogRead};
 pub use crate::run::{PipelineConfig, PipelineError, Running, start};
 pub use scores_journal::{FsyncPolicy, Options as JournalOptions};
