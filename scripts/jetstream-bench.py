@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Ingest through JetStream next to the file journal, in one run, on this machine.
+
+Workload: `scores simulate --rate max --ids` with the simulator's defaults (200 students,
+1,000 exams) unless STUDENTS / EXAMS say otherwise. Everything runs on 127.0.0.1 and stops by
+itself. Measures, each over an 8-second window after a 2-second warm-up:
+
+1. the file journal (`serve --fsync always`): events/s made durable and visible;
+2. one replica on a one-node stream: events/s visible on the replica;
+3. three replicas on a three-node cluster, stream R3: events/s visible on the slowest replica,
+   and each follower's lag (events behind the stream's end), p50/p99 of 10 samples a second;
+4. failover at a realistic rate (1,000 events/s): the ingester killed with SIGKILL, until the
+   next event is visible on a follower, five times;
+5. on the stream (3) built: a replica restarted on its data directory (time until it serves
+   from its checkpoint, and until it has caught up), and a new replica with an empty one
+   (events/s until it has folded everything the stream held).
+
+CPU-seconds (user + system, from /proc) of the scores processes and of the nats-servers are
+printed beside each figure. Usage: python3 scripts/jetstream-bench.py [BINARY]
+(default: this tree's release build, built first). Needs nats-server 2.10+ on the PATH.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDENTS = os.environ.get("STUDENTS", "200")
+EXAMS = os.environ.get("EXAMS", "1000")
+WINDOW = 8.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except OSError:
+        return 0.0
+
+
+def get(port, path, timeout=2):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return json.load(r)
+    except Exception:
+        return None
+
+
+def seq(port):
+    """The replica's sequence number; under full load an answer may take a while."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        ready = get(port, "/readyz", timeout=5)
+        if ready:
+            return ready["seq"]
+        time.sleep(0.05)
+    sys.exit(f"the replica on {port} does not answer /readyz")
+
+
+def wait_port(port, within=20):
+    deadline = time.time() + within
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    sys.exit(f"nothing listens on {port}")
+
+
+class Run:
+    def __init__(self, binary, scratch):
+        self.binary, self.scratch, self.procs = binary, scratch, []
+
+    def start(self, args, log):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
+                                env={**os.environ, "RUST_LOG": "warn"})
+        self.procs.append(proc)
+        return proc
+
+    def simulator(self, rate):
+        port = free_port()
+        self.start([self.binary, "simulate", "--listen", f"127.0.0.1:{port}", "--rate", rate,
+                    "--ids", "--students", STUDENTS, "--exams", EXAMS],
+                   os.path.join(self.scratch, "simulate.log"))
+        wait_port(port)
+        return port
+
+    def serve(self, name, upstream, extra):
+        port = free_port()
+        args = [self.binary, "serve", "--listen", f"127.0.0.1:{port}",
+                "--data-dir", os.path.join(self.scratch, name)] + extra
+        args += ["--upstream", f"http://127.0.0.1:{upstream}/scores"] if upstream else ["--follow-only"]
+        proc = self.start(args, os.path.join(self.scratch, f"{name}.log"))
+        wait_port(port)
+        return port, proc
+
+    def nats(self, n):
+        ports = [free_port() for _ in range(n)]
+        routes = [free_port() for _ in range(n)]
+        procs = []
+        for i in range(n):
+            store = os.path.join(self.scratch, f"nats{i}")
+            config = [f"server_name: n{i}", f"listen: 127.0.0.1:{ports[i]}",
+                      f"jetstream {{ store_dir: {json.dumps(store)}, sync_interval: always }}"]
+            if n > 1:
+                others = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(routes) if j != i)
+                config.append(f"cluster {{ name: bench, listen: 127.0.0.1:{routes[i]}, routes: [{others}] }}")
+            path = os.path.join(self.scratch, f"nats{i}.conf")
+            open(path, "w").write("\n".join(config) + "\n")
+            procs.append(self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"nats{i}.log")))
+        for port in ports:
+            wait_port(port)
+        time.sleep(3 if n > 1 else 0.5)  # a meta leader is elected
+        return "nats://" + ",".join(f"127.0.0.1:{p}" for p in ports), procs
+
+    def stop(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs = []
+
+
+def window(ports, pids):
+    """Events/s visible on the slowest of `ports` over WINDOW seconds, and CPU-seconds used."""
+    time.sleep(2)
+    start = [seq(p) for p in ports]
+    cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    t0 = time.time()
+    time.sleep(WINDOW)
+    end = [seq(p) for p in ports]
+    elapsed = time.time() - t0
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
+    rate = min((e - s) / elapsed for s, e in zip(start, end))
+    return rate, cpu, elapsed
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else None
+    if not binary:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "scores-cli"], cwd=ROOT, check=True)
+        binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "scores")
+    if not shutil.which("nats-server"):
+        sys.exit("nats-server 2.10+ is needed on the PATH (bash scripts/test.sh installs it)")
+    print(f"workload: simulate --rate max --ids, {STUDENTS} students x {EXAMS} exams; windows of {WINDOW:.0f} s")
+    scratch = tempfile.mkdtemp()
+    run = Run(binary, scratch)
+    try:
+        # 1. The file journal.
+        sim = run.simulator("max")
+        port, proc = run.serve("file", sim, ["--fsync", "always"])
+        rate, cpu, elapsed = window([port], [proc.pid])
+        print(f"file journal, 1 process:          {rate / 1e6:.2f} M events/s  ({cpu:.1f} CPU-s in {elapsed:.1f} s)")
+        run.stop()
+
+        # 2. One replica, one-node stream.
+        url, servers = run.nats(1)
+        sim = run.simulator("max")
+        port, proc = run.serve("r1", sim, ["--log", url])
+        rate, cpu, elapsed = window([port], [proc.pid])
+        nats_cpu = sum(cpu_seconds(s.pid) for s in servers)
+        print(f"JetStream, 1 node, 1 replica:     {rate / 1e6:.2f} M events/s  ({cpu:.1f} CPU-s scores, "
+              f"{nats_cpu:.1f} CPU-s nats-server since start, in {elapsed:.1f} s)")
+        run.stop()
+
+        # 3. Three replicas, three-node R3 cluster, full speed.
+        url, servers = run.nats(3)
+        sim = run.simulator("max")
+        replicas = [run.serve(f"r3-{i}", sim, ["--log", url, "--stream-replicas", "3"]) for i in range(3)]
+        ports = [p for p, _ in replicas]
+        rate, cpu, elapsed = window(ports, [proc.pid for _, proc in replicas])
+        lags = []
+        for _ in range(10 * 5):
+            for p in ports:
+                ready = get(p, "/readyz")
+                if ready and ready.get("role") == "follower":
+                    lags.append(ready.get("lag", 0))
+            time.sleep(0.1)
+        lags.sort()
+        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0
+        print(f"JetStream, 3 nodes R3, 3 replicas: {rate / 1e6:.2f} M events/s on the slowest replica "
+              f"({cpu:.1f} CPU-s scores in {elapsed:.1f} s); follower lag p50 {statistics.median(lags):.0f}, "
+              f"p99 {p99} events")
+
+        # Restart and catch-up on the stream that run built: a replica restarted on its data
+        # directory, then a new one with an empty one.
+        held = max(seq(p) for p in ports)
+        for _, proc in replicas:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+        t0 = time.time()
+        port, proc = run.serve("r3-0", None, ["--log", url])
+        while get(port, "/readyz", timeout=0.5) is None and time.time() - t0 < 60:
+            time.sleep(0.01)
+        serving = time.time() - t0
+        while seq(port) < held and time.time() - t0 < 120:
+            time.sleep(0.01)
+        print(f"restart with {held} events in the stream: serving from its checkpoint after {serving:.2f} s "
+              f"(seq {seq(port)}), caught up after {time.time() - t0:.2f} s")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        port, proc = run.serve("new", None, ["--log", url])
+        t0, cpu0 = time.time(), cpu_seconds(proc.pid)
+        while seq(port) < held and time.time() - t0 < 120:
+            time.sleep(0.01)
+        elapsed = time.time() - t0
+        print(f"catch-up of a new replica: {held} events in {elapsed:.2f} s = {held / elapsed / 1e6:.2f} M events/s "
+              f"({cpu_seconds(proc.pid) - cpu0:.1f} CPU-s)")
+        run.stop()
+
+        # 4. Failover at a realistic rate, and lag there.
+        url, servers = run.nats(3)
+        sim = run.simulator("1000")
+        replicas = [run.serve(f"fo-{i}", sim, ["--log", url, "--stream-replicas", "3", "--lease-ttl", "3s"])
+                    for i in range(3)]
+        time.sleep(3)
+        lags = []
+        for _ in range(30):
+            for p, _ in replicas:
+                ready = get(p, "/readyz")
+                if ready and ready.get("role") == "follower":
+                    lags.append(ready.get("lag", 0))
+            time.sleep(0.1)
+        lags.sort()
+        print(f"at 1,000 events/s: follower lag p50 {statistics.median(lags):.0f}, "
+              f"p99 {lags[min(len(lags) - 1, int(len(lags) * 0.99))]} events")
+        times = []
+        for round_ in range(5):
+            ingester = next((i for i, (p, _) in enumerate(replicas)
+                             if (get(p, "/readyz") or {}).get("role") == "ingester"), None)
+            deadline = time.time() + 15
+            while ingester is None and time.time() < deadline:
+                time.sleep(0.05)
+                ingester = next((i for i, (p, _) in enumerate(replicas)
+                                 if (get(p, "/readyz") or {}).get("role") == "ingester"), None)
+            if ingester is None:
+                sys.exit("no ingester")
+            follower = replicas[(ingester + 1) % 3][0]
+            # The stream's end as the follower sees it: events already stored do not count.
+            ready = get(follower, "/readyz") or {}
+            killed_at_seq = ready.get("seq", 0) + ready.get("lag", 0)
+            replicas[ingester][1].send_signal(signal.SIGKILL)
+            killed = time.time()
+            while seq(follower) <= killed_at_seq and time.time() - killed < 30:
+                time.sleep(0.02)
+            times.append(time.time() - killed)
+            replicas[ingester][1].wait()
+            replicas[ingester] = run.serve(f"fo-{ingester}-{round_}", sim,
+                                           ["--log", url, "--stream-replicas", "3", "--lease-ttl", "3s"])
+            time.sleep(1)
+        print("failover (SIGKILL to the next event visible on a follower), lease TTL 3 s: "
+              + ", ".join(f"{t:.2f}" for t in times) + " s")
+    finally:
+        run.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
