@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{Context, PublishErrorKind};
+use async_nats::jetstream::context::{Context, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, Stream};
 use async_nats::jetstream::{self, consumer};
@@ -161,6 +161,23 @@ impl JetStream {
         stream: &Stream<I>,
         sequence: u64,
     ) -> Result<Option<Message>, LogError> {
+        // A direct get answers with the message as it is stored, from any of the stream's
+        // replicas; the API's get, from the leader only, wraps it in JSON with the payload in
+        // base64, which cost more CPU than the fold. A replica that has not stored the message
+        // yet answers "not found": then the leader is asked.
+        match stream.direct_get(sequence).await {
+            Ok(message) => Message::decode(&message.headers, &message.payload, sequence).map(Some),
+            Err(_) => self.message_from_leader(stream, sequence).await,
+        }
+    }
+
+    /// The message at stream sequence `sequence` as the stream's leader has it; `None` when there
+    /// is none (past the end).
+    async fn message_from_leader<I>(
+        &self,
+        stream: &Stream<I>,
+        sequence: u64,
+    ) -> Result<Option<Message>, LogError> {
         match stream.get_raw_message(sequence).await {
             Ok(message) => Message::decode(&message.headers, &message.payload, sequence).map(Some),
             Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
@@ -180,9 +197,11 @@ impl JetStream {
         if last == 0 {
             return Ok((Tail::default(), None));
         }
-        let message = self.message(stream, last).await?;
-        let event = message.as_ref().map_or(0, Message::last_event);
-        Ok((Tail { message: last, event }, message))
+        // From the leader: a writer numbers its events from what this says.
+        let message = self.message_from_leader(stream, last).await?.ok_or_else(|| {
+            LogError::Nats(format!("the stream's last message ({last}) cannot be read"))
+        })?;
+        Ok((Tail { message: last, event: message.last_event() }, Some(message)))
     }
 }
 
@@ -488,13 +507,7 @@ impl JetStreamLog {
                 self.last_message = ack.sequence;
                 Ok(())
             }
-            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(LogError::Fenced { expected: self.last_message })
-            }
-            Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
-                Err(LogError::StreamMissing(self.js.config.stream.clone()))
-            }
-            Err(error) => Err(LogError::Nats(format!("publishing: {error}"))),
+            Err(error) => Err(self.publish_error(error)),
         }
     }
 
@@ -511,38 +524,78 @@ impl JetStreamLog {
         };
         // Room for the headers, generously.
         let limit = max_payload.saturating_sub(4096).max(batch::HEADER_LEN + 1);
-        let mut done = resumed;
-        while done < entries.len() {
-            let mut end = done;
+        // The batch as messages, each within the server's limit, all published before the
+        // first acknowledgement is awaited: each names the stream sequence it follows, the
+        // last acknowledged plus the messages sent before it, since this writer is the only one.
+        let mut sent = Vec::new();
+        let mut failed = None;
+        let (mut start, mut first_seq) = (resumed, self.next_seq);
+        while start < entries.len() {
+            let mut end = start;
             let mut bytes = batch::HEADER_LEN;
             while end < entries.len()
-                && (end == done || bytes + batch::encoded_len(&entries[end]) <= limit)
+                && (end == start || bytes + batch::encoded_len(&entries[end]) <= limit)
             {
                 bytes += batch::encoded_len(&entries[end]);
                 end += 1;
             }
-            let chunk = &entries[done..end];
+            let chunk = &entries[start..end];
             let mut payload = Vec::with_capacity(bytes);
-            batch::encode(chunk, self.next_seq, &mut payload);
+            batch::encode(chunk, first_seq, &mut payload);
             let mut headers = HeaderMap::new();
-            headers.insert(SEQ, HeaderValue::from(self.next_seq));
+            headers.insert(SEQ, HeaderValue::from(first_seq));
             headers.insert(COUNT, HeaderValue::from(chunk.len() as u64));
-            let id = format!("b{}", self.next_seq);
-            if let Err(error) = self.publish(headers, payload.into(), id).await {
-                if let Some(entry) = entries.first() {
-                    self.in_flight = Some((entries.len(), entry.clone(), done));
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .headers(headers)
+                .message_id(format!("b{first_seq}"))
+                .expected_last_sequence(self.last_message + sent.len() as u64);
+            match self.js.context.send_publish(self.js.subject.clone(), message).await {
+                Ok(ack) => sent.push((ack, end)),
+                Err(error) => {
+                    failed = Some(self.publish_error(error));
+                    break;
                 }
-                return Err(error);
             }
-            self.next_seq += chunk.len() as u64;
-            if let Some(last) = chunk.last() {
-                self.last_upstream_id = last.upstream_id.to_string();
+            first_seq += chunk.len() as u64;
+            start = end;
+        }
+        // Counted in order, up to the first that failed.
+        let mut done = resumed;
+        let mut ack_failed = None;
+        for (ack, end) in sent {
+            match ack.await {
+                Ok(ack) if ack_failed.is_none() => {
+                    self.last_message = ack.sequence;
+                    self.next_seq += (end - done) as u64;
+                    if let Some(last) = entries.get(end - 1) {
+                        self.last_upstream_id = last.upstream_id.to_string();
+                    }
+                    done = end;
+                }
+                Ok(_) => {}
+                Err(error) => ack_failed = ack_failed.or(Some(self.publish_error(error))),
             }
-            done = end;
+        }
+        if let Some(error) = ack_failed.or(failed) {
+            if let Some(entry) = entries.first() {
+                self.in_flight = Some((entries.len(), entry.clone(), done));
+            }
+            return Err(error);
         }
         self.in_flight = None;
         self.n_appends += 1;
         Ok(self.next_seq - 1)
+    }
+
+    fn publish_error(&self, error: PublishError) -> LogError {
+        match error.kind() {
+            PublishErrorKind::WrongLastSequence => LogError::Fenced { expected: self.last_message },
+            PublishErrorKind::StreamNotFound => {
+                LogError::StreamMissing(self.js.config.stream.clone())
+            }
+            _ => LogError::Nats(format!("publishing: {error}")),
+        }
     }
 }
 
