@@ -69,6 +69,9 @@ impl JetStreamConfig {
     }
 }
 
+/// How long the tail watcher waits for a new message before it asks the stream how it is.
+const QUIET_CHECK: Duration = Duration::from_secs(2);
+
 const SEQ: &str = "Scores-Seq";
 const COUNT: &str = "Scores-Count";
 const FENCE: &str = "Scores-Fence";
@@ -90,6 +93,8 @@ pub(crate) struct JetStream {
     subject: String,
     /// The stream's tail as last seen, kept by [`watch_tail`].
     tail: watch::Receiver<Tail>,
+    /// Why the tail cannot be followed now (the stream is missing, say), while it cannot.
+    problem: Arc<std::sync::Mutex<Option<String>>>,
     runtime: Handle,
 }
 
@@ -109,7 +114,8 @@ impl JetStream {
         let context = jetstream::new(client);
         let (tail_tx, tail) = watch::channel(Tail::default());
         let subject = config.subject();
-        let js = JetStream { context, config, subject, tail, runtime: Handle::current() };
+        let problem = Arc::default();
+        let js = JetStream { context, config, subject, tail, problem, runtime: Handle::current() };
         tokio::spawn(watch_tail(js.clone(), tail_tx));
         Ok(js)
     }
@@ -125,6 +131,17 @@ impl JetStream {
 
     pub(crate) fn config(&self) -> &JetStreamConfig {
         &self.config
+    }
+
+    /// Why the stream's end cannot be followed now, while it cannot.
+    pub(crate) fn problem(&self) -> Option<String> {
+        self.problem.lock().map(|problem| problem.clone()).unwrap_or_default()
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.problem.lock() {
+            *slot = problem;
+        }
     }
 
     /// The stream as it was last seen to end.
@@ -258,7 +275,12 @@ async fn watch_tail(js: JetStream, tail: watch::Sender<Tail>) {
     loop {
         match follow_tail(&js, &tail).await {
             Ok(()) => return,
-            Err(error) => tracing::warn!(%error, "lost the stream's tail; looking again in 1 s"),
+            Err(error) => {
+                if js.problem().is_none() {
+                    tracing::warn!(%error, "cannot follow the stream; looking again every second");
+                }
+                js.set_problem(Some(error.to_string()));
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -269,9 +291,20 @@ async fn watch_tail(js: JetStream, tail: watch::Sender<Tail>) {
 
 async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), LogError> {
     let nats = |error: &dyn std::fmt::Display| LogError::Nats(error.to_string());
-    let stream = js.stream().await?;
+    // Followed, never created: the ingester creates the stream (see `JetStreamLog::open`).
+    let stream = js.existing_stream().await?;
     let (now, _) = js.read_tail(&stream).await?;
-    tail.send_if_modified(|seen| advance(seen, now));
+    if js.problem().is_some() {
+        tracing::info!("following the stream again");
+        js.set_problem(None);
+    }
+    // As the stream is now, even if that is not after what was seen: it may have been made
+    // again since.
+    tail.send_if_modified(|seen| {
+        let changed = *seen != now;
+        *seen = now;
+        changed
+    });
     let config = consumer::pull::OrderedConfig {
         headers_only: true,
         deliver_policy: consumer::DeliverPolicy::ByStartSequence {
@@ -282,8 +315,17 @@ async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), L
     let consumer = stream.create_consumer(config).await.map_err(|e| nats(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
     loop {
+        // The consumer makes itself again when the stream is lost, and says nothing while it
+        // cannot: a quiet stream is asked whether it still exists, and how far it goes.
         let message = tokio::select! {
             message = messages.next() => message,
+            () = tokio::time::sleep(QUIET_CHECK) => {
+                let (now, _) = js.read_tail(&stream).await?;
+                if now.message < tail.borrow().message {
+                    return Err(LogError::Nats("the stream was replaced".into()));
+                }
+                continue;
+            }
             () = tail.closed() => return Ok(()),
         };
         let Some(message) = message else {
@@ -463,14 +505,28 @@ impl JetStreamLog {
     /// then block on it, so call those off it.
     pub async fn connect(config: JetStreamConfig, term: u64) -> Result<JetStreamLog, LogError> {
         let js = JetStream::connect(config).await?;
-        JetStreamLog::open(js, term).await
+        JetStreamLog::open(js, term, 0).await
     }
 
     /// Reads where the stream ends and publishes this ingester's fence after it. Fails with
-    /// [`LogError::Fenced`] when another publish came in between.
-    pub(crate) async fn open(js: JetStream, term: u64) -> Result<JetStreamLog, LogError> {
-        let stream = js.stream().await?;
-        let (tail, last) = js.read_tail(&stream).await?;
+    /// [`LogError::Fenced`] when another publish came in between. `folded` is how far this
+    /// replica has folded: a stream that ends before it was deleted or replaced since, and is
+    /// not appended to ([`LogError::Diverged`]); with `folded` 0 a missing stream is created.
+    pub(crate) async fn open(
+        js: JetStream,
+        term: u64,
+        folded: u64,
+    ) -> Result<JetStreamLog, LogError> {
+        let (tail, last) = if folded == 0 {
+            let stream = js.stream().await?;
+            js.read_tail(&stream).await?
+        } else {
+            let stream = js.existing_stream().await?;
+            js.read_tail(&stream).await?
+        };
+        if tail.event < folded {
+            return Err(LogError::Diverged { stream_end: tail.event, folded });
+        }
         let last_upstream_id = last.as_ref().map_or("", Message::last_upstream_id).to_owned();
         let mut writer = JetStreamLog {
             js,

@@ -36,6 +36,17 @@ pub enum LogError {
         /// The stream sequence this ingester expected to follow.
         expected: u64,
     },
+    /// The stream ends before what this replica has folded: it was deleted or replaced since.
+    #[error(
+        "the stream holds events up to {stream_end}, fewer than the {folded} this replica has \
+         folded: it was deleted or replaced; not ingesting into it"
+    )]
+    Diverged {
+        /// The stream's last event.
+        stream_end: u64,
+        /// The last event this replica folded.
+        folded: u64,
+    },
     /// A message of the stream is not what scores writes.
     #[error("message {message} of the stream: {reason}")]
     Corrupt {

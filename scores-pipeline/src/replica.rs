@@ -98,7 +98,10 @@ async fn report_status(
     loop {
         pipeline.set_log_end(tail.borrow().event);
         let connected = client.connection_state() == async_nats::connection::State::Connected;
-        let problem = (!connected).then(|| format!("cannot reach NATS at {servers}"));
+        let problem = match js.problem() {
+            _ if !connected => Some(format!("cannot reach NATS at {servers}")),
+            problem => problem,
+        };
         if problem != pipeline.log_refusal() && pipeline.role() == Some(Role::Follower) {
             pipeline.set_log_refusal(problem);
         }
@@ -139,7 +142,10 @@ fn follow(
             Ok(records) => {
                 failures = 0;
                 let Some(last_seq) = records.last().map(|record| record.seq) else {
+                    // The tail says there is more, the cursor finds nothing where it stands:
+                    // the stream was made again. Look for the next event afresh.
                     std::thread::sleep(Duration::from_millis(10));
+                    cursor = reader.cursor(folding.seq() + 1);
                     continue;
                 };
                 let entries: Vec<Entry> = records
@@ -190,7 +196,7 @@ async fn ingest_while_leased(
 ) {
     let holder = format!("pid{}-{:08x}", std::process::id(), fastrand::u32(..));
     let mut stopped = halt.clone();
-    let bucket = loop {
+    let mut bucket = loop {
         match LeaseBucket::open(&js).await {
             Ok(bucket) => break bucket,
             Err(error) => {
@@ -213,8 +219,12 @@ async fn ingest_while_leased(
                 continue;
             }
             Err(error) => {
+                // The bucket may have been deleted: it is made again if so.
                 tracing::debug!(%error, "cannot take the lease now");
                 wait(ACQUIRE_EVERY, &halt).await;
+                if let Ok(reopened) = LeaseBucket::open(&js).await {
+                    bucket = reopened;
+                }
                 continue;
             }
         };
@@ -270,7 +280,8 @@ async fn ingest_term(
     pipeline: &Pipeline,
     halt: &watch::Receiver<bool>,
 ) -> TermEnd {
-    let writer = match JetStreamLog::open(js.clone(), lease.term()).await {
+    let folded = pipeline.snapshot().seq();
+    let writer = match JetStreamLog::open(js.clone(), lease.term(), folded).await {
         Ok(writer) => writer,
         Err(LogError::Fenced { .. }) => return TermEnd::Fenced,
         Err(error) => {

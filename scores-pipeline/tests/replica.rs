@@ -1,0 +1,79 @@
+//! A replica of a JetStream log (the pipeline, no HTTP) when its stream goes away: it keeps its
+//! snapshot, says why it cannot follow, never fails or panics, and follows again once the
+//! stream is back.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/nats.rs"]
+mod nats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use scores_core::ScoreEvent;
+use scores_pipeline::log::{Entry, Log};
+use scores_pipeline::{JetStreamConfig, JetStreamLog, PipelineConfig};
+use tokio::sync::watch;
+
+fn entries(range: std::ops::Range<u64>) -> Vec<Entry> {
+    range
+        .map(|n| Entry {
+            event: ScoreEvent::new("Marvin32", 100 + n, 0.5).unwrap(),
+            upstream_id: Arc::from(n.to_string()),
+        })
+        .collect()
+}
+
+async fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_reported_and_followed_again_once_it_is_back() {
+    // The helper's health check blocks: off the runtime.
+    let Some(server) = tokio::task::spawn_blocking(nats::start_one).await.unwrap() else { return };
+    let config = JetStreamConfig::new(vec![server.url()]);
+    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&entries(1..11)).unwrap();
+        writer
+    });
+    drop(written.await.unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline_config = PipelineConfig {
+        upstream: None,
+        jetstream: Some(config.clone()),
+        ..PipelineConfig::new("", dir.path())
+    };
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    eventually("the replica folds the stream", || pipeline.snapshot().seq() == 10).await;
+    assert_eq!(pipeline.log_refusal(), None);
+
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    context.delete_stream(&config.stream).await.unwrap();
+    eventually("/readyz would say why", || pipeline.log_refusal().is_some()).await;
+    let problem = pipeline.log_refusal().unwrap();
+    assert!(problem.contains("stream"), "{problem}");
+    assert_eq!(pipeline.snapshot().seq(), 10, "the last snapshot is kept");
+    assert!(pipeline.failure().is_none());
+
+    // Made again (by an ingester of a fresh deployment, say) with the same events: followed.
+    let mut writer = JetStreamLog::connect(config.clone(), 2).await.unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&entries(1..13)).unwrap();
+        writer
+    });
+    drop(written.await.unwrap());
+    eventually("the stream is followed again", || pipeline.log_refusal().is_none()).await;
+    eventually("and folded on", || pipeline.snapshot().seq() == 12).await;
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+}
