@@ -39,14 +39,7 @@ pub(crate) fn append_and_fold(
     }
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut appended = Ok(());
-    while let Some(first) = events.blocking_recv() {
-        batch.extend(first);
-        while batch.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut events, &mut batch) {
         let publish_what_is_durable = || {
             folding.hand_over();
         };
@@ -83,18 +76,25 @@ pub(crate) fn append_only(
     stop: &watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = events.blocking_recv() {
-        batch.extend(first);
-        while batch.len() < MAX_BATCH {
-            match events.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut events, &mut batch) {
         append_until_durable(&mut log, &batch, pipeline, stop, || {})?;
         batch.clear();
     }
     Ok(log.sync()?)
+}
+
+/// Waits for events, then takes all that are queued, up to [`MAX_BATCH`], into `batch` (which
+/// the caller has emptied): one append's worth. False once the channel has closed.
+fn next_batch(events: &mut mpsc::Receiver<Vec<Entry>>, batch: &mut Vec<Entry>) -> bool {
+    let Some(first) = events.blocking_recv() else { return false };
+    batch.extend(first);
+    while batch.len() < MAX_BATCH {
+        match events.try_recv() {
+            Ok(more) => batch.extend(more),
+            Err(_) => break,
+        }
+    }
+    true
 }
 
 /// Pulls the feed until shutdown (or a 204), counting and logging what it does not pass on.

@@ -30,7 +30,7 @@ use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
 use crate::jetstream::{JetStream, JetStreamConfig, JetStreamLog, JetStreamReader};
 use crate::lease::{Lease, LeaseBucket};
 use crate::log::{Entry, Log, LogError, LogRead};
-use crate::run::{PipelineConfig, PipelineError, Running, finish, halt_on, spawn_thread};
+use crate::run::{PipelineConfig, PipelineError, Running, halt_on, spawn_thread, supervise};
 
 /// Records folded at a time while following the stream.
 const FOLLOW_CHUNK: usize = 65_536;
@@ -74,15 +74,9 @@ pub(crate) async fn start(
         tokio::spawn(ingest_while_leased(js.clone(), feed, pipeline.clone(), halt.clone()))
     });
 
-    let running = tokio::spawn(async move {
-        let followed = finish("follower", following, &halt_tx).await;
-        let _ = halt_tx.send(true);
-        if let Some(ingesting) = ingesting {
-            ingesting.await.map_err(|_| PipelineError::Panicked("ingester"))?;
-        }
-        followed
-    });
-    Ok((pipeline, Running(running)))
+    let running =
+        supervise(("follower", following), ingesting.map(|task| ("ingester", task)), halt_tx);
+    Ok((pipeline, running))
 }
 
 /// Keeps the pipeline's view of the stream current: its end (for the lag) and whether NATS

@@ -106,7 +106,7 @@ impl From<JournalError> for PipelineError {
 
 /// A started pipeline: completes when it has stopped.
 #[derive(Debug)]
-pub struct Running(pub(crate) tokio::task::JoinHandle<Result<(), PipelineError>>);
+pub struct Running(tokio::task::JoinHandle<Result<(), PipelineError>>);
 
 impl Running {
     /// Waits until the pipeline has stopped: after `stop` turned true (the log drained, synced
@@ -167,16 +167,27 @@ pub async fn start(
     })?;
     let feeding = feed.map(|feed| tokio::spawn(pull_feed(feed, events_tx, pipeline.clone(), halt)));
 
-    let running = tokio::spawn(async move {
-        // The writer ends on a stop, or first when it fails: then the feed stops too.
-        let written = finish("log writer", writing, &halt_tx).await;
-        let _ = halt_tx.send(true);
-        if let Some(feeding) = feeding {
-            feeding.await.map_err(|_| PipelineError::Panicked("feed task"))?;
+    // The writer ends on a stop, or first when it fails: then the feed stops too.
+    let running =
+        supervise(("log writer", writing), feeding.map(|task| ("feed task", task)), halt_tx);
+    Ok((pipeline, running))
+}
+
+/// Waits for `thread`, the pipeline's main part, to end (on a stop, or first when it fails),
+/// then stops the other parts and waits for `task`: the first error is the pipeline's.
+pub(crate) fn supervise(
+    (name, thread): (&'static str, std::thread::JoinHandle<Result<(), PipelineError>>),
+    task: Option<(&'static str, tokio::task::JoinHandle<()>)>,
+    halt: Arc<watch::Sender<bool>>,
+) -> Running {
+    Running(tokio::spawn(async move {
+        let ended = finish(name, thread, &halt).await;
+        let _ = halt.send(true);
+        if let Some((task_name, task)) = task {
+            task.await.map_err(|_| PipelineError::Panicked(task_name))?;
         }
-        written
-    });
-    Ok((pipeline, Running(running)))
+        ended
+    }))
 }
 
 /// A stop signal for the pipeline's parts: it turns true when `stop` does, or when a part
