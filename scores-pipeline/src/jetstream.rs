@@ -500,9 +500,10 @@ pub struct JetStreamLog {
 
 impl JetStreamLog {
     /// Connects to the stream `config` names (creating it if it is missing) and opens it for
-    /// appends under `term`, which must be unique to this writer (the ingester's lease revision):
-    /// see [`JetStreamLog::open`]. Call on a multi-threaded tokio runtime; the [`Log`] methods
-    /// then block on it, so call those off it.
+    /// appends under `term`, which must be unique to this writer (the ingester's lease
+    /// revision): the writer publishes a fence under it first, after which no writer opened
+    /// before it can append. Call on a multi-threaded tokio runtime; the [`Log`] methods then
+    /// block on it, so call those off it.
     pub async fn connect(config: JetStreamConfig, term: u64) -> Result<JetStreamLog, LogError> {
         let js = JetStream::connect(config).await?;
         JetStreamLog::open(js, term, 0).await
