@@ -65,6 +65,13 @@ pub(crate) enum Command {
         An event cut short by a crash at the end of the file is removed before appending. Ctrl-C \
         stops cleanly; the file is flushed after every burst and synced at the end.")]
     Record(RecordArgs),
+    /// Ask a running `scores serve` whether it answers: exit 0 when the path answers 2xx, 1
+    /// otherwise. For container health checks, where no HTTP client is installed.
+    #[command(after_help = "Examples:\n  \
+        scores probe                          # GET http://127.0.0.1:8000/healthz\n  \
+        SCORES_LISTEN=0.0.0.0:8000 scores probe   # the same: an unspecified IP is asked on loopback\n  \
+        scores probe --path /readyz           # ready to answer queries?")]
+    Probe(ProbeArgs),
     /// Fold recorded logs offline and print what the HTTP API would answer for the same events.
     #[command(after_help = "Queries (after the files; none prints a summary):\n  \
         students          like GET /students        (--limit, --after page it)\n  \
@@ -137,6 +144,21 @@ pub(crate) struct ReplayArgs {
     /// For a `nats://HOST:PORT[,…]` input: the JetStream stream to read.
     #[arg(long, default_value = "scores", value_parser = parse_stream_name)]
     pub(crate) stream: String,
+}
+
+/// `scores probe`'s options.
+#[derive(Debug, Args)]
+pub(crate) struct ProbeArgs {
+    /// The service's `--listen` address; an unspecified IP (`0.0.0.0`, `::`) is asked on
+    /// loopback.
+    #[arg(long, env = "SCORES_LISTEN", default_value = "127.0.0.1:8000", value_parser = parse_listen)]
+    pub(crate) listen: SocketAddr,
+    /// The path to ask.
+    #[arg(long, default_value = "/healthz")]
+    pub(crate) path: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Debug, Args)]

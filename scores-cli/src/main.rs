@@ -4,6 +4,7 @@ mod chunks;
 mod cli;
 mod live;
 mod logging;
+mod probe;
 mod record;
 mod replay;
 mod serve;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Tail(args) => tail::run(args),
         cli::Command::Record(args) => record::run(args),
         cli::Command::Replay(args) => replay::run(args),
+        cli::Command::Probe(args) => probe::run(args),
     };
     result.unwrap_or_else(|error| {
         logging::report(&error);

@@ -656,3 +656,30 @@ fn past_the_connection_cap_health_checks_are_still_answered() {
         sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn probe_exits_0_while_the_service_answers_and_1_once_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, listen) = service_with(dir.path(), &[]);
+    // As a container's health check runs it: the service's own SCORES_LISTEN, on every address.
+    let unspecified = format!("0.0.0.0:{}", listen.port());
+    let probe = |path: &str| {
+        scores()
+            .args(["probe", "--path", path])
+            .env("SCORES_LISTEN", &unspecified)
+            .output()
+            .unwrap()
+    };
+    let healthy = probe("/healthz");
+    assert!(healthy.status.success(), "{}", stdout(&healthy));
+    assert_eq!(
+        stdout(&healthy).trim(),
+        format!("GET http://127.0.0.1:{}/healthz: 200 OK", listen.port())
+    );
+    let missing = probe("/no-such-page");
+    assert_eq!(missing.status.code(), Some(1), "{}", stdout(&missing));
+    assert!(stdout(&missing).contains("404"), "{}", stdout(&missing));
+    drop(service);
+    let gone = probe("/healthz");
+    assert_eq!(gone.status.code(), Some(1), "{}", stdout(&gone));
+}

@@ -165,8 +165,8 @@ async fn readiness(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics().render(state.pipeline());
-    ([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    let body = metrics::render(state.exposition());
+    ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 
 async fn no_route(request: Request) -> Response {

@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -142,23 +141,23 @@ impl RenderCache {
         let identity = match kept {
             Some(Kept { identity, gzip }) => match (coding, gzip) {
                 (Coding::Gzip, Some(gzip)) => {
-                    metrics.bodies_reused.fetch_add(1, Ordering::Relaxed);
+                    metrics.bodies_reused.inc();
                     return Ok((gzip, Coding::Gzip));
                 }
                 (Coding::Gzip, None) if identity.len() > MIN_GZIP_BYTES => identity,
                 _ => {
-                    metrics.bodies_reused.fetch_add(1, Ordering::Relaxed);
+                    metrics.bodies_reused.inc();
                     return Ok((identity, Coding::Identity));
                 }
             },
             None => {
-                metrics.bodies_rendered.fetch_add(1, Ordering::Relaxed);
+                metrics.bodies_rendered.inc();
                 Bytes::from(resource.render(snapshot)?)
             }
         };
         let gzip = (coding == Coding::Gzip && identity.len() > MIN_GZIP_BYTES)
             .then(|| {
-                metrics.bodies_compressed.fetch_add(1, Ordering::Relaxed);
+                metrics.bodies_compressed.inc();
                 gzip(&identity)
             })
             .flatten();
@@ -284,8 +283,8 @@ mod tests {
         let b = cache.get_or_render(&first, resource(), Coding::Identity, &metrics).unwrap().0;
         assert_eq!(a, wire::student_json(&first, "ada").unwrap());
         assert_eq!(a.as_ptr(), b.as_ptr(), "the second request sends the kept body");
-        assert_eq!(metrics.bodies_rendered.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.bodies_reused.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.bodies_rendered.get(), 1);
+        assert_eq!(metrics.bodies_reused.get(), 1);
 
         board.apply(&event("ada", 2, 1.0));
         let second = Arc::new(board.snapshot());
@@ -399,9 +398,9 @@ mod tests {
         assert_eq!(decoded, identity);
         let (again, _) = cache.get_or_render(&snapshot, ada(), Coding::Gzip, &metrics).unwrap();
         assert_eq!(again.as_ptr(), gzip.as_ptr(), "compressed once per snapshot");
-        assert_eq!(metrics.bodies_rendered.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.bodies_compressed.load(Ordering::Relaxed), 1);
-        assert_eq!(metrics.bodies_reused.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.bodies_rendered.get(), 1);
+        assert_eq!(metrics.bodies_compressed.get(), 1);
+        assert_eq!(metrics.bodies_reused.get(), 1);
 
         // Under `MIN_GZIP_BYTES`.
         let exams = Resource::Exams(ExamsPage { limit: Some(1), after: None });

@@ -16,7 +16,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -90,19 +89,19 @@ pub(crate) async fn serve(
         let _ = stream.set_nodelay(true);
         if let Ok(permit) = served.clone().try_acquire_owned() {
             let metrics_state = state.clone();
-            metrics_state.metrics().connections_open.fetch_add(1, Ordering::Relaxed);
+            metrics_state.metrics().connections_open.inc();
             let connection = builder.serve_connection(TokioIo::new(stream), service(app.clone()));
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 // A connection that ends in an error (a reset, a header timeout) has nothing
                 // left to answer: hyper has said what it could to the client.
                 let _ = connection.await;
-                metrics_state.metrics().connections_open.fetch_sub(1, Ordering::Relaxed);
+                metrics_state.metrics().connections_open.dec();
                 drop(permit);
             });
             continue;
         }
-        state.metrics().connections_shed.fetch_add(1, Ordering::Relaxed);
+        state.metrics().connections_shed.inc();
         if cap_logged.is_none_or(|at| at.elapsed() >= CAP_LOG_EVERY) {
             cap_logged = Some(Instant::now());
             tracing::warn!(

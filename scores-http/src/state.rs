@@ -2,7 +2,6 @@
 //! event streams, the HTTP counters, and the shutdown signal that ends live streams.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use scores_core::Snapshot;
@@ -10,6 +9,8 @@ use scores_pipeline::{LogRead, Pipeline};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::error::ApiError;
+use prometheus_client::registry::Registry;
+
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
 
@@ -29,6 +30,8 @@ struct Shared {
     /// How long a request with `X-Scores-Min-Seq` waits for the snapshot to get there.
     min_seq_wait: Duration,
     metrics: Metrics,
+    /// What `GET /metrics` reports: `metrics`, the pipeline's counters, the process's.
+    exposition: Registry,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -43,6 +46,8 @@ impl AppState {
         max_streams: usize,
         shutdown: watch::Receiver<bool>,
     ) -> AppState {
+        let metrics = Metrics::default();
+        let exposition = metrics.registry(pipeline.clone());
         AppState(Arc::new(Shared {
             pipeline,
             rendered: RenderCache::default(),
@@ -52,7 +57,8 @@ impl AppState {
             )),
             max_streams,
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
-            metrics: Metrics::default(),
+            metrics,
+            exposition,
             shutdown,
         }))
     }
@@ -99,10 +105,10 @@ impl AppState {
     /// A place for one more `GET /scores` stream, held for the stream's life; or why not.
     pub(crate) fn stream_slot(&self) -> Result<StreamSlot, ApiError> {
         let Ok(permit) = self.0.streams.clone().try_acquire_owned() else {
-            self.metrics().streams_refused.fetch_add(1, Ordering::Relaxed);
+            self.metrics().streams_refused.inc();
             return Err(ApiError::TooManyStreams { max: self.0.max_streams });
         };
-        self.metrics().streams_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics().streams_open.inc();
         Ok(StreamSlot { _permit: permit, state: self.clone() })
     }
 
@@ -119,6 +125,11 @@ impl AppState {
     /// The frontend's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// What `GET /metrics` reports.
+    pub(crate) fn exposition(&self) -> &Registry {
+        &self.0.exposition
     }
 
     pub(crate) fn log(&self) -> Option<Arc<dyn LogRead>> {
@@ -139,6 +150,6 @@ pub(crate) struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.state.metrics().streams_open.fetch_sub(1, Ordering::Relaxed);
+        self.state.metrics().streams_open.dec();
     }
 }

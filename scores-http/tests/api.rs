@@ -264,6 +264,33 @@ async fn health_readiness_and_metrics() {
         metrics.contains(r#"scores_http_request_duration_seconds_count{route="/students"} 1"#),
         "{metrics}"
     );
+    if cfg!(target_os = "linux") {
+        for name in
+            ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"]
+        {
+            let sample = metrics.lines().find_map(|line| line.strip_prefix(&format!("{name} ")));
+            assert!(sample.is_some_and(|value| value.parse::<f64>().is_ok()), "{name}: {metrics}");
+        }
+    }
+    // The text format's rules: every sample belongs to one family declared once by a TYPE line
+    // (a histogram's samples by their suffixes), and every value is a number.
+    let mut families = std::collections::HashMap::new();
+    for line in metrics.lines() {
+        if let Some(declared) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = declared.split_once(' ').expect("TYPE name kind");
+            assert!(families.insert(name, kind).is_none(), "{name} declared twice");
+        } else if !line.starts_with('#') {
+            let (series, value) = line.rsplit_once(' ').expect("sample and value");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap_or(series);
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix))
+                .find(|family| families.get(family) == Some(&"histogram"))
+                .unwrap_or(name);
+            assert!(families.contains_key(family), "{line} has no TYPE");
+        }
+    }
 }
 
 #[tokio::test]

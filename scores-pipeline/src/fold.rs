@@ -47,12 +47,25 @@ pub(crate) struct Restore {
 }
 
 pub(crate) struct Folder {
-    pub(crate) pipeline: Pipeline,
-    pub(crate) checkpointer: Checkpointer,
-    pub(crate) checkpoint_every: u64,
+    pipeline: Pipeline,
+    checkpointer: Checkpointer,
+    checkpoint_every: u64,
 }
 
 impl Folder {
+    /// A folder publishing to `pipeline`, checkpointing to `checkpoint` every
+    /// `checkpoint_every` events, its checkpoint writer started.
+    pub(crate) fn start(
+        pipeline: &Pipeline,
+        checkpoint: PathBuf,
+        checkpoint_every: u64,
+    ) -> Result<Folder, PipelineError> {
+        let checkpointer = Checkpointer::start(checkpoint, pipeline.clone()).map_err(|source| {
+            PipelineError::Io { action: "starting the checkpoint writer", source }
+        })?;
+        Ok(Folder { pipeline: pipeline.clone(), checkpointer, checkpoint_every })
+    }
+
     /// Restores the board, then runs `body` on this thread, which folds through the
     /// [`Folding`] it is given, with the publisher on a thread beside it; then writes a final
     /// checkpoint.

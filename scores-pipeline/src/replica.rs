@@ -23,7 +23,6 @@ use scores_journal::DataDir;
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpointer::Checkpointer;
 use crate::fold::{Folder, Folding, Restore};
 use crate::handle::{Pipeline, Role};
 use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
@@ -56,13 +55,7 @@ pub(crate) async fn start(
     let (halt_tx, halt) = halt_on(stop);
     tokio::spawn(report_status(js.clone(), pipeline.clone(), servers, halt.clone()));
 
-    let checkpointer = Checkpointer::start(checkpoint.clone(), pipeline.clone())
-        .map_err(|source| PipelineError::Io { action: "starting the checkpoint writer", source })?;
-    let folder = Folder {
-        pipeline: pipeline.clone(),
-        checkpointer,
-        checkpoint_every: config.checkpoint_every,
-    };
+    let folder = Folder::start(&pipeline, checkpoint.clone(), config.checkpoint_every)?;
     // The stream's records come through the follower, after the checkpoint is loaded.
     let restore = Restore { checkpoint, tail: None, log_end: u64::MAX };
     let (follow_pipeline, follow_halt) = (pipeline.clone(), halt.clone());

@@ -18,7 +18,6 @@ use scores_journal::{DataDir, Journal, JournalError, Options};
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpointer::Checkpointer;
 use crate::fold::{Folder, Restore};
 use crate::handle::Pipeline;
 use crate::ingest::{QUEUED_BATCHES, append_and_fold, pull_feed};
@@ -150,13 +149,7 @@ pub async fn start(
         None => None,
     };
     let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
-    let checkpointer = Checkpointer::start(checkpoint.clone(), pipeline.clone())
-        .map_err(|source| PipelineError::Io { action: "starting the checkpoint writer", source })?;
-    let folder = Folder {
-        pipeline: pipeline.clone(),
-        checkpointer,
-        checkpoint_every: config.checkpoint_every,
-    };
+    let folder = Folder::start(&pipeline, checkpoint.clone(), config.checkpoint_every)?;
     let restore = Restore { checkpoint, log_end: reader.last_seq(), tail: Some(reader) };
     let (writer_pipeline, writer_halt) = (pipeline.clone(), halt.clone());
     let mut journal = journal;
