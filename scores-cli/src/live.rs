@@ -1,4 +1,5 @@
-//! What `tail` and `record` share: a feed read on its own task, Ctrl-C, and JSON-line output.
+//! What `tail` and `record` share: a feed read on its own task, Ctrl-C, and JSON-line output;
+//! and the single-threaded runtime that they and `probe` run on.
 
 use std::io::{self, Write};
 

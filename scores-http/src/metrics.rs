@@ -164,99 +164,94 @@ struct PipelineCollector(Pipeline);
 impl Collector for PipelineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let snapshot = self.0.snapshot();
-        let (role, lag) = (self.0.role(), self.0.lag());
         let c = self.0.counters();
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let (received, accepted) = (load(&c.events_received), load(&c.events_accepted));
-        let e = &mut encoder;
-        counter(e, "scores_events_accepted", "Events made durable and folded", accepted)?;
-        counter(
-            e,
-            "scores_events_ignored",
-            "Events of types other than score",
-            load(&c.events_ignored),
-        )?;
-        counter(
-            e,
-            "scores_upstream_reconnects",
-            "Upstream connection attempts after the first, whether or not they connected",
-            load(&c.reconnects),
-        )?;
-        let connected = u64::from(c.upstream_connected.load(Ordering::Relaxed));
-        gauge(e, "scores_upstream_connected", "1 while the upstream connection is up", connected)?;
-        counter(e, "scores_journal_appends", "Journal batches appended", load(&c.log_appends))?;
-        counter(e, "scores_journal_fsyncs", "Journal fdatasync calls", load(&c.log_syncs))?;
-        counter(
-            e,
-            "scores_journal_errors",
-            "Journal appends that failed and were retried",
-            load(&c.log_errors),
-        )?;
-        gauge(e, "scores_journal_last_seq", "Last durable sequence number", load(&c.log_last_seq))?;
-        gauge(
-            e,
-            "scores_journal_lag_events",
-            "Events received but not yet durable",
-            received.saturating_sub(accepted),
-        )?;
-        counter(e, "scores_checkpoints", "Projection checkpoints written", load(&c.checkpoints))?;
-        if let (Some(role), Some(lag)) = (role, lag) {
-            gauge(
-                e,
-                "scores_ingester",
-                "1 while this replica holds the ingester's lease, 0 while it follows",
-                u64::from(role == Role::Ingester),
-            )?;
-            counter(
-                e,
-                "scores_lease_changes",
-                "Times this replica took or lost the ingester's lease",
-                load(&c.lease_changes),
-            )?;
-            counter(
-                e,
-                "scores_fenced_publishes",
-                "Publishes refused because another ingester had taken over",
-                load(&c.fenced_publishes),
-            )?;
-            gauge(
-                e,
-                "scores_log_lag_events",
-                "Events the stream holds that the published snapshot does not",
-                lag,
-            )?;
+        let mut counters = vec![
+            ("scores_events_accepted", "Events made durable and folded", accepted),
+            ("scores_events_ignored", "Events of types other than score", load(&c.events_ignored)),
+            (
+                "scores_upstream_reconnects",
+                "Upstream connection attempts after the first, whether or not they connected",
+                load(&c.reconnects),
+            ),
+            ("scores_journal_appends", "Journal batches appended", load(&c.log_appends)),
+            ("scores_journal_fsyncs", "Journal fdatasync calls", load(&c.log_syncs)),
+            (
+                "scores_journal_errors",
+                "Journal appends that failed and were retried",
+                load(&c.log_errors),
+            ),
+            ("scores_checkpoints", "Projection checkpoints written", load(&c.checkpoints)),
+            (
+                "scores_snapshots_published",
+                "Snapshots published: each makes the events appended before it visible",
+                load(&c.snapshots_published),
+            ),
+        ];
+        let mut gauges = vec![
+            (
+                "scores_upstream_connected",
+                "1 while the upstream connection is up",
+                u64::from(c.upstream_connected.load(Ordering::Relaxed)),
+            ),
+            ("scores_journal_last_seq", "Last durable sequence number", load(&c.log_last_seq)),
+            (
+                "scores_journal_lag_events",
+                "Events received but not yet durable",
+                received.saturating_sub(accepted),
+            ),
+            ("scores_snapshot_seq", "Sequence number of the published snapshot", snapshot.seq()),
+            (
+                "scores_students",
+                "Students with results in the published snapshot",
+                snapshot.n_students() as u64,
+            ),
+            (
+                "scores_exams",
+                "Exams with results in the published snapshot",
+                snapshot.n_exams() as u64,
+            ),
+            (
+                "scores_results",
+                "(student, exam) results in the published snapshot",
+                snapshot.n_results(),
+            ),
+        ];
+        // A shared log's: who ingests, and how far this replica is behind.
+        if let (Some(role), Some(lag)) = (self.0.role(), self.0.lag()) {
+            counters.extend([
+                (
+                    "scores_lease_changes",
+                    "Times this replica took or lost the ingester's lease",
+                    load(&c.lease_changes),
+                ),
+                (
+                    "scores_fenced_publishes",
+                    "Publishes refused because another ingester had taken over",
+                    load(&c.fenced_publishes),
+                ),
+            ]);
+            gauges.extend([
+                (
+                    "scores_ingester",
+                    "1 while this replica holds the ingester's lease, 0 while it follows",
+                    u64::from(role == Role::Ingester),
+                ),
+                (
+                    "scores_log_lag_events",
+                    "Events the stream holds that the published snapshot does not",
+                    lag,
+                ),
+            ]);
         }
-        counter(
-            e,
-            "scores_snapshots_published",
-            "Snapshots published: each makes the events appended before it visible",
-            load(&c.snapshots_published),
-        )?;
-        gauge(
-            e,
-            "scores_snapshot_seq",
-            "Sequence number of the published snapshot",
-            snapshot.seq(),
-        )?;
-        gauge(
-            e,
-            "scores_students",
-            "Students with results in the published snapshot",
-            snapshot.n_students() as u64,
-        )?;
-        gauge(
-            e,
-            "scores_exams",
-            "Exams with results in the published snapshot",
-            snapshot.n_exams() as u64,
-        )?;
-        gauge(
-            e,
-            "scores_results",
-            "(student, exam) results in the published snapshot",
-            snapshot.n_results(),
-        )?;
-        let mut family = e.encode_descriptor(
+        for (name, help, value) in counters {
+            counter(&mut encoder, name, help, value)?;
+        }
+        for (name, help, value) in gauges {
+            gauge(&mut encoder, name, help, value)?;
+        }
+        let mut family = encoder.encode_descriptor(
             "scores_events_rejected",
             "Events rejected, by reason.",
             None,
@@ -269,8 +264,7 @@ impl Collector for PipelineCollector {
     }
 }
 
-/// Encodes one counter read at scrape time; its help ends with a full stop, as
-/// [`Registry::register`] ends those it is given.
+/// Encodes one counter read at scrape time.
 pub(crate) fn counter<N>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -280,16 +274,10 @@ pub(crate) fn counter<N>(
 where
     ConstCounter<N>: EncodeMetric,
 {
-    let metric = ConstCounter::new(value);
-    metric.encode(encoder.encode_descriptor(
-        name,
-        &format!("{help}."),
-        None,
-        metric.metric_type(),
-    )?)
+    described(encoder, name, help, ConstCounter::new(value))
 }
 
-/// Encodes one gauge read at scrape time, as [`counter`] does a counter.
+/// Encodes one gauge read at scrape time.
 pub(crate) fn gauge<N>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
@@ -299,11 +287,17 @@ pub(crate) fn gauge<N>(
 where
     ConstGauge<N>: EncodeMetric,
 {
-    let metric = ConstGauge::new(value);
-    metric.encode(encoder.encode_descriptor(
-        name,
-        &format!("{help}."),
-        None,
-        metric.metric_type(),
-    )?)
+    described(encoder, name, help, ConstGauge::new(value))
+}
+
+/// Encodes `metric` under `name`; its help ends with a full stop, as [`Registry::register`]
+/// ends those it is given.
+fn described(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    let help = format!("{help}.");
+    metric.encode(encoder.encode_descriptor(name, &help, None, metric.metric_type())?)
 }
