@@ -193,9 +193,7 @@ impl Restore {
                 if records.is_empty() {
                     break;
                 }
-                for record in &records {
-                    board.apply(&record.event);
-                }
+                board.apply_all(records.iter().map(|record| &record.event));
             }
         }
         Ok((board, from))
