@@ -4,13 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::registry::Registry;
 use scores_core::Snapshot;
 use scores_pipeline::{LogRead, Pipeline};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::error::ApiError;
-use prometheus_client::registry::Registry;
-
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
 
