@@ -16,7 +16,7 @@ use std::sync::mpsc::SyncSender;
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode, wire};
-use scores_journal::{DataDir, JournalError, Reader, SEGMENT_MAGIC, segment_files};
+use scores_journal::{DataDir, JournalError, Reader, Record, SEGMENT_MAGIC, segment_files};
 use scores_pipeline::JetStreamConfig;
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
@@ -373,25 +373,42 @@ impl Replay<'_> {
     /// Reads journal records: already validated events, checked against their checksums. An
     /// unfinished batch at the end of `last_segment` is an append still being written (or cut
     /// by a crash, which the journal itself cuts off on open): not part of the log, not damage.
+    /// The records are read and checked on a thread of their own, and folded here in batches.
     fn journal(&mut self, reader: Reader, last_segment: &Path, size: u64) -> Result<(), Stop> {
-        let mut data = Vec::new();
-        for record in reader {
-            match record {
-                Ok(record) => self.journal_event(&record.event, &record.upstream_id, &mut data)?,
-                Err(error @ JournalError::Io { .. }) => return Err(Stop::Io(error.into())),
-                Err(JournalError::TornTail { segment, offset }) if segment == last_segment => {
-                    let note = format!(
-                        "{}: an append is unfinished at byte {offset} (a writer still at work, \
-                         or a crash); read up to it",
-                        segment.display()
-                    );
-                    self.progress.suspend(|| writeln!(io::stderr(), "{note}")).ok();
+        std::thread::scope(|scope| {
+            let (sender, batches) = std::sync::mpsc::sync_channel(4);
+            // Returning early drops `batches`, and the reading thread stops at its next send.
+            scope.spawn(move || read_journal(reader, &sender));
+            let (mut events, mut data) = (Vec::new(), Vec::new());
+            for batch in &batches {
+                for record in batch {
+                    match record {
+                        Ok(record) if matches!(self.sink, Sink::Fold(_)) => {
+                            events.push(record.event)
+                        }
+                        Ok(record) => self.print(&record.event, &record.upstream_id, &mut data)?,
+                        Err(error @ JournalError::Io { .. }) => return Err(Stop::Io(error.into())),
+                        Err(JournalError::TornTail { segment, offset })
+                            if segment == last_segment =>
+                        {
+                            self.fold(&mut events);
+                            self.note(&format!(
+                                "{}: an append is unfinished at byte {offset} (a writer still at \
+                                 work, or a crash); read up to it",
+                                segment.display()
+                            ));
+                        }
+                        Err(error) => {
+                            self.fold(&mut events);
+                            self.bad("corrupt_journal", &error)?;
+                        }
+                    }
                 }
-                Err(error) => self.bad("corrupt_journal", &error)?,
+                self.fold(&mut events);
             }
-        }
-        self.progress.inc(size);
-        Ok(())
+            self.progress.inc(size);
+            Ok(())
+        })
     }
 
     /// Folds (or prints) a JetStream stream, from its first event to its last at the time.
@@ -417,34 +434,32 @@ impl Replay<'_> {
             if records.is_empty() {
                 break;
             }
+            let mut events = Vec::with_capacity(records.len());
             for record in records.iter().take_while(|record| record.seq <= last) {
                 read = record.seq;
-                self.journal_event(&record.event, &record.upstream_id, &mut data)?;
+                match self.sink {
+                    Sink::Fold(_) => events.push(record.event.clone()),
+                    Sink::Print(_) => self.print(&record.event, &record.upstream_id, &mut data)?,
+                }
             }
+            self.fold(&mut events);
         }
         Ok(())
     }
 
-    fn journal_event(
+    /// Prints a stored event as a JSON line (`--events`), with `data` as scratch space.
+    fn print(
         &mut self,
         event: &ScoreEvent,
         upstream_id: &str,
         data: &mut Vec<u8>,
     ) -> Result<(), Stop> {
-        match &mut self.sink {
-            Sink::Fold(board) => {
-                board.apply(event);
-                self.tally.accepted += 1;
-                Ok(())
-            }
-            Sink::Print(out) => {
-                data.clear();
-                serde_json::to_writer(&mut *data, event).map_err(|e| Stop::Io(e.into()))?;
-                let data = String::from_utf8_lossy(data);
-                let raw = RawEvent { event: "score", data: &data, id: upstream_id };
-                write_json_line(*out, &raw).map_err(|e| Stop::Io(e.into()))
-            }
-        }
+        let Sink::Print(out) = &mut self.sink else { return Ok(()) };
+        data.clear();
+        serde_json::to_writer(&mut *data, event).map_err(|e| Stop::Io(e.into()))?;
+        let data = String::from_utf8_lossy(data);
+        let raw = RawEvent { event: "score", data: &data, id: upstream_id };
+        write_json_line(*out, &raw).map_err(|e| Stop::Io(e.into()))
     }
 
     /// Reports an input that is not what replay reads; under `--strict`, stops.
@@ -550,6 +565,25 @@ fn decode_sse(
         let _ = batches.send(Err(anyhow::Error::new(error).context(format!("reading {name}"))));
     }
     (parser.n_unknown_fields(), n_events)
+}
+
+/// Records read at a time from a journal, and handed over to be folded together.
+const JOURNAL_BATCH: usize = 65_536;
+
+/// Reads `reader` to its end in batches of records (and the errors among them, in place),
+/// until the receiver hangs up.
+fn read_journal(reader: Reader, batches: &SyncSender<Vec<Result<Record, JournalError>>>) {
+    let mut batch = Vec::with_capacity(JOURNAL_BATCH);
+    for record in reader {
+        batch.push(record);
+        if batch.len() == JOURNAL_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(JOURNAL_BATCH));
+            if batches.send(full).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = batches.send(batch);
 }
 
 fn at_line(name: &str, error: &ParseError) -> String {

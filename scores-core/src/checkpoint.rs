@@ -1,28 +1,44 @@
-//! A snapshot as bytes, so that a restart folds only the log's tail.
+//! A board as bytes, so that a restart folds only the log's tail.
 //!
 //! The encoding is compact and positional (all integers little-endian):
 //!
 //! ```text
-//! "SCORESC1"  seq:u64  n_results:u64
-//! n_students:u32  { id_len:u16 id:[u8]  n:u32 { exam:u64 score:f64 }* }*   by student index
-//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*     by exam, then slot
+//! "SCORESC2"  seq:u64  n_results:u64
+//! n_students:u32  { id_len:u16 id:[u8]  n:u32 }*                          by student index
+//! n_exams:u32     { exam:u64  n:u32 { student_index:u32 score:f64 }* }*   by exam, then slot
 //! ```
 //!
-//! An exam's results come in the order of their slots (the order the students first had a
-//! result on it); checkpoints written before slots list them by student index, which decodes
-//! the same. Decoding checks everything a reader relies on (ids, scores, orders, indices, counts,
-//! and that the exams hold exactly the students' results), so bad bytes give a
-//! [`CheckpointError`], never a panic or a board that answers wrongly. Integrity
-//! against bit rot is the storage layer's job (the journal checksums the bytes).
+//! Each result is written once, in its exam's list, in the order of its slot (the order the
+//! students first had a result on it): 12 bytes a result. That is also the order the board
+//! keeps, so decoding builds the fold's layout in one pass over the bytes, with no sort and no
+//! search. Read exam by exam, in exam order, each result goes at the end of its student's
+//! results, which so come out sorted by exam; `n` in the student section is how many there
+//! are, so each student's results are allocated once.
+//!
+//! Decoding checks everything a reader relies on (ids, scores, orders, indices and counts: every
+//! student holds exactly the results the student section counts, and no exam lists a student
+//! twice), so bad bytes give a [`CheckpointError`], never a panic or a board that answers
+//! wrongly. Integrity against bit rot is the storage layer's job (the journal checksums the
+//! bytes).
+//!
+//! Checkpoints of the first format (`"SCORESC1"`, which wrote every result twice, by student
+//! and by exam) are refused with [`CheckpointError::EarlierFormat`]: the log they summarise is
+//! folded again instead, once, and the next checkpoint is of this format.
 
-use std::sync::Arc;
+use std::io::{self, Write};
 
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
-use crate::id_index::IdIndex;
-use crate::running_sum::RunningSum;
-use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
+use crate::scoreboard::{Parts, Scoreboard, StudentParts};
+use crate::snapshot::Snapshot;
 
-const MAGIC: &[u8; 8] = b"SCORESC1";
+const MAGIC: &[u8; 8] = b"SCORESC2";
+const EARLIER_MAGIC: &[u8; 8] = b"SCORESC1";
+/// The bytes of one result in its exam's list: the student's index and the score.
+const RESULT_LEN: usize = 12;
+/// The fewest bytes a student takes in the student section: an empty id and its count.
+const MIN_STUDENT_LEN: usize = 6;
+/// How many bytes [`Snapshot::write_checkpoint`] gathers before it writes them out.
+const WRITE_CHUNK: usize = 1 << 16;
 
 /// Why checkpoint bytes could not be decoded.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -30,6 +46,9 @@ pub enum CheckpointError {
     /// The bytes do not start with the checkpoint magic (or a version this build knows).
     #[error("not a scores checkpoint (bad magic)")]
     BadMagic,
+    /// The bytes are a checkpoint of the first format, which this build no longer reads.
+    #[error("a checkpoint of an earlier format (SCORESC1)")]
+    EarlierFormat,
     /// The bytes end before the structure does.
     #[error("checkpoint truncated at byte {offset}")]
     Truncated {
@@ -65,148 +84,174 @@ pub enum CheckpointError {
 }
 
 impl Snapshot {
-    /// Encodes this snapshot as checkpoint bytes; see the module docs for the layout.
-    pub fn encode_checkpoint(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.n_results as usize * 32);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.n_results.to_le_bytes());
+    /// Writes this snapshot's checkpoint to `out`, a chunk at a time, so that a board of
+    /// millions of results needs no buffer of its size; see the module docs for the layout.
+    pub fn write_checkpoint(&self, out: &mut impl Write) -> io::Result<()> {
+        let mut chunk = Vec::with_capacity(WRITE_CHUNK + 64);
+        chunk.extend_from_slice(MAGIC);
+        chunk.extend_from_slice(&self.seq.to_le_bytes());
+        chunk.extend_from_slice(&self.n_results.to_le_bytes());
         let n_students = self.student_index.len();
-        out.extend_from_slice(&(n_students as u32).to_le_bytes());
+        chunk.extend_from_slice(&(n_students as u32).to_le_bytes());
         for student_idx in 0..n_students {
             let (Some(id), Some(entry)) =
                 (self.student_ids.get(student_idx), self.students.get(student_idx))
             else {
                 break;
             };
-            out.extend_from_slice(&(id.as_str().len() as u16).to_le_bytes());
-            out.extend_from_slice(id.as_str().as_bytes());
-            out.extend_from_slice(&(entry.results.len() as u32).to_le_bytes());
-            for (exam, score) in entry.results.iter() {
-                out.extend_from_slice(&exam.0.to_le_bytes());
-                out.extend_from_slice(&score.get().to_le_bytes());
-            }
+            chunk.extend_from_slice(&(id.as_str().len() as u16).to_le_bytes());
+            chunk.extend_from_slice(id.as_str().as_bytes());
+            chunk.extend_from_slice(&(entry.results.len() as u32).to_le_bytes());
+            write_if_full(&mut chunk, out)?;
         }
-        out.extend_from_slice(&(self.exams.len() as u32).to_le_bytes());
+        chunk.extend_from_slice(&(self.exams.len() as u32).to_le_bytes());
         for (exam, entry) in &self.exams {
-            out.extend_from_slice(&exam.0.to_le_bytes());
-            out.extend_from_slice(&(entry.results.len() as u32).to_le_bytes());
+            chunk.extend_from_slice(&exam.0.to_le_bytes());
+            chunk.extend_from_slice(&(entry.results.len() as u32).to_le_bytes());
             for (student_idx, score) in entry.results.iter() {
-                out.extend_from_slice(&student_idx.to_le_bytes());
-                out.extend_from_slice(&score.get().to_le_bytes());
+                chunk.extend_from_slice(&student_idx.to_le_bytes());
+                chunk.extend_from_slice(&score.get().to_le_bytes());
+                write_if_full(&mut chunk, out)?;
             }
         }
+        out.write_all(&chunk)
+    }
+
+    /// This snapshot's checkpoint as bytes; see [`write_checkpoint`](Self::write_checkpoint).
+    pub fn encode_checkpoint(&self) -> Vec<u8> {
+        let len = 64 + self.student_index.len() * 16 + self.n_results as usize * RESULT_LEN;
+        let mut out = Vec::with_capacity(len);
+        // Writing to a `Vec` cannot fail.
+        let _ = self.write_checkpoint(&mut out);
         out
     }
 
-    /// Decodes checkpoint bytes written by [`encode_checkpoint`](Self::encode_checkpoint).
+    /// Decodes checkpoint bytes; as [`Scoreboard::decode_checkpoint`], for the snapshot alone.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Snapshot, CheckpointError> {
-        let mut input = Input { bytes, offset: 0 };
-        if input.take(MAGIC.len())? != MAGIC {
-            return Err(CheckpointError::BadMagic);
-        }
-        let seq = input.u64()?;
-        let n_results = input.u64()?;
-        let n_students = input.u32()? as usize;
-        // What changed when is not kept: everything is as of the checkpoint.
-        let mut snapshot = Snapshot {
-            seq,
-            n_results,
-            students_changed_at: seq,
-            exams_changed_at: seq,
-            ..Snapshot::default()
-        };
-        let mut n_student_results = 0u64;
-        let mut ids_in_order = Vec::with_capacity(n_students.min(input.remaining() / 8));
-        for index in 0..n_students {
-            let id_len = usize::from(input.u16()?);
-            let id = std::str::from_utf8(input.take(id_len)?)
-                .map_err(|_| CheckpointError::StudentIdNotUtf8 { index })?;
-            let id =
-                StudentId::new(id).map_err(|error| CheckpointError::StudentId { index, error })?;
-            let n = input.u32()? as usize;
-            let mut results = Vec::with_capacity(n.min(input.remaining() / 16));
-            for _ in 0..n {
-                let exam = ExamId(input.u64()?);
-                let score = Score::new(input.f64()?).map_err(CheckpointError::Score)?;
-                if results.last().is_some_and(|(previous, _)| *previous >= exam) {
-                    return Err(CheckpointError::Inconsistent(
-                        "a student's exams are out of order",
-                    ));
-                }
-                results.push((exam, score));
-            }
-            n_student_results += n as u64;
-            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
-            let average = sum.mean(results.len());
-            let index = u32::try_from(index)
-                .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
-            ids_in_order.push((id.clone(), index));
-            snapshot.student_ids.push(id);
-            let changed_at = snapshot.seq;
-            snapshot.students.push(StudentEntry {
-                results: Arc::new(results),
-                average,
-                changed_at,
-            });
-        }
-        ids_in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if ids_in_order.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-            return Err(CheckpointError::Inconsistent("a student id appears twice"));
-        }
-        snapshot.student_index =
-            IdIndex::from_sorted(ids_in_order.iter().map(|(id, index)| (id.as_str(), *index)));
-        let n_exams = input.u32()? as usize;
-        let mut n_exam_results = 0u64;
-        let mut previous_exam = None;
-        // Per student, 1 + the ordinal of the last exam that listed them: a student listed
-        // twice by one exam is caught without a set per exam.
-        let mut listed_by = vec![0u32; n_students];
-        for ordinal in 1..=n_exams as u32 {
-            let exam = ExamId(input.u64()?);
-            if previous_exam.is_some_and(|previous| previous >= exam) {
-                return Err(CheckpointError::Inconsistent("exams are out of order"));
-            }
-            previous_exam = Some(exam);
-            let n = input.u32()? as usize;
-            let mut results = imbl::Vector::new();
-            for _ in 0..n {
-                let student_idx = input.u32()?;
-                let score = Score::new(input.f64()?).map_err(CheckpointError::Score)?;
-                let Some(listed_by) = listed_by.get_mut(student_idx as usize) else {
-                    return Err(CheckpointError::Inconsistent("an exam names an unknown student"));
-                };
-                if *listed_by == ordinal {
-                    return Err(CheckpointError::Inconsistent("an exam lists a student twice"));
-                }
-                *listed_by = ordinal;
-                let student = snapshot.students.get(student_idx as usize);
-                let student_has_it = student.is_some_and(|student| {
-                    let found = student.results.binary_search_by_key(&exam, |(exam, _)| *exam);
-                    found.is_ok_and(|index| student.results[index].1 == score)
-                });
-                if !student_has_it {
-                    return Err(CheckpointError::Inconsistent(
-                        "an exam's result is not among its student's results",
-                    ));
-                }
-                results.push_back((student_idx, score));
-            }
-            n_exam_results += n as u64;
-            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
-            let average = sum.mean(results.len());
-            let changed_at = snapshot.seq;
-            let entry = ExamEntry { average, results, changed_at, by_student_id: Arc::default() };
-            snapshot.exams.insert(exam, entry);
-        }
-        if input.remaining() > 0 {
-            return Err(CheckpointError::TrailingBytes { n_bytes: input.remaining() });
-        }
-        if n_student_results != n_results || n_exam_results != n_results {
-            return Err(CheckpointError::Inconsistent("result counts disagree"));
-        }
-        Ok(snapshot)
+        Scoreboard::decode_checkpoint(bytes).map(|mut board| board.snapshot())
     }
+}
+
+impl Scoreboard {
+    /// Decodes checkpoint bytes written by [`Snapshot::write_checkpoint`] into a board that goes
+    /// on folding from them: the next event applied gets sequence number `seq + 1`. One pass
+    /// over the bytes, in time proportional to their length.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Scoreboard, CheckpointError> {
+        decode(bytes).map(Scoreboard::from_parts)
+    }
+}
+
+fn write_if_full(chunk: &mut Vec<u8>, out: &mut impl Write) -> io::Result<()> {
+    if chunk.len() >= WRITE_CHUNK {
+        out.write_all(chunk)?;
+        chunk.clear();
+    }
+    Ok(())
+}
+
+fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
+    let mut input = Input { bytes, offset: 0 };
+    match input.take(MAGIC.len())? {
+        magic if magic == MAGIC => {}
+        magic if magic == EARLIER_MAGIC => return Err(CheckpointError::EarlierFormat),
+        _ => return Err(CheckpointError::BadMagic),
+    }
+    let seq = input.u64()?;
+    let n_results = input.u64()?;
+    let n_students = input.u32()? as usize;
+    // Capacities are bounded by the bytes left, so a hostile count allocates no more than the
+    // bytes themselves would fill.
+    let mut students = Vec::with_capacity(n_students.min(input.remaining() / MIN_STUDENT_LEN));
+    let mut counted = Vec::with_capacity(students.capacity());
+    for index in 0..n_students {
+        let id_len = usize::from(input.u16()?);
+        let id = std::str::from_utf8(input.take(id_len)?)
+            .map_err(|_| CheckpointError::StudentIdNotUtf8 { index })?;
+        let id = StudentId::new(id).map_err(|error| CheckpointError::StudentId { index, error })?;
+        students.push(StudentParts { id, results: Vec::new(), slots: Vec::new() });
+        counted.push(input.u32()? as usize);
+    }
+    if counted.iter().map(|&n| n as u64).sum::<u64>() != n_results {
+        return Err(CheckpointError::Inconsistent("result counts disagree"));
+    }
+    if n_results > (input.remaining() / RESULT_LEN) as u64 {
+        return Err(CheckpointError::Truncated { offset: bytes.len() });
+    }
+    // Now that the counts are known to fit in the bytes, each student's results are allocated
+    // once, at their size.
+    for (student, &n) in students.iter_mut().zip(&counted) {
+        student.results.reserve_exact(n);
+        student.slots.reserve_exact(n);
+    }
+    let ids_in_order = ids_in_order(&students)?;
+    let n_exams = input.u32()? as usize;
+    let mut exams: Vec<(ExamId, Vec<(u32, Score)>)> =
+        Vec::with_capacity(n_exams.min(input.remaining() / 12));
+    let mut n_exam_results = 0u64;
+    for _ in 0..n_exams {
+        let exam = ExamId(input.u64()?);
+        if exams.last().is_some_and(|&(previous, _)| previous >= exam) {
+            return Err(CheckpointError::Inconsistent("exams are out of order"));
+        }
+        let n = input.u32()? as usize;
+        let listed = input.take(n.saturating_mul(RESULT_LEN))?;
+        let mut results = Vec::with_capacity(n);
+        for (slot, result) in (0u32..).zip(listed.chunks_exact(RESULT_LEN)) {
+            let (student_idx, score) = result.split_at(4);
+            let student_idx = u32::from_le_bytes(array(student_idx));
+            let score =
+                Score::new(f64::from_le_bytes(array(score))).map_err(CheckpointError::Score)?;
+            let Some(student) = students.get_mut(student_idx as usize) else {
+                return Err(CheckpointError::Inconsistent("an exam names an unknown student"));
+            };
+            // Exams come in order, so a student's last result is on an earlier exam, unless
+            // this exam listed the student already.
+            if student.results.last().is_some_and(|&(last, _)| last == exam) {
+                return Err(CheckpointError::Inconsistent("an exam lists a student twice"));
+            }
+            if student.results.len() == counted[student_idx as usize] {
+                return Err(CheckpointError::Inconsistent(
+                    "a student has more results than counted",
+                ));
+            }
+            student.results.push((exam, score));
+            student.slots.push(slot);
+            results.push((student_idx, score));
+        }
+        n_exam_results += n as u64;
+        exams.push((exam, results));
+    }
+    if input.remaining() > 0 {
+        return Err(CheckpointError::TrailingBytes { n_bytes: input.remaining() });
+    }
+    // No student has more results than counted, and the counts sum to `n_results`: when the
+    // exams list as many, every student has exactly its count.
+    if n_exam_results != n_results {
+        return Err(CheckpointError::Inconsistent("result counts disagree"));
+    }
+    Ok(Parts { seq, n_results, students, ids_in_order, exams })
+}
+
+/// Every student's id and index, sorted by id; an error when an id appears twice.
+fn ids_in_order(students: &[StudentParts]) -> Result<Vec<(StudentId, u32)>, CheckpointError> {
+    let mut ids_in_order = Vec::with_capacity(students.len());
+    for (index, student) in students.iter().enumerate() {
+        let index = u32::try_from(index)
+            .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
+        ids_in_order.push((student.id.clone(), index));
+    }
+    ids_in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if ids_in_order.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return Err(CheckpointError::Inconsistent("a student id appears twice"));
+    }
+    Ok(ids_in_order)
+}
+
+/// `bytes` as an array; `bytes` has its length, cut by `chunks_exact` and `split_at`.
+fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut array = [0; N];
+    array.copy_from_slice(bytes);
+    array
 }
 
 /// Reading fixed-width values from a byte slice, with the offset for errors.
@@ -224,26 +269,16 @@ impl<'a> Input<'a> {
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CheckpointError> {
-        let mut array = [0; N];
-        array.copy_from_slice(self.take(N)?);
-        Ok(array)
-    }
-
     fn u16(&mut self) -> Result<u16, CheckpointError> {
-        self.array().map(u16::from_le_bytes)
+        self.take(2).map(array).map(u16::from_le_bytes)
     }
 
     fn u32(&mut self) -> Result<u32, CheckpointError> {
-        self.array().map(u32::from_le_bytes)
+        self.take(4).map(array).map(u32::from_le_bytes)
     }
 
     fn u64(&mut self) -> Result<u64, CheckpointError> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    fn f64(&mut self) -> Result<f64, CheckpointError> {
-        self.array().map(f64::from_le_bytes)
+        self.take(8).map(array).map(u64::from_le_bytes)
     }
 
     fn remaining(&self) -> usize {
@@ -256,14 +291,19 @@ mod tests {
     use super::*;
     use crate::{ScoreEvent, Scoreboard};
 
+    /// The checkpoint of a board holding `results`, `(student, exam, score)`.
+    fn checkpoint(results: &[(&str, u64, f64)]) -> Vec<u8> {
+        let mut board = Scoreboard::new();
+        for &(student, exam, score) in results {
+            board.apply(&ScoreEvent::new(student, exam, score).expect("valid"));
+        }
+        board.snapshot().encode_checkpoint()
+    }
+
     /// Two students with a result each on one exam: the checkpoint ends with that exam's two
     /// `(student_index, score)` entries, 12 bytes each.
     fn two_results() -> Vec<u8> {
-        let mut board = Scoreboard::new();
-        for (student, score) in [("a", 0.25), ("b", 0.75)] {
-            board.apply(&ScoreEvent::new(student, 11295, score).expect("valid"));
-        }
-        board.snapshot().encode_checkpoint()
+        checkpoint(&[("a", 11295, 0.25), ("b", 11295, 0.75)])
     }
 
     fn inconsistency(bytes: &[u8]) -> Option<&'static str> {
@@ -271,6 +311,15 @@ mod tests {
             Err(CheckpointError::Inconsistent(why)) => Some(why),
             _ => None,
         }
+    }
+
+    #[test]
+    fn each_result_takes_twelve_bytes() {
+        let one = checkpoint(&[("a", 1, 0.5)]);
+        let two = checkpoint(&[("a", 1, 0.5), ("a", 2, 0.5)]);
+        assert_eq!(two.len() - one.len(), 8 + 4 + RESULT_LEN, "an exam and its one result");
+        let three = checkpoint(&[("a", 1, 0.5), ("a", 2, 0.5), ("b", 2, 0.5)]);
+        assert_eq!(three.len() - two.len(), 2 + 1 + 4 + RESULT_LEN, "a student and a result");
     }
 
     #[test]
@@ -310,13 +359,48 @@ mod tests {
     }
 
     #[test]
-    fn an_exam_result_its_student_lacks_is_inconsistent() {
+    fn a_student_with_more_results_than_counted_is_inconsistent() {
+        // `a` on exam 1, `b` on exam 2; exam 2's one entry (the last 12 bytes) then names `a`.
+        let mut bytes = checkpoint(&[("a", 1, 0.5), ("b", 2, 0.5)]);
+        let last = bytes.len() - 12;
+        bytes[last..last + 4].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(inconsistency(&bytes), Some("a student has more results than counted"));
+    }
+
+    #[test]
+    fn counts_past_the_end_of_the_bytes_are_a_truncation_found_before_allocating() {
         let mut bytes = two_results();
-        let score_at = bytes.len() - 8;
-        bytes[score_at..].copy_from_slice(&0.5f64.to_le_bytes());
-        assert_eq!(
-            inconsistency(&bytes),
-            Some("an exam's result is not among its student's results")
-        );
+        // n_results at 16, then n_students: u32 at 24; `a` is the first student: len 1, id, count.
+        let huge = u64::from(u32::MAX);
+        bytes[16..24].copy_from_slice(&(huge + 1).to_le_bytes());
+        bytes[31..35].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Snapshot::decode_checkpoint(&bytes),
+            Err(CheckpointError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_checkpoint_of_the_earlier_format_is_refused_by_name() {
+        let mut bytes = two_results();
+        bytes[..8].copy_from_slice(EARLIER_MAGIC);
+        assert_eq!(Snapshot::decode_checkpoint(&bytes).err(), Some(CheckpointError::EarlierFormat));
+        bytes[..8].copy_from_slice(b"SCORESX9");
+        assert_eq!(Snapshot::decode_checkpoint(&bytes).err(), Some(CheckpointError::BadMagic));
+    }
+
+    #[test]
+    fn a_decoded_checkpoint_writes_the_bytes_it_was_decoded_from() {
+        let results: Vec<(String, u64, f64)> = (0..20_000u64)
+            .map(|i| (format!("s{}", i % 700), i % 97, (i % 11) as f64 / 10.0))
+            .collect();
+        let results: Vec<(&str, u64, f64)> =
+            results.iter().map(|(id, exam, score)| (id.as_str(), *exam, *score)).collect();
+        let bytes = checkpoint(&results);
+        assert!(bytes.len() > 2 * WRITE_CHUNK, "several chunks");
+        let snapshot = Snapshot::decode_checkpoint(&bytes).expect("decodes");
+        let mut written = Vec::new();
+        snapshot.write_checkpoint(&mut written).expect("a Vec takes every write");
+        assert_eq!(written, bytes);
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
+use crate::id_index::IdIndex;
 use crate::prefetch::prefetch;
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
@@ -371,6 +372,32 @@ impl Fold {
         applied
     }
 
+    /// A fold that goes on from `published`, over its students' and exams' rows, with nothing
+    /// changed since: the fold of a restored board.
+    fn resumed(
+        published: &Snapshot,
+        students: Vec<StudentRow>,
+        exams: FxHashMap<ExamId, ExamRow>,
+    ) -> Fold {
+        let mut student_index = FxHashMap::default();
+        student_index.reserve(students.len());
+        student_index.extend(students.iter().zip(0u32..).map(|(row, idx)| (row.id.clone(), idx)));
+        Fold {
+            seq: published.seq,
+            n_results: published.n_results,
+            student_index,
+            n_students_handed_over: students.len(),
+            students_changed_at: published.students_changed_at,
+            exams_changed_at: published.exams_changed_at,
+            students,
+            exams,
+            dirty_students: Vec::new(),
+            dirty_exams: Vec::new(),
+            changed_results: Vec::new(),
+            rebuild_exams: false,
+        }
+    }
+
     fn student_idx(&mut self, student_id: &StudentId) -> u32 {
         if let Some(&student_idx) = self.student_index.get(student_id.as_str()) {
             return student_idx;
@@ -564,18 +591,88 @@ const LOOKAHEAD: usize = 18;
 /// Below this many buffered changes, merging them is always cheap enough.
 const MIN_CHANGES_TO_REBUILD: u64 = 1 << 16;
 
+/// A board's contents in the fold's own layout, as a checkpoint holds them: what
+/// [`Scoreboard::from_parts`] builds a board from without a search or a sort.
+pub(crate) struct Parts {
+    pub(crate) seq: u64,
+    pub(crate) n_results: u64,
+    /// By dense index.
+    pub(crate) students: Vec<StudentParts>,
+    /// Every student's id and index, sorted by id, each id once.
+    pub(crate) ids_in_order: Vec<(StudentId, u32)>,
+    /// By exam, ascending: each exam's `(student index, score)` in slot order.
+    pub(crate) exams: Vec<(ExamId, Vec<(u32, Score)>)>,
+}
+
+/// A student's part of [`Parts`].
+pub(crate) struct StudentParts {
+    pub(crate) id: StudentId,
+    /// Sorted by exam.
+    pub(crate) results: Vec<(ExamId, Score)>,
+    /// Each result's slot in its exam's results, in the order of `results`.
+    pub(crate) slots: Vec<u32>,
+}
+
+impl Scoreboard {
+    /// The board `parts` describe, as of `parts.seq`: everything changed then, nothing since.
+    /// The fold's rows and the snapshot's entries share each student's results.
+    pub(crate) fn from_parts(parts: Parts) -> Scoreboard {
+        let Parts {
+            seq,
+            n_results,
+            students: parts_by_student,
+            ids_in_order,
+            exams: parts_by_exam,
+        } = parts;
+        let mut snapshot = Snapshot {
+            seq,
+            n_results,
+            students_changed_at: seq,
+            exams_changed_at: seq,
+            ..Snapshot::default()
+        };
+        let mut students = Vec::with_capacity(parts_by_student.len());
+        for StudentParts { id, results, slots } in parts_by_student {
+            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
+            let results = Arc::new(results);
+            snapshot.student_ids.push(id.clone());
+            snapshot.students.push(StudentEntry {
+                results: results.clone(),
+                average: sum.mean(results.len()),
+                changed_at: seq,
+            });
+            students.push(StudentRow { id, results, slots, sum, changed_at: seq, is_dirty: false });
+        }
+        snapshot.student_index =
+            IdIndex::from_sorted(ids_in_order.iter().map(|(id, index)| (id.as_str(), *index)));
+        let mut exams = FxHashMap::default();
+        exams.reserve(parts_by_exam.len());
+        for (exam, results) in parts_by_exam {
+            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
+            let n_results = results.len() as u32;
+            exams.insert(exam, ExamRow { sum, n_results, changed_at: seq, is_dirty: false });
+            let entry = ExamEntry {
+                average: sum.mean(results.len()),
+                results: results.into_iter().collect(),
+                changed_at: seq,
+                by_student_id: Arc::default(),
+            };
+            snapshot.exams.insert(exam, entry);
+        }
+        let fold = Fold::resumed(&snapshot, students, exams);
+        Scoreboard { fold, publisher: Publisher { published: snapshot } }
+    }
+}
+
 impl From<Snapshot> for Scoreboard {
-    /// A board that goes on folding from `snapshot`, as restored from a checkpoint: the next
-    /// event applied gets sequence number `snapshot.seq() + 1`.
+    /// A board that goes on folding from `snapshot`: the next event applied gets sequence
+    /// number `snapshot.seq() + 1`. [`Scoreboard::decode_checkpoint`] restores a board from
+    /// checkpoint bytes without building the snapshot first.
     fn from(snapshot: Snapshot) -> Scoreboard {
         let mut students = Vec::with_capacity(snapshot.n_students());
-        let mut student_index = FxHashMap::default();
-        student_index.reserve(snapshot.n_students());
         while let (Some(id), Some(entry)) =
             (snapshot.student_ids.get(students.len()), snapshot.students.get(students.len()))
         {
-            let student_idx = students.len() as u32;
-            student_index.insert(id.clone(), student_idx);
             students.push(StudentRow {
                 id: id.clone(),
                 results: entry.results.clone(),
@@ -585,14 +682,21 @@ impl From<Snapshot> for Scoreboard {
                 is_dirty: false,
             });
         }
+        // Visited exam by exam, in exam order, a student's results come up in the order the
+        // student holds them: each student's next result is the one `filled` points at.
+        let mut filled = vec![0usize; students.len()];
         let mut exams = FxHashMap::default();
         for (exam, entry) in &snapshot.exams {
-            for (slot, &(student_idx, _)) in entry.results.iter().enumerate() {
-                // A snapshot's exams and students hold the same results (the checkpoint decoder
-                // checks a decoded one), so every result is found.
-                let Some(row) = students.get_mut(student_idx as usize) else { continue };
-                if let Ok(index) = row.results.binary_search_by_key(exam, |(exam, _)| *exam) {
-                    row.slots[index] = slot as u32;
+            for (slot, &(student_idx, _)) in (0u32..).zip(entry.results.iter()) {
+                // A snapshot's exams and students hold the same results, so every one is found.
+                let (Some(row), Some(filled)) =
+                    (students.get_mut(student_idx as usize), filled.get_mut(student_idx as usize))
+                else {
+                    continue;
+                };
+                if row.results.get(*filled).is_some_and(|(held, _)| held == exam) {
+                    row.slots[*filled] = slot;
+                    *filled += 1;
                 }
             }
             let sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
@@ -600,20 +704,7 @@ impl From<Snapshot> for Scoreboard {
             let changed_at = entry.changed_at;
             exams.insert(*exam, ExamRow { sum, n_results, changed_at, is_dirty: false });
         }
-        let fold = Fold {
-            seq: snapshot.seq,
-            n_results: snapshot.n_results,
-            student_index,
-            n_students_handed_over: students.len(),
-            students_changed_at: snapshot.students_changed_at,
-            exams_changed_at: snapshot.exams_changed_at,
-            students,
-            exams,
-            dirty_students: Vec::new(),
-            dirty_exams: Vec::new(),
-            changed_results: Vec::new(),
-            rebuild_exams: false,
-        };
+        let fold = Fold::resumed(&snapshot, students, exams);
         Scoreboard { fold, publisher: Publisher { published: snapshot } }
     }
 }

@@ -127,12 +127,18 @@ proptest! {
         prop_assert_eq!(decoded.seq(), snapshot.seq());
         prop_assert_eq!(decoded.n_results(), snapshot.n_results());
         prop_assert_eq!(contents(&decoded), contents(&snapshot));
+        // Both ways back to a board: from the decoded snapshot, and from the bytes directly.
         let mut restored = Scoreboard::from(decoded);
+        let mut decoded_board = Scoreboard::decode_checkpoint(&bytes).expect("a checkpoint decodes");
         original.extend(&more);
         restored.extend(&more);
-        let (original, restored) = (original.snapshot(), restored.snapshot());
-        prop_assert_eq!(restored.seq(), original.seq());
-        prop_assert_eq!(contents(&restored), contents(&original));
+        decoded_board.extend(&more);
+        let original = original.snapshot();
+        for restored in [restored.snapshot(), decoded_board.snapshot()] {
+            prop_assert_eq!(restored.seq(), original.seq());
+            prop_assert_eq!(contents(&restored), contents(&original));
+            prop_assert_eq!(restored.encode_checkpoint(), original.encode_checkpoint());
+        }
     }
 
     #[test]

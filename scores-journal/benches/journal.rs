@@ -84,9 +84,8 @@ fn main() {
     let started = Instant::now();
     let (journal, _) = Journal::open(dir.path(), Options::default()).unwrap();
     let opened = started.elapsed();
-    let snapshot = load_checkpoint(&checkpoint).unwrap().unwrap();
+    let mut board = load_checkpoint(&checkpoint).unwrap().unwrap();
     let loaded = started.elapsed() - opened;
-    let mut board = Scoreboard::from(snapshot);
     let from = board.seq() + 1;
     board.extend(journal.read_from(from).map(|r| r.unwrap().event));
     let snapshot = board.snapshot();

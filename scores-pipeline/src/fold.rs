@@ -169,8 +169,13 @@ impl Restore {
     /// The board as of the checkpoint, when it is usable, and the log's tail after it, when
     /// there is one to fold. Also returns the first sequence number folded after the checkpoint.
     fn run(self) -> Result<(Scoreboard, u64), PipelineError> {
+        let started = Instant::now();
         let mut board = match load_checkpoint(&self.checkpoint) {
-            Ok(Some(snapshot)) => Scoreboard::from(snapshot),
+            Ok(Some(board)) => {
+                let elapsed = started.elapsed();
+                tracing::info!(seq = board.seq(), ?elapsed, "checkpoint loaded");
+                board
+            }
             Ok(None) => Scoreboard::new(),
             Err(error) => {
                 tracing::warn!(%error, "ignoring the checkpoint; folding the whole log");
@@ -195,6 +200,7 @@ impl Restore {
                 }
                 board.apply_all(records.iter().map(|record| &record.event));
             }
+            tracing::info!(elapsed = ?started.elapsed(), "TEMP tail folded");
         }
         Ok((board, from))
     }

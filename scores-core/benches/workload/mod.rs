@@ -54,13 +54,16 @@ impl Rng {
     }
 }
 
+/// A faker-style name, distinct for each index: the first name and the number say which. (Until
+/// 2026-12-02 the number was `index / 256`, so that 100k indices named only 72,922 students.)
 pub(crate) fn student_name(index: u64) -> String {
     let first = FIRST[(index % 16) as usize];
-    let last = LAST[(index / 16 % 16) as usize];
+    let k = index / 16;
+    let last = LAST[(k % 16) as usize];
     match index % 3 {
-        0 => format!("{first}{}", index / 256),
-        1 => format!("{first}_{last}{}", index / 256),
-        _ => format!("{first}.{last}{}", index / 256),
+        0 => format!("{first}{k}"),
+        1 => format!("{first}_{last}{k}"),
+        _ => format!("{first}.{last}{k}"),
     }
 }
 
