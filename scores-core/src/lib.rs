@@ -11,7 +11,8 @@
 //!   [`Scoreboard::apply_all`] a batch. [`Scoreboard::split`] parts it into a [`Fold`] and a
 //!   [`Publisher`], to fold one batch while the last is merged into a snapshot on another thread.
 //! - [`Snapshot`]: an immutable view at one sequence number, with sorted, paged queries; it
-//!   encodes to checkpoint bytes, and [`Scoreboard::from`] a decoded one resumes the fold.
+//!   writes its checkpoint ([`Snapshot::write_checkpoint`]), and
+//!   [`Scoreboard::decode_checkpoint`] resumes the fold from one in a pass over its bytes.
 //! - [`wire`]: a snapshot's answers to the four queries as the JSON the API sends, and the
 //!   text of their parameters.
 //!

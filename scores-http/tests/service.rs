@@ -438,6 +438,36 @@ async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
     service.stop().await;
 }
 
+/// The sequence number of the checkpoint in `data_dir`: the journal's file holds a 20-byte
+/// header (magic, length, checksum) before the snapshot's checkpoint bytes.
+fn checkpoint_seq(data_dir: &Path) -> u64 {
+    let bytes = std::fs::read(data_dir.join("checkpoint")).unwrap();
+    scores_core::Snapshot::decode_checkpoint(&bytes[20..]).unwrap().seq()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_folded_the_logs_tail_at_restart_checkpoints_it_when_it_stops() {
+    let mut model = Model::default();
+    let harness = Harness::new(Plan::Stream(events(1..=40, &mut model), End::Hang)).await;
+    let service = harness.service().await;
+    service.wait_for_seq(40).await;
+    service.stop().await;
+    let at_40 = std::fs::read(harness.data.path().join("checkpoint")).unwrap();
+    harness.script.push(Plan::Stream(events(41..=50, &mut model), End::Hang));
+    let service = harness.service().await;
+    service.wait_for_seq(50).await;
+    service.stop().await;
+    // As a crash would leave it: the journal holds 50 events, the checkpoint the first 40.
+    std::fs::write(harness.data.path().join("checkpoint"), at_40).unwrap();
+    assert_eq!(checkpoint_seq(harness.data.path()), 40);
+
+    let service = harness.service().await;
+    service.wait_for_seq(50).await;
+    check_against_model(&service, &model).await;
+    service.stop().await;
+    assert_eq!(checkpoint_seq(harness.data.path()), 50, "the next restart folds nothing");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_fed_by_the_first_ones_scores_answers_the_same_and_resumes() {
     let mut model = Model::default();

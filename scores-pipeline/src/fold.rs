@@ -21,7 +21,7 @@ use scores_journal::load_checkpoint;
 
 use crate::checkpointer::Checkpointer;
 use crate::handle::Pipeline;
-use crate::log::{Entry, LogRead};
+use crate::log::{Cursor, Entry, LogRead};
 use crate::run::PipelineError;
 
 /// While more batches wait, the folder hands its changes over to be published at most this
@@ -30,6 +30,14 @@ use crate::run::PipelineError;
 /// wrk on the same cores, a snapshot per append was ~550 a second; at most every 5 ms, ~280,
 /// and ingest ~10% faster (docs/PERFORMANCE.md).
 pub const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
+
+/// While more batches wait, a hand-over also waits for at least one event folded per this many
+/// students. Publishing copies the snapshot's per-student table where a change touches it (16
+/// students a chunk): with 100k students and a snapshot every 5 ms (about 4k events at full
+/// speed), that was 12 shared pointers copied per event, and a fold of 0.25 M events/s (the
+/// memory bench); one event per 4 students bounds it at 4. With the feed's own rate the fold
+/// is always caught up, and every batch is published at once.
+const STUDENTS_PER_EVENT_PUBLISHED: usize = 4;
 
 /// Records read at a time while restoring.
 const RESTORE_CHUNK: usize = 65_536;
@@ -97,7 +105,8 @@ impl Folder {
             let publishing = std::thread::Builder::new()
                 .name("publisher".into())
                 .spawn_scoped(scope, || {
-                    publish_all(publisher, to_publish, &pipeline, (&checkpointer, checkpoint_every))
+                    let checkpointing = (&checkpointer, checkpoint_every);
+                    publish_all(publisher, to_publish, &pipeline, checkpointing, from - 1)
                 })
                 .map_err(|source| PipelineError::Io { action: "starting the publisher", source })?;
             let last = (fold.seq(), Instant::now());
@@ -144,14 +153,14 @@ impl Folding {
     }
 
     /// Hands the changes over to be published when `caught_up` (nothing more waits to be
-    /// folded) or [`MIN_PUBLISH_INTERVAL`] has passed since the last hand-over; false once the
-    /// publisher has gone.
+    /// folded), or when [`MIN_PUBLISH_INTERVAL`] has passed since the last hand-over and
+    /// enough events were folded since for the board's size; false once the publisher has gone.
     pub(crate) fn publish_if(&mut self, caught_up: bool) -> bool {
-        if caught_up || self.last.1.elapsed() >= MIN_PUBLISH_INTERVAL {
-            self.hand_over()
-        } else {
-            true
-        }
+        let (last_seq, last_time) = self.last;
+        let n_folded = self.fold.seq() - last_seq;
+        let due = last_time.elapsed() >= MIN_PUBLISH_INTERVAL
+            && n_folded >= (self.fold.n_students() / STUDENTS_PER_EVENT_PUBLISHED) as u64;
+        if caught_up || due { self.hand_over() } else { true }
     }
 
     /// Hands over what was folded since the last hand-over, if anything; false once the
@@ -192,31 +201,56 @@ impl Restore {
         }
         let from = board.seq() + 1;
         if let Some(tail) = self.tail {
-            let mut cursor = tail.cursor(from);
-            loop {
-                let records = cursor.read(RESTORE_CHUNK)?;
-                if records.is_empty() {
-                    break;
-                }
-                board.apply_all(records.iter().map(|record| &record.event));
-            }
-            tracing::info!(elapsed = ?started.elapsed(), "TEMP tail folded");
+            let folded = Instant::now();
+            fold_tail(&mut board, tail.cursor(from))?;
+            let (n_events, elapsed) = (board.seq() + 1 - from, folded.elapsed());
+            tracing::info!(n_events, ?elapsed, "the log's tail after the checkpoint folded");
         }
         Ok((board, from))
     }
 }
 
+/// Folds what `cursor` reads into `board`, up to the log's end: the records are read and
+/// checked on a thread of their own while the last chunk is folded.
+fn fold_tail(board: &mut Scoreboard, mut cursor: Box<dyn Cursor>) -> Result<(), PipelineError> {
+    std::thread::scope(|scope| {
+        let (sender, chunks) = std::sync::mpsc::sync_channel(2);
+        let reading = std::thread::Builder::new()
+            .name("restore-reader".into())
+            .spawn_scoped(scope, move || {
+                loop {
+                    let records = cursor.read(RESTORE_CHUNK)?;
+                    // Stops at the end, or when the folding side has stopped.
+                    if records.is_empty() || sender.send(records).is_err() {
+                        return Ok::<_, PipelineError>(());
+                    }
+                }
+            })
+            .map_err(|source| PipelineError::Io {
+                action: "starting the restore reader",
+                source,
+            })?;
+        for records in chunks {
+            board.apply_all(records.iter().map(|record| &record.event));
+        }
+        reading.join().map_err(|_| PipelineError::Panicked("restore reader"))?
+    })
+}
+
 /// The publisher thread: turns each batch's changes into the next snapshot, publishes it, and
-/// offers checkpoints. Returns the sequence number of the last checkpoint handed over.
+/// offers checkpoints, the first due after `checkpointed` (the checkpoint restored from, which
+/// a tail folded at restore leaves behind). Returns the sequence number of the last checkpoint
+/// handed over.
 fn publish_all(
     mut publisher: Publisher,
     changes: Receiver<Changes>,
     pipeline: &Pipeline,
     (checkpointer, checkpoint_every): (&Checkpointer, u64),
+    checkpointed: u64,
 ) -> u64 {
     let counters = pipeline.counters();
     let mut seq = pipeline.snapshot().seq();
-    let mut last_checkpoint = seq;
+    let mut last_checkpoint = checkpointed;
     for changes in changes {
         let accepted = changes.seq() - seq;
         seq = changes.seq();
