@@ -27,7 +27,10 @@
 
 use std::io::{self, Write};
 
+use rustc_hash::FxHashMap;
+
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
+use crate::running_sum::RunningSum;
 use crate::scoreboard::{Parts, Scoreboard, StudentParts};
 use crate::snapshot::Snapshot;
 
@@ -135,7 +138,9 @@ impl Snapshot {
 impl Scoreboard {
     /// Decodes checkpoint bytes written by [`Snapshot::write_checkpoint`] into a board that goes
     /// on folding from them: the next event applied gets sequence number `seq + 1`. One pass
-    /// over the bytes, in time proportional to their length.
+    /// over the bytes, in time proportional to their length. Nothing is published until the
+    /// first [`snapshot`](Self::snapshot), which publishes the whole board: events folded
+    /// before it (a restore's log tail) change rows that no snapshot shares, in place.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Scoreboard, CheckpointError> {
         decode(bytes).map(Scoreboard::from_parts)
     }
@@ -183,19 +188,19 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
         student.results.reserve_exact(n);
         student.slots.reserve_exact(n);
     }
-    let ids_in_order = ids_in_order(&students)?;
+    let student_index = student_index(&students)?;
     let n_exams = input.u32()? as usize;
-    let mut exams: Vec<(ExamId, Vec<(u32, Score)>)> =
+    let mut exams: Vec<(ExamId, RunningSum, u32)> =
         Vec::with_capacity(n_exams.min(input.remaining() / 12));
     let mut n_exam_results = 0u64;
     for _ in 0..n_exams {
         let exam = ExamId(input.u64()?);
-        if exams.last().is_some_and(|&(previous, _)| previous >= exam) {
+        if exams.last().is_some_and(|&(previous, _, _)| previous >= exam) {
             return Err(CheckpointError::Inconsistent("exams are out of order"));
         }
         let n = input.u32()? as usize;
         let listed = input.take(n.saturating_mul(RESULT_LEN))?;
-        let mut results = Vec::with_capacity(n);
+        let mut sum = RunningSum::default();
         for (slot, result) in (0u32..).zip(listed.chunks_exact(RESULT_LEN)) {
             let (student_idx, score) = result.split_at(4);
             let student_idx = u32::from_le_bytes(array(student_idx));
@@ -216,10 +221,11 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
             }
             student.results.push((exam, score));
             student.slots.push(slot);
-            results.push((student_idx, score));
+            sum.add(score.get());
         }
         n_exam_results += n as u64;
-        exams.push((exam, results));
+        // `n` is below 2^32: `listed` holds 12 bytes a result, and the bytes are in memory.
+        exams.push((exam, sum, n as u32));
     }
     if input.remaining() > 0 {
         return Err(CheckpointError::TrailingBytes { n_bytes: input.remaining() });
@@ -229,22 +235,21 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
     if n_exam_results != n_results {
         return Err(CheckpointError::Inconsistent("result counts disagree"));
     }
-    Ok(Parts { seq, n_results, students, ids_in_order, exams })
+    Ok(Parts { seq, n_results, students, student_index, exams })
 }
 
-/// Every student's id and index, sorted by id; an error when an id appears twice.
-fn ids_in_order(students: &[StudentParts]) -> Result<Vec<(StudentId, u32)>, CheckpointError> {
-    let mut ids_in_order = Vec::with_capacity(students.len());
-    for (index, student) in students.iter().enumerate() {
-        let index = u32::try_from(index)
+/// Each student's index by id; an error when an id appears twice.
+fn student_index(students: &[StudentParts]) -> Result<FxHashMap<StudentId, u32>, CheckpointError> {
+    let mut index = FxHashMap::default();
+    index.reserve(students.len());
+    for (student_idx, student) in students.iter().enumerate() {
+        let student_idx = u32::try_from(student_idx)
             .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
-        ids_in_order.push((student.id.clone(), index));
+        if index.insert(student.id.clone(), student_idx).is_some() {
+            return Err(CheckpointError::Inconsistent("a student id appears twice"));
+        }
     }
-    ids_in_order.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    if ids_in_order.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-        return Err(CheckpointError::Inconsistent("a student id appears twice"));
-    }
-    Ok(ids_in_order)
+    Ok(index)
 }
 
 /// `bytes` as an array; `bytes` has its length, cut by `chunks_exact` and `split_at`.

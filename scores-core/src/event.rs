@@ -187,6 +187,9 @@ pub enum InvalidScore {
 }
 
 impl Score {
+    /// The score 0.
+    pub const ZERO: Score = Score(0.0);
+
     /// Validates `value` and makes it a `Score`.
     pub fn new(value: f64) -> Result<Score, InvalidScore> {
         if !value.is_finite() {

@@ -89,6 +89,7 @@ impl Block {
 
 impl IdIndex {
     /// The index of `entries`, which must be sorted by id, with distinct ids.
+    #[cfg(test)]
     pub(crate) fn from_sorted<'a>(entries: impl Iterator<Item = (&'a str, u32)>) -> IdIndex {
         let entries: Vec<(&str, u32)> = entries.collect();
         debug_assert!(entries.is_sorted_by(|a, b| a.0 < b.0), "ids are sorted and distinct");

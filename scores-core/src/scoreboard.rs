@@ -18,7 +18,6 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
-use crate::id_index::IdIndex;
 use crate::prefetch::prefetch;
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
@@ -296,27 +295,26 @@ impl Fold {
         }
     }
 
-    /// Every exam's results from the students' rows, each in slot order.
+    /// Every exam's results from the students' rows, each in slot order: a student's result
+    /// keeps the slot it took, and an exam's slots run `0..n_results`, so each result is put
+    /// straight in its place.
     fn results_by_exam(&self) -> Vec<(ExamId, Vec<(u32, Score)>)> {
-        let mut by_exam: FxHashMap<ExamId, Vec<(u32, u32, Score)>> = FxHashMap::default();
-        for (student_idx, row) in self.students.iter().enumerate() {
+        let unfilled = (u32::MAX, Score::ZERO);
+        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
+        by_exam.reserve(self.exams.len());
+        by_exam.extend(
+            self.exams.iter().map(|(&exam, row)| (exam, vec![unfilled; row.n_results as usize])),
+        );
+        for (student_idx, row) in (0u32..).zip(&self.students) {
             for (&(exam, score), &slot) in row.results.iter().zip(&row.slots) {
-                by_exam.entry(exam).or_default().push((slot, student_idx as u32, score));
+                let place =
+                    by_exam.get_mut(&exam).and_then(|results| results.get_mut(slot as usize));
+                if let Some(place) = place {
+                    *place = (student_idx, score);
+                }
             }
         }
-        by_exam
-            .into_iter()
-            .map(|(exam, mut results)| {
-                results.sort_unstable_by_key(|&(slot, _, _)| slot);
-                (
-                    exam,
-                    results
-                        .into_iter()
-                        .map(|(_, student_idx, score)| (student_idx, score))
-                        .collect(),
-                )
-            })
-            .collect()
+        by_exam.into_iter().collect()
     }
 
     fn apply_to(&mut self, student_idx: u32, event: &ScoreEvent) -> Applied {
@@ -613,10 +611,10 @@ pub(crate) struct Parts {
     pub(crate) n_results: u64,
     /// By dense index.
     pub(crate) students: Vec<StudentParts>,
-    /// Every student's id and index, sorted by id, each id once.
-    pub(crate) ids_in_order: Vec<(StudentId, u32)>,
-    /// By exam, ascending: each exam's `(student index, score)` in slot order.
-    pub(crate) exams: Vec<(ExamId, Vec<(u32, Score)>)>,
+    /// Each student's dense index, by id.
+    pub(crate) student_index: FxHashMap<StudentId, u32>,
+    /// Each exam's running sum of scores and how many results it has.
+    pub(crate) exams: Vec<(ExamId, RunningSum, u32)>,
 }
 
 /// A student's part of [`Parts`].
@@ -629,53 +627,45 @@ pub(crate) struct StudentParts {
 }
 
 impl Scoreboard {
-    /// The board `parts` describe, as of `parts.seq`: everything changed then, nothing since.
-    /// The fold's rows and the snapshot's entries share each student's results.
+    /// The board `parts` describe, as of `parts.seq`, with nothing published yet: the fold owns
+    /// every row alone, so events folded before the first [`snapshot`](Self::snapshot) (the
+    /// log's tail, at a restore) change them in place, and that snapshot publishes the whole
+    /// board at once.
     pub(crate) fn from_parts(parts: Parts) -> Scoreboard {
-        let Parts {
+        let Parts { seq, n_results, students, student_index, exams } = parts;
+        let students: Vec<StudentRow> = students
+            .into_iter()
+            .map(|StudentParts { id, results, slots }| StudentRow {
+                id,
+                sum: RunningSum::of(results.iter().map(|(_, score)| score.get())),
+                results: Arc::new(results),
+                slots,
+                changed_at: seq,
+                is_dirty: true,
+            })
+            .collect();
+        let dirty_exams = exams.iter().map(|&(exam, _, _)| exam).collect();
+        let exams = exams
+            .into_iter()
+            .map(|(exam, sum, n_results)| {
+                (exam, ExamRow { sum, n_results, changed_at: seq, is_dirty: true })
+            })
+            .collect();
+        let fold = Fold {
             seq,
             n_results,
-            students: parts_by_student,
-            ids_in_order,
-            exams: parts_by_exam,
-        } = parts;
-        let mut snapshot = Snapshot {
-            seq,
-            n_results,
+            student_index,
+            dirty_students: (0..students.len() as u32).collect(),
+            n_students_handed_over: 0,
             students_changed_at: seq,
             exams_changed_at: seq,
-            ..Snapshot::default()
+            students,
+            exams,
+            dirty_exams,
+            changed_results: Vec::new(),
+            rebuild_exams: true,
         };
-        let mut students = Vec::with_capacity(parts_by_student.len());
-        for StudentParts { id, results, slots } in parts_by_student {
-            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
-            let results = Arc::new(results);
-            snapshot.student_ids.push(id.clone());
-            snapshot.students.push(StudentEntry {
-                results: results.clone(),
-                average: sum.mean(results.len()),
-                changed_at: seq,
-            });
-            students.push(StudentRow { id, results, slots, sum, changed_at: seq, is_dirty: false });
-        }
-        snapshot.student_index =
-            IdIndex::from_sorted(ids_in_order.iter().map(|(id, index)| (id.as_str(), *index)));
-        let mut exams = FxHashMap::default();
-        exams.reserve(parts_by_exam.len());
-        for (exam, results) in parts_by_exam {
-            let sum = RunningSum::of(results.iter().map(|(_, score)| score.get()));
-            let n_results = results.len() as u32;
-            exams.insert(exam, ExamRow { sum, n_results, changed_at: seq, is_dirty: false });
-            let entry = ExamEntry {
-                average: sum.mean(results.len()),
-                results: results.into_iter().collect(),
-                changed_at: seq,
-                by_student_id: Arc::default(),
-            };
-            snapshot.exams.insert(exam, entry);
-        }
-        let fold = Fold::resumed(&snapshot, students, exams);
-        Scoreboard { fold, publisher: Publisher { published: snapshot } }
+        Scoreboard { fold, publisher: Publisher::default() }
     }
 }
 
