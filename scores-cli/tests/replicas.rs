@@ -112,6 +112,28 @@ impl Replica {
 }
 
 /// Waits until `ready` holds, at most `within`; says what `what` is when it does not.
+/// Deletes JetStream stream `name` on the NATS server at `url` (a key-value bucket is stream
+/// `KV_<bucket>`): the API's request published over NATS's text protocol, its reply not read.
+fn delete_stream(url: &str, name: &str) {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("nats://");
+    let mut connection = std::net::TcpStream::connect(address).unwrap();
+    let mut info = [0; 4096];
+    let _ = connection.read(&mut info).unwrap();
+    let request = format!(
+        "CONNECT {{\"verbose\":false}}\r\nPUB $JS.API.STREAM.DELETE.{name} 0\r\n\r\nPING\r\n"
+    );
+    connection.write_all(request.as_bytes()).unwrap();
+    // The server answers the PING after it has taken the PUB.
+    let mut pong = [0; 64];
+    let n = connection.read(&mut pong).unwrap();
+    assert!(
+        String::from_utf8_lossy(&pong[..n]).contains("PONG"),
+        "{}",
+        String::from_utf8_lossy(&pong[..n])
+    );
+}
+
 fn wait_until(within: Duration, what: &str, replicas: &[Replica], mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !ready() {
@@ -396,6 +418,20 @@ fn a_replica_rides_out_nats_going_away_at_start_and_while_running() {
     server.start();
     let events = upstream_events(model_feed);
     let (valid, answers) = model(&events);
+
+    // The lease's bucket deleted under the ingester: it cannot renew, steps down within the
+    // lease's TTL, makes the bucket again and takes the lease anew; ingest goes on.
+    wait_until(Duration::from_secs(20), "ingest resumes", one, || {
+        replica.is_ingester() && replica.seq() > held + 1_000
+    });
+    let changes = replica.metric("scores_lease_changes_total").unwrap();
+    delete_stream(&server.url(), "KV_scores-lease");
+    wait_until(Duration::from_secs(20), "the lease is given up and taken again", one, || {
+        replica.metric("scores_lease_changes_total").is_some_and(|now| now >= changes + 2)
+            && replica.is_ingester()
+    });
+    let log = std::fs::read_to_string(&replica.log).unwrap();
+    assert!(log.contains("lost the ingester's lease"), "{}", replica.log_tail());
     wait_until(Duration::from_secs(60), "the replica folds every event", one, || {
         replica.seq() == valid
     });
