@@ -31,7 +31,7 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
 use crate::running_sum::RunningSum;
-use crate::scoreboard::{Parts, Scoreboard, StudentParts};
+use crate::scoreboard::{Parts, Scoreboard, StudentIndex, StudentParts, key};
 use crate::snapshot::Snapshot;
 
 const MAGIC: &[u8; 8] = b"SCORESC2";
@@ -239,13 +239,13 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
 }
 
 /// Each student's index by id; an error when an id appears twice.
-fn student_index(students: &[StudentParts]) -> Result<FxHashMap<StudentId, u32>, CheckpointError> {
+fn student_index(students: &[StudentParts]) -> Result<StudentIndex, CheckpointError> {
     let mut index = FxHashMap::default();
     index.reserve(students.len());
     for (student_idx, student) in students.iter().enumerate() {
         let student_idx = u32::try_from(student_idx)
             .map_err(|_| CheckpointError::Inconsistent("more than 2^32 students"))?;
-        if index.insert(student.id.clone(), student_idx).is_some() {
+        if index.insert(key(&student.id), student_idx).is_some() {
             return Err(CheckpointError::Inconsistent("a student id appears twice"));
         }
     }
