@@ -316,7 +316,9 @@ async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), L
     let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
     loop {
         // The consumer makes itself again when the stream is lost, and says nothing while it
-        // cannot: a quiet stream is asked whether it still exists, and how far it goes.
+        // cannot (a lost NATS node held it, say, until its missed heartbeats are noticed): a
+        // quiet stream is asked whether it still exists, and how far it goes, so that the
+        // followers move on meanwhile.
         let message = tokio::select! {
             message = messages.next() => message,
             () = tokio::time::sleep(QUIET_CHECK) => {
@@ -324,6 +326,7 @@ async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), L
                 if now.message < tail.borrow().message {
                     return Err(LogError::Nats("the stream was replaced".into()));
                 }
+                tail.send_if_modified(|seen| advance(seen, now));
                 continue;
             }
             () = tail.closed() => return Ok(()),
