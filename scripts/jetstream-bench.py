@@ -54,23 +54,38 @@ def cpu_seconds(pid):
         return 0.0
 
 
-def get(port, path, timeout=2):
+def get(port, path, timeout=2, why=None):
+    """The JSON body of a 200 answer, else None (and what went wrong appended to `why`)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
             return json.load(r)
-    except Exception:
-        return None
+    except urllib.error.HTTPError as error:
+        if why is not None:
+            why.append(f"{error.code} {error.read()[:300]!r}")
+    except Exception as error:
+        if why is not None:
+            why.append(repr(error))
+    return None
 
 
 def seq(port):
     """The replica's sequence number; under full load an answer may take a while."""
-    deadline = time.time() + 10
+    deadline = time.time() + 20
+    why = []
     while time.time() < deadline:
-        ready = get(port, "/readyz", timeout=5)
+        ready = get(port, "/readyz", timeout=5, why=why)
         if ready:
             return ready["seq"]
         time.sleep(0.05)
-    sys.exit(f"the replica on {port} does not answer /readyz")
+    sys.exit(f"the replica on {port} does not answer /readyz within 20 s: {why[-1] if why else ''}")
+
+
+def healthy(monitor):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/healthz", timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
 
 
 def wait_port(port, within=20):
@@ -85,7 +100,7 @@ def wait_port(port, within=20):
 
 class Run:
     def __init__(self, binary, scratch):
-        self.binary, self.scratch, self.procs = binary, scratch, []
+        self.binary, self.scratch, self.procs, self.clusters = binary, scratch, [], 0
 
     def start(self, args, log):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
@@ -113,20 +128,29 @@ class Run:
     def nats(self, n):
         ports = [free_port() for _ in range(n)]
         routes = [free_port() for _ in range(n)]
+        monitors = [free_port() for _ in range(n)]
         procs = []
+        # Stores of their own: a node that joins a cluster with another run's stream of the same
+        # name in its store serves that stream's messages to direct gets.
+        self.clusters += 1
         for i in range(n):
-            store = os.path.join(self.scratch, f"nats{i}")
-            config = [f"server_name: n{i}", f"listen: 127.0.0.1:{ports[i]}",
+            store = os.path.join(self.scratch, f"nats{self.clusters}-{i}")
+            config = [f"server_name: n{i}", f"listen: 127.0.0.1:{ports[i]}", f"http: 127.0.0.1:{monitors[i]}",
                       f"jetstream {{ store_dir: {json.dumps(store)}, sync_interval: always }}"]
             if n > 1:
                 others = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(routes) if j != i)
                 config.append(f"cluster {{ name: bench, listen: 127.0.0.1:{routes[i]}, routes: [{others}] }}")
-            path = os.path.join(self.scratch, f"nats{i}.conf")
+            path = os.path.join(self.scratch, f"nats{self.clusters}-{i}.conf")
             open(path, "w").write("\n".join(config) + "\n")
-            procs.append(self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"nats{i}.log")))
-        for port in ports:
-            wait_port(port)
-        time.sleep(3 if n > 1 else 0.5)  # a meta leader is elected
+            procs.append(self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"nats{self.clusters}-{i}.log")))
+        # Every server healthy (for a cluster member: it knows the meta leader) before any client
+        # comes.
+        for monitor in monitors:
+            deadline = time.time() + 30
+            while not healthy(monitor):
+                if time.time() > deadline:
+                    sys.exit(f"nats-server (monitor port {monitor}) is not healthy within 30 s")
+                time.sleep(0.1)
         return "nats://" + ",".join(f"127.0.0.1:{p}" for p in ports), procs
 
     def stop(self):
@@ -281,6 +305,13 @@ def main():
                 time.sleep(2)
             print("failover (SIGKILL to the next event visible on a follower), lease TTL 3 s: "
                   + ", ".join(f"{t:.2f}" for t in times) + " s")
+    except SystemExit:
+        # A process that died says why in its log.
+        for name in sorted(os.listdir(scratch)):
+            if name.endswith(".log"):
+                lines = open(os.path.join(scratch, name), errors="replace").read().splitlines()
+                print(f"--- {name} ---", *lines[-8:], sep="\n", file=sys.stderr)
+        raise
     finally:
         run.stop()
         shutil.rmtree(scratch, ignore_errors=True)

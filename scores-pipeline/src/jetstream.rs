@@ -183,7 +183,17 @@ impl JetStream {
         // base64, which cost more CPU than the fold. A replica that has not stored the message
         // yet answers "not found": then the leader is asked.
         match stream.direct_get(sequence).await {
-            Ok(message) => Message::decode(&message.headers, &message.payload, sequence).map(Some),
+            Ok(message) if message.sequence == sequence => {
+                Message::decode(&message.headers, &message.payload, sequence).map(Some)
+            }
+            Ok(message) => {
+                tracing::warn!(
+                    sequence,
+                    answered = message.sequence,
+                    "a direct get answered with another message; asking the leader"
+                );
+                self.message_from_leader(stream, sequence).await
+            }
             Err(_) => self.message_from_leader(stream, sequence).await,
         }
     }
@@ -230,6 +240,15 @@ enum Message {
 }
 
 impl Message {
+    /// Whether this message can come next when event `from` is due: a fence, or a batch that
+    /// starts at or before it.
+    fn follows(&self, from: u64) -> bool {
+        match self {
+            Message::Batch(records) => records.first().is_some_and(|first| first.seq <= from),
+            Message::Fence { .. } => true,
+        }
+    }
+
     fn decode(headers: &HeaderMap, payload: &[u8], sequence: u64) -> Result<Message, LogError> {
         let corrupt = |reason: String| LogError::Corrupt { message: sequence, reason };
         let seq = header_u64(headers, SEQ).ok_or_else(|| corrupt(format!("no {SEQ} header")))?;
@@ -424,9 +443,22 @@ impl JetStreamCursor {
             while self.pending.len() < max && next <= tail.message {
                 // The tail said it is there; a server that has not applied it yet (a stream
                 // leader just elected, say) may not know it for a moment.
-                let Some(message) = self.js.message(&stream, next).await? else {
-                    return Err(LogError::Nats(format!("message {next} is not readable yet")));
-                };
+                let not_yet = || LogError::Nats(format!("message {next} is not readable yet"));
+                let mut message = self.js.message(&stream, next).await?.ok_or_else(not_yet)?;
+                // Events are numbered without gaps across messages: one that starts after the
+                // next event due is not the one that follows. A node that answered a direct get
+                // may disagree with the stream's leader (seen when a node joined a cluster
+                // with another stream of the same name in its store): the leader's word is taken.
+                if !message.follows(self.from) {
+                    message =
+                        self.js.message_from_leader(&stream, next).await?.ok_or_else(not_yet)?;
+                    if !message.follows(self.from) {
+                        return Err(LogError::Nats(format!(
+                            "message {next} does not hold event {}, the next due",
+                            self.from
+                        )));
+                    }
+                }
                 next += 1;
                 self.next_message = Some(next);
                 if let Message::Batch(batch) = message {
