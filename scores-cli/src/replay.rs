@@ -15,7 +15,7 @@ use std::sync::mpsc::SyncSender;
 
 use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use scores_core::{Decoded, Page, ScoreEvent, Scoreboard, decode, wire};
+use scores_core::{Decoded, Page, Resolved, ScoreEvent, Scoreboard, StudentResolver, decode, wire};
 use scores_journal::{DataDir, JournalError, Reader, Record, SEGMENT_MAGIC, segment_files};
 use scores_pipeline::JetStreamConfig;
 use scores_sse::{EventRef, ItemRef, ParseError, Parser};
@@ -280,7 +280,11 @@ impl Replay<'_> {
     /// Folds `events` (emptying it) and counts them accepted.
     fn fold(&mut self, events: &mut Vec<ScoreEvent>) {
         if let Sink::Fold(board) = &mut self.sink {
-            board.apply_all(events.iter());
+            if events.len() >= BULK_FROM {
+                board.apply_bulk(events);
+            } else {
+                board.apply_all(events.iter());
+            }
         }
         self.tally.accepted += events.len() as u64;
         events.clear();
@@ -373,42 +377,74 @@ impl Replay<'_> {
     /// Reads journal records: already validated events, checked against their checksums. An
     /// unfinished batch at the end of `last_segment` is an append still being written (or cut
     /// by a crash, which the journal itself cuts off on open): not part of the log, not damage.
-    /// The records are read and checked on a thread of their own, and folded here in batches.
+    /// The records are read and checked on a thread of their own, and folded (or printed) here.
     fn journal(&mut self, reader: Reader, last_segment: &Path, size: u64) -> Result<(), Stop> {
+        let done = match self.sink {
+            Sink::Fold(_) => self.fold_journal(reader, last_segment),
+            Sink::Print(_) => self.print_journal(reader, last_segment),
+        };
+        self.progress.inc(size);
+        done
+    }
+
+    /// Folds a journal in passes of up to [`FOLD_PASS`] events (see
+    /// [`Scoreboard::apply_resolved`]): the reading thread reads, checks and resolves the next
+    /// pass's students while this one folds the last.
+    fn fold_journal(&mut self, reader: Reader, last_segment: &Path) -> Result<(), Stop> {
+        let Sink::Fold(board) = &mut self.sink else { return Ok(()) };
+        let resolver = board.student_resolver();
+        std::thread::scope(|scope| {
+            let (sender, passes) = std::sync::mpsc::sync_channel(1);
+            // Returning early drops `passes`, and the reading thread stops at its next send.
+            scope.spawn(move || read_passes(reader, resolver, &sender));
+            for pass in &passes {
+                match pass {
+                    JournalPass::Events(pass) => {
+                        if let Sink::Fold(board) = &mut self.sink {
+                            board.apply_resolved(&pass);
+                        }
+                        self.tally.accepted += pass.events().len() as u64;
+                    }
+                    JournalPass::Failed(error) => self.journal_error(error, last_segment)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Prints a journal's events (`--events`).
+    fn print_journal(&mut self, reader: Reader, last_segment: &Path) -> Result<(), Stop> {
         std::thread::scope(|scope| {
             let (sender, batches) = std::sync::mpsc::sync_channel(4);
-            // Returning early drops `batches`, and the reading thread stops at its next send.
-            scope.spawn(move || read_journal(reader, &sender));
-            let (mut events, mut data) = (Vec::new(), Vec::new());
+            scope.spawn(move || read_journal(reader, |record| record, &sender));
+            let mut data = Vec::new();
             for batch in &batches {
                 for record in batch {
                     match record {
-                        Ok(record) if matches!(self.sink, Sink::Fold(_)) => {
-                            events.push(record.event)
-                        }
                         Ok(record) => self.print(&record.event, &record.upstream_id, &mut data)?,
-                        Err(error @ JournalError::Io { .. }) => return Err(Stop::Io(error.into())),
-                        Err(JournalError::TornTail { segment, offset })
-                            if segment == last_segment =>
-                        {
-                            self.fold(&mut events);
-                            self.note(&format!(
-                                "{}: an append is unfinished at byte {offset} (a writer still at \
-                                 work, or a crash); read up to it",
-                                segment.display()
-                            ));
-                        }
-                        Err(error) => {
-                            self.fold(&mut events);
-                            self.bad("corrupt_journal", &error)?;
-                        }
+                        Err(error) => self.journal_error(error, last_segment)?,
                     }
                 }
-                self.fold(&mut events);
             }
-            self.progress.inc(size);
             Ok(())
         })
+    }
+
+    /// Reports what stopped a journal's reader: an unfinished append at the end of the last
+    /// segment is noted, damage is a bad record, and a read that failed stops the replay.
+    fn journal_error(&mut self, error: JournalError, last_segment: &Path) -> Result<(), Stop> {
+        match error {
+            error @ JournalError::Io { .. } => Err(Stop::Io(error.into())),
+            JournalError::TornTail { segment, offset } if segment == last_segment => {
+                self.note(&format!(
+                    "{}: an append is unfinished at byte {offset} (a writer still at work, or a \
+                     crash); read up to it",
+                    segment.display()
+                ));
+                Ok(())
+            }
+            error => self.bad("corrupt_journal", &error),
+        }
     }
 
     /// Folds (or prints) a JetStream stream, from its first event to its last at the time.
@@ -567,15 +603,59 @@ fn decode_sse(
     (parser.n_unknown_fields(), n_events)
 }
 
+/// From this many events on, a fold goes in bulk (a replay publishes once, at the end, so
+/// the exams' rebuild that follows a bulk fold is paid once).
+const BULK_FROM: usize = 1 << 16;
+
 /// Records read at a time from a journal, and handed over to be folded together.
 const JOURNAL_BATCH: usize = 65_536;
 
-/// Reads `reader` to its end in batches of records (and the errors among them, in place),
+/// What the reading thread of [`Replay::fold_journal`] hands over.
+enum JournalPass {
+    /// The next events, resolved.
+    Events(Resolved),
+    /// What ended the reading, after the events before it.
+    Failed(JournalError),
+}
+
+/// Reads `reader` to its end in passes of up to [`FOLD_PASS`] events, resolved by `resolver`,
 /// until the receiver hangs up.
-fn read_journal(reader: Reader, batches: &SyncSender<Vec<Result<Record, JournalError>>>) {
+fn read_passes(reader: Reader, mut resolver: StudentResolver, passes: &SyncSender<JournalPass>) {
+    let mut events = Vec::with_capacity(FOLD_PASS);
+    for record in reader {
+        match record {
+            Ok(record) => events.push(record.event),
+            Err(error) => {
+                let pass = resolver.resolve(std::mem::take(&mut events));
+                let _ = passes.send(JournalPass::Events(pass));
+                let _ = passes.send(JournalPass::Failed(error));
+                return;
+            }
+        }
+        if events.len() == FOLD_PASS {
+            let full = std::mem::replace(&mut events, Vec::with_capacity(FOLD_PASS));
+            if passes.send(JournalPass::Events(resolver.resolve(full))).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = passes.send(JournalPass::Events(resolver.resolve(events)));
+}
+
+/// Events folded together in one pass: each student's results are read once a pass, so a
+/// pass is best many times larger than the board's students (and its scratch stays ~100 MB).
+const FOLD_PASS: usize = 1 << 20;
+
+/// Reads `reader` to its end in batches of records, each as `keep` makes it (and the errors
+/// among them, in place), until the receiver hangs up.
+fn read_journal<T>(
+    reader: Reader,
+    keep: impl Fn(Record) -> T,
+    batches: &SyncSender<Vec<Result<T, JournalError>>>,
+) {
     let mut batch = Vec::with_capacity(JOURNAL_BATCH);
     for record in reader {
-        batch.push(record);
+        batch.push(record.map(&keep));
         if batch.len() == JOURNAL_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(JOURNAL_BATCH));
             if batches.send(full).is_err() {

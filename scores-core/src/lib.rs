@@ -60,5 +60,7 @@ pub use crate::decode::{
 pub use crate::event::{
     ExamId, InvalidEvent, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId,
 };
-pub use crate::scoreboard::{Applied, Changes, Fold, Publisher, Scoreboard};
+pub use crate::scoreboard::{
+    Applied, Changes, Fold, Publisher, Resolved, Scoreboard, StudentResolver,
+};
 pub use crate::snapshot::{ExamReport, Listing, Page, Snapshot, StudentReport};

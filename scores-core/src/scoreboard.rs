@@ -23,6 +23,10 @@ use crate::prefetch::prefetch;
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
 
+mod bulk;
+
+pub use bulk::{Resolved, StudentResolver};
+
 /// The projection of the log: every student's and every exam's current results and averages.
 ///
 /// One writer owns a `Scoreboard` and folds the log into it with [`apply`](Self::apply); readers
@@ -65,6 +69,9 @@ pub struct Fold {
     /// carries every exam's results, rebuilt from the students' rows, which is then no dearer
     /// than merging the changes, and the changes are no longer buffered.
     rebuild_exams: bool,
+    /// Which [`StudentResolver`] is in step with the fold: the epoch of the pass it will
+    /// resolve next. 0, which no resolver holds, once a student is added another way.
+    resolver_epoch: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +185,22 @@ impl Scoreboard {
     /// [`Fold::apply_all`].
     pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a ScoreEvent>) {
         self.fold.apply_all(events);
+    }
+
+    /// Folds a large part of the log at once, exactly as [`apply`](Self::apply) one at a time
+    /// would; see [`Fold::apply_bulk`].
+    pub fn apply_bulk(&mut self, events: &[ScoreEvent]) {
+        self.fold.apply_bulk(events);
+    }
+
+    /// Folds a pass resolved ahead of the fold; see [`Fold::apply_resolved`].
+    pub fn apply_resolved(&mut self, pass: &Resolved) {
+        self.fold.apply_resolved(pass);
+    }
+
+    /// See [`Fold::student_resolver`].
+    pub fn student_resolver(&mut self) -> StudentResolver {
+        self.fold.student_resolver()
     }
 
     /// The sequence number of the last event applied (0 before any).
@@ -410,6 +433,7 @@ impl Fold {
             dirty_exams: Vec::new(),
             changed_results: Vec::new(),
             rebuild_exams: false,
+            resolver_epoch: 0,
         }
     }
 
@@ -417,6 +441,12 @@ impl Fold {
         if let Some(&student_idx) = self.student_index.get(student_id.as_str()) {
             return student_idx;
         }
+        self.resolver_epoch = 0;
+        self.add_student(student_id)
+    }
+
+    /// Gives `student_id`, not yet known, the next dense index.
+    fn add_student(&mut self, student_id: &StudentId) -> u32 {
         // Dense indices are u32: four billion students is beyond any feed this serves, and
         // saturating keeps a pathological one correct (if slow) rather than panicking.
         let student_idx = u32::try_from(self.students.len()).unwrap_or(u32::MAX);
@@ -675,6 +705,7 @@ impl Scoreboard {
             dirty_exams,
             changed_results: Vec::new(),
             rebuild_exams: true,
+            resolver_epoch: 0,
         };
         Scoreboard { fold, publisher: Publisher::default() }
     }
