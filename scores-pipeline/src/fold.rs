@@ -42,6 +42,10 @@ const STUDENTS_PER_EVENT_PUBLISHED: usize = 4;
 /// Records read at a time while restoring.
 const RESTORE_CHUNK: usize = 65_536;
 
+/// Events of the tail folded together at restore: each student's results are read once a
+/// pass, so a pass is best many times larger than the board's students.
+const RESTORE_PASS: usize = 1 << 20;
+
 /// Where the folder restores from before it folds what it is handed.
 pub(crate) struct Restore {
     /// The checkpoint file.
@@ -210,19 +214,27 @@ impl Restore {
     }
 }
 
-/// Folds what `cursor` reads into `board`, up to the log's end: the records are read and
-/// checked on a thread of their own while the last chunk is folded.
+/// Folds what `cursor` reads into `board`, up to the log's end, in passes of up to
+/// [`RESTORE_PASS`] events (see [`Scoreboard::apply_resolved`]): the records are read, checked
+/// and resolved on a thread of their own while the last pass is folded.
 fn fold_tail(board: &mut Scoreboard, mut cursor: Box<dyn Cursor>) -> Result<(), PipelineError> {
+    let mut resolver = board.student_resolver();
     std::thread::scope(|scope| {
-        let (sender, chunks) = std::sync::mpsc::sync_channel(2);
+        let (sender, passes) = std::sync::mpsc::sync_channel(1);
         let reading = std::thread::Builder::new()
             .name("restore-reader".into())
             .spawn_scoped(scope, move || {
+                let mut events = Vec::with_capacity(RESTORE_PASS);
                 loop {
                     let records = cursor.read(RESTORE_CHUNK)?;
-                    // Stops at the end, or when the folding side has stopped.
-                    if records.is_empty() || sender.send(records).is_err() {
-                        return Ok::<_, PipelineError>(());
+                    let at_end = records.is_empty();
+                    events.extend(records.into_iter().map(|record| record.event));
+                    if at_end || events.len() >= RESTORE_PASS {
+                        let full = std::mem::replace(&mut events, Vec::with_capacity(RESTORE_PASS));
+                        // Stops when the folding side has stopped.
+                        if sender.send(resolver.resolve(full)).is_err() || at_end {
+                            return Ok::<_, PipelineError>(());
+                        }
                     }
                 }
             })
@@ -230,8 +242,8 @@ fn fold_tail(board: &mut Scoreboard, mut cursor: Box<dyn Cursor>) -> Result<(), 
                 action: "starting the restore reader",
                 source,
             })?;
-        for records in chunks {
-            board.apply_all(records.iter().map(|record| &record.event));
+        for pass in passes {
+            board.apply_resolved(&pass);
         }
         reading.join().map_err(|_| PipelineError::Panicked("restore reader"))?
     })
