@@ -301,28 +301,26 @@ impl Replay<'_> {
     /// Folds SSE text on two threads: one reads, parses and decodes, this one folds.
     fn fold_sse(&mut self, name: &str, reader: impl Read + Send) -> Result<(), Stop> {
         std::thread::scope(|scope| {
-            let (sender, batches) = std::sync::mpsc::sync_channel(8);
+            let (sender, batches) = std::sync::mpsc::sync_channel(SSE_BATCHES_AHEAD);
             let progress = self.progress.clone();
             let decoding = scope.spawn(move || decode_sse(name, reader, &progress, &sender));
             // Returning early drops `batches`, and the decoding thread stops at its next send.
+            // Events are folded together in passes: what is ignored or rejected between them
+            // changes no answer, and a `--strict` stop shows no answer.
+            let mut events = Vec::new();
             for batch in &batches {
-                // Consecutive events are folded together, up to the next outcome that is not one.
-                let mut events = Vec::new();
                 for outcome in batch.map_err(Stop::Io)? {
                     match outcome {
                         Outcome::Event(event) => events.push(event),
-                        Outcome::Ignored => {
-                            self.fold(&mut events);
-                            self.tally.ignored += 1;
-                        }
-                        Outcome::Bad { reason, message } => {
-                            self.fold(&mut events);
-                            self.bad(reason, &message)?;
-                        }
+                        Outcome::Ignored => self.tally.ignored += 1,
+                        Outcome::Bad { reason, message } => self.bad(reason, &message)?,
                     }
                 }
-                self.fold(&mut events);
+                if events.len() >= FOLD_PASS {
+                    self.fold(&mut events);
+                }
             }
+            self.fold(&mut events);
             drop(batches);
             // The decoding thread only parses and sends; a panic there is a bug to surface.
             let (n_unknown_fields, n_events) = match decoding.join() {
@@ -641,6 +639,10 @@ fn read_passes(reader: Reader, mut resolver: StudentResolver, passes: &SyncSende
     }
     let _ = passes.send(JournalPass::Events(resolver.resolve(events)));
 }
+
+/// Batches of SSE events (one per chunk read, some 10k events) that can wait to be folded: about
+/// a pass, so the decoding thread goes on while the pass before is folded.
+const SSE_BATCHES_AHEAD: usize = 96;
 
 /// Events folded together in one pass: each student's results are read once a pass, so a
 /// pass is best many times larger than the board's students (and its scratch stays ~100 MB).
