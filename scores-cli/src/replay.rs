@@ -414,7 +414,7 @@ impl Replay<'_> {
     fn print_journal(&mut self, reader: Reader, last_segment: &Path) -> Result<(), Stop> {
         std::thread::scope(|scope| {
             let (sender, batches) = std::sync::mpsc::sync_channel(4);
-            scope.spawn(move || read_journal(reader, |record| record, &sender));
+            scope.spawn(move || read_journal(reader, &sender));
             let mut data = Vec::new();
             for batch in &batches {
                 for record in batch {
@@ -648,16 +648,12 @@ const SSE_BATCHES_AHEAD: usize = 96;
 /// pass is best many times larger than the board's students (and its scratch stays ~100 MB).
 const FOLD_PASS: usize = 1 << 20;
 
-/// Reads `reader` to its end in batches of records, each as `keep` makes it (and the errors
-/// among them, in place), until the receiver hangs up.
-fn read_journal<T>(
-    reader: Reader,
-    keep: impl Fn(Record) -> T,
-    batches: &SyncSender<Vec<Result<T, JournalError>>>,
-) {
+/// Reads `reader` to its end in batches of records (and the errors among them, in place),
+/// until the receiver hangs up.
+fn read_journal(reader: Reader, batches: &SyncSender<Vec<Result<Record, JournalError>>>) {
     let mut batch = Vec::with_capacity(JOURNAL_BATCH);
     for record in reader {
-        batch.push(record.map(&keep));
+        batch.push(record);
         if batch.len() == JOURNAL_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(JOURNAL_BATCH));
             if batches.send(full).is_err() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Fold, StudentIndex, insert_result, key, reserve_one, search};
-use crate::event::{Score, ScoreEvent};
+use crate::event::{ExamId, Score, ScoreEvent};
 use crate::prefetch::prefetch;
 
 /// The most events one pass folds: its scratch (a student index, a place in student order and
@@ -132,6 +132,7 @@ impl Fold {
                 prefetch(ahead.slots.as_ptr());
             }
             let row = &mut self.students[student_idx as usize];
+            make_room(&mut row.results, &mut row.slots, range.len());
             let mut changed = false;
             for at in range.clone() {
                 if let Some(&ahead) = order.get(at + PREFETCH_AHEAD) {
@@ -288,6 +289,20 @@ impl Resolved {
     /// The events, in log order.
     pub fn events(&self) -> &[ScoreEvent] {
         &self.events
+    }
+}
+
+/// Makes room in a student's results and slots, when the fold holds them alone, for `n` more
+/// (its events in the pass, at most that many new results): grown once a pass rather than once
+/// every eighth of their length. The room left over by regrades is at most a pass's events
+/// over the whole board.
+fn make_room(results: &mut Arc<Vec<(ExamId, Score)>>, slots: &mut Vec<u32>, n: usize) {
+    let Some(results) = Arc::get_mut(results) else { return };
+    if results.capacity() - results.len() < n {
+        results.reserve_exact(n.max(results.len() / 8 + 4));
+    }
+    if slots.capacity() - slots.len() < n {
+        slots.reserve_exact(n.max(slots.len() / 8 + 4));
     }
 }
 
