@@ -254,7 +254,6 @@ fn student_index(students: &[StudentParts]) -> Result<StudentIndex, CheckpointEr
     Ok(index)
 }
 
-/// `bytes` as an array; `bytes` has its length, cut by `chunks_exact` and `split_at`.
 /// How many of an exam's results ahead [`decode`] asks for the row of the student it will put
 /// a result in; at half that distance, for the end of the student's results and slots.
 const PREFETCH_AHEAD: usize = 16;
@@ -276,6 +275,7 @@ fn prefetch_ahead(students: &[StudentParts], listed: &[u8], at: usize) {
     }
 }
 
+/// `bytes` as an array; `bytes` has its length, cut by `chunks_exact` and `split_at`.
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
     let mut array = [0; N];
     array.copy_from_slice(bytes);
