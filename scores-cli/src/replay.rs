@@ -460,7 +460,7 @@ impl Replay<'_> {
             .map_err(|error| Stop::Io(anyhow::Error::new(error).context(context())))?;
         let mut cursor = reader.cursor(1);
         let mut data = Vec::new();
-        let mut read = 0;
+        let (mut read, mut events) = (0, Vec::new());
         while read < last {
             let records = cursor
                 .read(65_536)
@@ -468,16 +468,18 @@ impl Replay<'_> {
             if records.is_empty() {
                 break;
             }
-            let mut events = Vec::with_capacity(records.len());
-            for record in records.iter().take_while(|record| record.seq <= last) {
+            for record in records.into_iter().take_while(|record| record.seq <= last) {
                 read = record.seq;
                 match self.sink {
-                    Sink::Fold(_) => events.push(record.event.clone()),
+                    Sink::Fold(_) => events.push(record.event),
                     Sink::Print(_) => self.print(&record.event, &record.upstream_id, &mut data)?,
                 }
             }
-            self.fold(&mut events);
+            if events.len() >= FOLD_PASS {
+                self.fold(&mut events);
+            }
         }
+        self.fold(&mut events);
         Ok(())
     }
 

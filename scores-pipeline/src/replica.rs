@@ -5,8 +5,9 @@
 //!                   ┌─ lease holder only ─────────────────────────────────┐
 //! upstream ─► feed task ─Vec<Entry>─► writer thread (JetStreamLog, fenced) ─► stream
 //!                                                                               │
-//!   every replica: folder thread (follows the stream from its checkpoint) ◄─────┘
-//!                  └─Changes─► publisher thread (Pipeline::publish, checkpoints)
+//!   every replica: stream-reader thread (reads the stream after the checkpoint) ◄┘
+//!                  └─Vec<Entry>─► folder thread ─Changes─► publisher thread
+//!                                                 (Pipeline::publish, checkpoints)
 //! ```
 //!
 //! The ingesting replica folds what the stream holds, as the others do, never its own
@@ -33,6 +34,9 @@ use crate::run::{PipelineConfig, PipelineError, Running, halt_on, spawn_thread, 
 
 /// Records folded at a time while following the stream.
 const FOLLOW_CHUNK: usize = 65_536;
+
+/// How many reads of [`FOLLOW_CHUNK`] records the stream reader may be ahead of the fold.
+const READ_AHEAD: usize = 2;
 
 /// How often a replica without the lease tries to take it.
 const ACQUIRE_EVERY: Duration = Duration::from_millis(250);
@@ -103,23 +107,67 @@ async fn report_status(
 }
 
 /// The follower, on the folder's thread: folds the stream's records after what is folded, as
-/// they become durable, until a stop. NATS going away pauses it; it resumes where it stopped.
+/// they become durable, until a stop. A `stream-reader` thread reads them ahead of the fold (a
+/// read waits on NATS; a fold on memory), at most [`READ_AHEAD`] batches ahead. NATS going away
+/// pauses the reader; it resumes where it stopped.
 fn follow(
     reader: &JetStreamReader,
     folding: &mut Folding,
     stop: &watch::Receiver<bool>,
     pipeline: &Pipeline,
 ) -> Result<(), PipelineError> {
+    let (sender, mut batches) = mpsc::channel(READ_AHEAD);
+    let from = folding.seq() + 1;
+    std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("stream-reader".into())
+            .spawn_scoped(scope, || read_stream(reader, from, stop, sender))
+            .map_err(|source| PipelineError::Io { action: "starting the stream reader", source })?;
+        let folded = fold_batches(reader, folding, &mut batches, pipeline);
+        // The reader sees the channel closed, wherever it waits, and ends.
+        drop(batches);
+        let read = reading.join().map_err(|_| PipelineError::Panicked("stream reader"))?;
+        folded.and(read)
+    })
+}
+
+/// Folds each batch the stream reader hands over, publishing once the fold has caught up with
+/// the stream (or as [`Folding::publish_if`] says while more waits), until the reader ends.
+fn fold_batches(
+    reader: &JetStreamReader,
+    folding: &mut Folding,
+    batches: &mut mpsc::Receiver<(u64, Vec<Entry>)>,
+    pipeline: &Pipeline,
+) -> Result<(), PipelineError> {
+    while let Some((last_seq, entries)) = batches.blocking_recv() {
+        folding.apply(last_seq, &entries)?;
+        pipeline.counters().log_last_seq.store(last_seq, Ordering::Relaxed);
+        let caught_up = batches.is_empty() && last_seq >= reader.last_seq();
+        if !folding.publish_if(caught_up) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The stream reader: reads the stream from event `from` as it grows and sends each read's
+/// records, with the last one's sequence number, until a stop or until `batches` is closed.
+fn read_stream(
+    reader: &JetStreamReader,
+    mut from: u64,
+    stop: &watch::Receiver<bool>,
+    batches: mpsc::Sender<(u64, Vec<Entry>)>,
+) -> Result<(), PipelineError> {
     let runtime = reader.0.runtime();
-    let mut cursor = reader.cursor(folding.seq() + 1);
+    let mut cursor = reader.cursor(from);
     let mut failures = 0u32;
     loop {
-        let folded = folding.seq();
         let (mut tail, mut stopped) = (reader.0.tail(), stop.clone());
         let more = runtime.block_on(async {
             tokio::select! {
-                tail = tail.wait_for(|tail| tail.event > folded) => tail.is_ok(),
+                tail = tail.wait_for(|tail| tail.event >= from) => tail.is_ok(),
                 _ = stopped.wait_for(|stopped| *stopped) => false,
+                () = batches.closed() => false,
             }
         });
         if !more {
@@ -132,20 +180,17 @@ fn follow(
                     // The tail says there is more, the cursor finds nothing where it stands:
                     // the stream was made again. Look for the next event afresh.
                     std::thread::sleep(Duration::from_millis(10));
-                    cursor = reader.cursor(folding.seq() + 1);
+                    cursor = reader.cursor(from);
                     continue;
                 };
-                let entries: Vec<Entry> = records
+                let entries = records
                     .into_iter()
                     .map(|record| Entry { event: record.event, upstream_id: record.upstream_id })
                     .collect();
-                folding.apply(last_seq, &entries)?;
-                let counters = pipeline.counters();
-                counters.log_last_seq.store(last_seq, Ordering::Relaxed);
-                let caught_up = last_seq >= reader.last_seq();
-                if !folding.publish_if(caught_up) {
+                if batches.blocking_send((last_seq, entries)).is_err() {
                     return Ok(());
                 }
+                from = last_seq + 1;
             }
             Err(error) if error.is_fatal() => return Err(error.into()),
             Err(error) => {
@@ -156,7 +201,7 @@ fn follow(
                     tracing::warn!(%error, "cannot read the stream; trying again in {pause:?}");
                 }
                 std::thread::sleep(pause);
-                cursor = reader.cursor(folding.seq() + 1);
+                cursor = reader.cursor(from);
             }
         }
     }
