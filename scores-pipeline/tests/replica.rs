@@ -77,3 +77,63 @@ async fn a_deleted_stream_is_reported_and_followed_again_once_it_is_back() {
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
 }
+
+/// `n` events numbered from `first`, of up to `n_students` students, with regrades.
+fn many_students(first: u64, n: u64, n_students: u64) -> Vec<Entry> {
+    (first..first + n)
+        .map(|n| Entry {
+            event: ScoreEvent::new(
+                &format!("s{}", n * 7 % n_students),
+                n * 31 % 2_000,
+                (n % 101) as f64 / 100.0,
+            )
+            .unwrap(),
+            upstream_id: Arc::from(n.to_string()),
+        })
+        .collect()
+}
+
+fn checkpoint(snapshot: &scores_core::Snapshot) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    snapshot.write_checkpoint(&mut bytes).unwrap();
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_far_behind_catches_up_to_the_board_one_event_at_a_time_makes() {
+    let Some(server) = tokio::task::spawn_blocking(nats::start_one).await.unwrap() else { return };
+    let config = JetStreamConfig::new(vec![server.url()]);
+    // More than a million events behind: the stream reader runs ahead of the fold.
+    let backlog = many_students(1, 1_200_000, 5_003);
+    let live = many_students(1_200_001, 3_000, 6_007);
+    let mut model = scores_core::Scoreboard::new();
+    model.apply_all(backlog.iter().chain(&live).map(|entry| &entry.event));
+    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&backlog).unwrap();
+        writer
+    });
+    let mut writer = written.await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline_config = PipelineConfig {
+        upstream: None,
+        jetstream: Some(config.clone()),
+        ..PipelineConfig::new("", dir.path())
+    };
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    eventually("the replica folds the backlog", || pipeline.snapshot().seq() == 1_200_000).await;
+    // Then the stream grows a little at a time, as it does live, with new students.
+    let written = tokio::task::spawn_blocking(move || {
+        for chunk in live.chunks(500) {
+            writer.append(chunk).unwrap();
+        }
+    });
+    written.await.unwrap();
+    eventually("the replica folds what came live", || pipeline.snapshot().seq() == 1_203_000).await;
+    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+}
