@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-use scores_core::{Changes, Fold, Publisher, Scoreboard};
+use scores_core::{Changes, Fold, Publisher, Resolved, Scoreboard, StudentResolver};
 use scores_journal::load_checkpoint;
 
 use crate::checkpointer::Checkpointer;
@@ -146,13 +146,43 @@ impl Folding {
         self.fold.seq()
     }
 
+    /// How many students the board holds.
+    pub(crate) fn n_students(&self) -> usize {
+        self.fold.n_students()
+    }
+
     /// Folds `entries`, the last numbered `last_seq`: they must follow on from what is folded.
     pub(crate) fn apply(&mut self, last_seq: u64, entries: &[Entry]) -> Result<(), PipelineError> {
-        let first = (last_seq + 1).saturating_sub(entries.len() as u64);
+        self.check_follows(last_seq, entries.len())?;
+        self.fold.apply_all(entries.iter().map(|entry| &entry.event));
+        Ok(())
+    }
+
+    /// Folds a pass of events resolved by a [`student_resolver`](Self::student_resolver), the
+    /// last numbered `last_seq`, in bulk (see [`Fold::apply_resolved`]): for a large part of the
+    /// log at once. It must follow on from what is folded.
+    pub(crate) fn apply_resolved(
+        &mut self,
+        last_seq: u64,
+        pass: &Resolved,
+    ) -> Result<(), PipelineError> {
+        self.check_follows(last_seq, pass.events().len())?;
+        self.fold.apply_resolved(pass);
+        Ok(())
+    }
+
+    /// A resolver of passes for [`apply_resolved`](Self::apply_resolved), in step with the fold
+    /// as it is now; anything folded another way puts it out of step (a pass out of step is
+    /// still folded right, resolved again by the fold).
+    pub(crate) fn student_resolver(&mut self) -> StudentResolver {
+        self.fold.student_resolver()
+    }
+
+    fn check_follows(&self, last_seq: u64, n_events: usize) -> Result<(), PipelineError> {
+        let first = (last_seq + 1).saturating_sub(n_events as u64);
         if first != self.fold.seq() + 1 {
             return Err(PipelineError::OutOfOrder { expected: self.fold.seq() + 1, found: first });
         }
-        self.fold.apply_all(entries.iter().map(|entry| &entry.event));
         Ok(())
     }
 

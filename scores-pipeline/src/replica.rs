@@ -18,8 +18,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
+use scores_core::{Resolved, ScoreEvent, StudentResolver};
 use scores_journal::DataDir;
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
@@ -35,8 +37,19 @@ use crate::run::{PipelineConfig, PipelineError, Running, halt_on, spawn_thread, 
 /// Records folded at a time while following the stream.
 const FOLLOW_CHUNK: usize = 65_536;
 
-/// How many reads of [`FOLLOW_CHUNK`] records the stream reader may be ahead of the fold.
+/// How many reads the stream reader may be ahead of the fold.
 const READ_AHEAD: usize = 2;
+
+/// A follower this many events or more behind the stream's end, on a board of at least
+/// [`BULK_MIN_STUDENTS`], reads them in passes of this many and folds each in bulk: each
+/// student's results are read once a pass rather than once an event.
+const BULK_PASS: usize = 1 << 20;
+
+/// The students a board needs before a follower far behind folds in bulk. With 100k students
+/// (rows far larger than the cache) a bulk catch-up was 1.33 → 1.77 M events/s on a third less
+/// CPU; with 200 (every row in cache) it was half as fast as folding read by read, the reader
+/// having become the slower side (docs/PERFORMANCE.md). Between the two, a guess.
+const BULK_MIN_STUDENTS: usize = 1 << 15;
 
 /// How often a replica without the lease tries to take it.
 const ACQUIRE_EVERY: Duration = Duration::from_millis(250);
@@ -108,41 +121,79 @@ async fn report_status(
 
 /// The follower, on the folder's thread: folds the stream's records after what is folded, as
 /// they become durable, until a stop. A `stream-reader` thread reads them ahead of the fold (a
-/// read waits on NATS; a fold on memory), at most [`READ_AHEAD`] batches ahead. NATS going away
+/// read waits on NATS; a fold on memory), at most [`READ_AHEAD`] reads ahead. NATS going away
 /// pauses the reader; it resumes where it stopped.
+///
+/// On a board of at least [`BULK_MIN_STUDENTS`] students, a follower [`BULK_PASS`] events or
+/// more behind the stream's end (a new replica, or one that fell behind) folds in bulk: the
+/// reader gathers passes of that many events and resolves them on its thread (see
+/// [`Fold::apply_resolved`](scores_core::Fold::apply_resolved)), with a resolver the fold hands
+/// it when it has folded everything read before.
 fn follow(
     reader: &JetStreamReader,
     folding: &mut Folding,
     stop: &watch::Receiver<bool>,
     pipeline: &Pipeline,
 ) -> Result<(), PipelineError> {
-    let (sender, mut batches) = mpsc::channel(READ_AHEAD);
-    let from = folding.seq() + 1;
+    let (sender, mut reads) = mpsc::channel(READ_AHEAD);
+    let (give_resolver, resolvers) = std::sync::mpsc::sync_channel(1);
+    let stream_reader = StreamReader { reader, from: folding.seq() + 1, resolvers };
     std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
             .name("stream-reader".into())
-            .spawn_scoped(scope, || read_stream(reader, from, stop, sender))
+            .spawn_scoped(scope, move || stream_reader.run(stop, &sender))
             .map_err(|source| PipelineError::Io { action: "starting the stream reader", source })?;
-        let folded = fold_batches(reader, folding, &mut batches, pipeline);
-        // The reader sees the channel closed, wherever it waits, and ends.
-        drop(batches);
+        let folded = fold_reads(reader, folding, &mut reads, &give_resolver, pipeline);
+        // The reader sees the channel closed, wherever it waits, and ends; the fold sees it
+        // closed once the reader has ended (it owns the sender).
+        drop((reads, give_resolver));
         let read = reading.join().map_err(|_| PipelineError::Panicked("stream reader"))?;
         folded.and(read)
     })
 }
 
-/// Folds each batch the stream reader hands over, publishing once the fold has caught up with
+/// What the stream reader hands the fold, in log order. Each read carries the sequence number
+/// of its last event.
+enum Read {
+    /// The records of one read.
+    Entries(u64, Vec<Entry>),
+    /// A pass of events resolved for a bulk fold.
+    Pass(u64, Resolved),
+    /// The reader asks for a resolver in step with the fold, which has then folded everything
+    /// read before: `None` back when the board is too small to gain from a bulk fold.
+    Resolver,
+}
+
+/// Folds each read the stream reader hands over, publishing once the fold has caught up with
 /// the stream (or as [`Folding::publish_if`] says while more waits), until the reader ends.
-fn fold_batches(
+fn fold_reads(
     reader: &JetStreamReader,
     folding: &mut Folding,
-    batches: &mut mpsc::Receiver<(u64, Vec<Entry>)>,
+    reads: &mut mpsc::Receiver<Read>,
+    give_resolver: &SyncSender<Option<StudentResolver>>,
     pipeline: &Pipeline,
 ) -> Result<(), PipelineError> {
-    while let Some((last_seq, entries)) = batches.blocking_recv() {
-        folding.apply(last_seq, &entries)?;
+    while let Some(read) = reads.blocking_recv() {
+        let last_seq = match read {
+            Read::Entries(last_seq, entries) => {
+                folding.apply(last_seq, &entries)?;
+                last_seq
+            }
+            Read::Pass(last_seq, pass) => {
+                folding.apply_resolved(last_seq, &pass)?;
+                last_seq
+            }
+            Read::Resolver => {
+                let is_large = folding.n_students() >= BULK_MIN_STUDENTS;
+                let resolver = is_large.then(|| folding.student_resolver());
+                if give_resolver.send(resolver).is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
         pipeline.counters().log_last_seq.store(last_seq, Ordering::Relaxed);
-        let caught_up = batches.is_empty() && last_seq >= reader.last_seq();
+        let caught_up = reads.is_empty() && last_seq >= reader.last_seq();
         if !folding.publish_if(caught_up) {
             break;
         }
@@ -150,60 +201,116 @@ fn fold_batches(
     Ok(())
 }
 
-/// The stream reader: reads the stream from event `from` as it grows and sends each read's
-/// records, with the last one's sequence number, until a stop or until `batches` is closed.
-fn read_stream(
-    reader: &JetStreamReader,
-    mut from: u64,
-    stop: &watch::Receiver<bool>,
-    batches: mpsc::Sender<(u64, Vec<Entry>)>,
-) -> Result<(), PipelineError> {
-    let runtime = reader.0.runtime();
-    let mut cursor = reader.cursor(from);
-    let mut failures = 0u32;
-    loop {
-        let (mut tail, mut stopped) = (reader.0.tail(), stop.clone());
-        let more = runtime.block_on(async {
-            tokio::select! {
-                tail = tail.wait_for(|tail| tail.event >= from) => tail.is_ok(),
-                _ = stopped.wait_for(|stopped| *stopped) => false,
-                () = batches.closed() => false,
+/// Reads the stream from event `from` on, as it grows.
+struct StreamReader<'a> {
+    reader: &'a JetStreamReader,
+    /// The next event to read.
+    from: u64,
+    /// The fold's answers to [`Read::Resolver`].
+    resolvers: Receiver<Option<StudentResolver>>,
+}
+
+impl StreamReader<'_> {
+    /// Sends each read to the fold until a stop, or until `reads` is closed.
+    fn run(
+        mut self,
+        stop: &watch::Receiver<bool>,
+        reads: &mpsc::Sender<Read>,
+    ) -> Result<(), PipelineError> {
+        let runtime = self.reader.0.runtime();
+        let mut cursor = self.reader.cursor(self.from);
+        // A resolver in step with what was sent so far, and the pass being gathered with it.
+        let (mut resolver, mut pass) = (None, Vec::new());
+        // Where the reader last asked for a resolver: it asks again a pass later at the soonest.
+        let mut asked_at = None;
+        let mut failures = 0u32;
+        loop {
+            let (mut tail, mut stopped, from) = (self.reader.0.tail(), stop.clone(), self.from);
+            let more = runtime.block_on(async {
+                tokio::select! {
+                    tail = tail.wait_for(|tail| tail.event >= from) => tail.is_ok(),
+                    _ = stopped.wait_for(|stopped| *stopped) => false,
+                    () = reads.closed() => false,
+                }
+            });
+            if !more {
+                return Ok(());
             }
-        });
-        if !more {
-            return Ok(());
-        }
-        match cursor.read(FOLLOW_CHUNK) {
-            Ok(records) => {
-                failures = 0;
-                let Some(last_seq) = records.last().map(|record| record.seq) else {
-                    // The tail says there is more, the cursor finds nothing where it stands:
-                    // the stream was made again. Look for the next event afresh.
-                    std::thread::sleep(Duration::from_millis(10));
-                    cursor = reader.cursor(from);
-                    continue;
-                };
-                let entries = records
-                    .into_iter()
-                    .map(|record| Entry { event: record.event, upstream_id: record.upstream_id })
-                    .collect();
-                if batches.blocking_send((last_seq, entries)).is_err() {
+            let far_behind = self.reader.last_seq() + 1 - self.from >= BULK_PASS as u64;
+            let asked_lately = asked_at.is_some_and(|at| self.from < at + BULK_PASS as u64);
+            if far_behind && resolver.is_none() && !asked_lately {
+                asked_at = Some(self.from);
+                if reads.blocking_send(Read::Resolver).is_err() {
                     return Ok(());
                 }
-                from = last_seq + 1;
+                let Ok(answer) = self.resolvers.recv() else { return Ok(()) };
+                resolver = answer;
             }
-            Err(error) if error.is_fatal() => return Err(error.into()),
-            Err(error) => {
-                // A moment's hiccup (a leader election) first, then NATS away for longer.
-                failures += 1;
-                let pause = Duration::from_millis(if failures <= 10 { 100 } else { 1000 });
-                if failures > 3 {
-                    tracing::warn!(%error, "cannot read the stream; trying again in {pause:?}");
+            let records = match cursor.read(FOLLOW_CHUNK) {
+                Ok(records) => records,
+                Err(error) if error.is_fatal() => return Err(error.into()),
+                Err(error) => {
+                    // A moment's hiccup (a leader election) first, then NATS away for longer.
+                    failures += 1;
+                    let pause = Duration::from_millis(if failures <= 10 { 100 } else { 1000 });
+                    if failures > 3 {
+                        tracing::warn!(%error, "cannot read the stream; trying again in {pause:?}");
+                    }
+                    if !self.send_pass(&mut pass, resolver.as_mut(), reads) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(pause);
+                    cursor = self.reader.cursor(self.from);
+                    continue;
                 }
-                std::thread::sleep(pause);
-                cursor = reader.cursor(from);
+            };
+            failures = 0;
+            let Some(last_seq) = records.last().map(|record| record.seq) else {
+                // The tail says there is more, the cursor finds nothing where it stands: the
+                // stream was made again. Look for the next event afresh.
+                if !self.send_pass(&mut pass, resolver.as_mut(), reads) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                cursor = self.reader.cursor(self.from);
+                continue;
+            };
+            self.from = last_seq + 1;
+            let sent = match resolver.as_mut() {
+                Some(resolver) if far_behind || !pass.is_empty() => {
+                    pass.extend(records.into_iter().map(|record| record.event));
+                    let full = pass.len() >= BULK_PASS || last_seq >= self.reader.last_seq();
+                    !full || self.send_pass(&mut pass, Some(resolver), reads)
+                }
+                _ => {
+                    // Folded another way, so a resolver held is out of step from here on.
+                    resolver = None;
+                    let entries = records
+                        .into_iter()
+                        .map(|record| Entry {
+                            event: record.event,
+                            upstream_id: record.upstream_id,
+                        })
+                        .collect();
+                    reads.blocking_send(Read::Entries(last_seq, entries)).is_ok()
+                }
+            };
+            if !sent {
+                return Ok(());
             }
         }
+    }
+
+    /// Resolves and sends the pass gathered so far, if any; false once the fold has gone.
+    fn send_pass(
+        &self,
+        pass: &mut Vec<ScoreEvent>,
+        resolver: Option<&mut StudentResolver>,
+        reads: &mpsc::Sender<Read>,
+    ) -> bool {
+        let Some(resolver) = resolver.filter(|_| !pass.is_empty()) else { return true };
+        let resolved = resolver.resolve(std::mem::take(pass));
+        reads.blocking_send(Read::Pass(self.from - 1, resolved)).is_ok()
     }
 }
 

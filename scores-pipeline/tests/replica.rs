@@ -137,3 +137,56 @@ async fn a_replica_far_behind_catches_up_to_the_board_one_event_at_a_time_makes(
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_far_behind_on_a_large_board_folds_in_bulk_to_the_same_board() {
+    let Some(server) = tokio::task::spawn_blocking(nats::start_one).await.unwrap() else { return };
+    let config = JetStreamConfig::new(vec![server.url()]);
+    let first = many_students(1, 100_000, 40_009);
+    // Over a million events behind a board of 40k students: the first million are read as one
+    // pass, resolved on the reader's thread and folded in bulk; the rest read by read.
+    let backlog = many_students(100_001, 1_200_000, 41_011);
+    let live = many_students(1_300_001, 3_000, 42_013);
+    let mut model = scores_core::Scoreboard::new();
+    model.apply_all([&first, &backlog, &live].into_iter().flatten().map(|entry| &entry.event));
+    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&first).unwrap();
+        writer
+    });
+    let mut writer = written.await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline_config = PipelineConfig {
+        upstream: None,
+        jetstream: Some(config.clone()),
+        ..PipelineConfig::new("", dir.path())
+    };
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) =
+        scores_pipeline::start(pipeline_config.clone(), stopped).await.unwrap();
+    eventually("the replica folds the stream", || pipeline.snapshot().seq() == 100_000).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    assert!(dir.path().join("checkpoint").exists(), "the replica restarts from a checkpoint");
+
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&backlog).unwrap();
+        writer
+    });
+    let mut writer = written.await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    eventually("the replica folds the backlog", || pipeline.snapshot().seq() == 1_300_000).await;
+    let written = tokio::task::spawn_blocking(move || {
+        for chunk in live.chunks(500) {
+            writer.append(chunk).unwrap();
+        }
+    });
+    written.await.unwrap();
+    eventually("the replica folds what came live", || pipeline.snapshot().seq() == 1_303_000).await;
+    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+}
