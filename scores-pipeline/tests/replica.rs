@@ -190,3 +190,84 @@ async fn a_replica_restarted_far_behind_on_a_large_board_folds_in_bulk_to_the_sa
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
 }
+
+/// Answers every direct get of stream `name` on `client` with the message two after the one
+/// asked for, relabelled as the one asked for (a node whose copy disagrees with the leader's),
+/// or, past the stream's end, with a reply that is no message at all.
+async fn answer_direct_gets_wrongly(
+    client: async_nats::Client,
+    name: &str,
+) -> tokio::task::JoinHandle<()> {
+    use async_nats::header::{NATS_SEQUENCE, NATS_STREAM, NATS_SUBJECT, NATS_TIME_STAMP};
+    use futures_util::StreamExt;
+
+    let mut requests = client.subscribe(format!("$JS.API.DIRECT.GET.{name}")).await.unwrap();
+    let stream = async_nats::jetstream::new(client.clone()).get_stream(name).await.unwrap();
+    tokio::spawn(async move {
+        while let Some(request) = requests.next().await {
+            let Some(reply) = request.reply else { continue };
+            // The request is `{"seq":N}`.
+            let digits: String =
+                request.payload.iter().map(|&b| b as char).filter(char::is_ascii_digit).collect();
+            let sequence: u64 = digits.parse().unwrap();
+            match stream.get_raw_message(sequence + 2).await {
+                Ok(other) => {
+                    let mut headers = other.headers.clone();
+                    headers.insert(NATS_STREAM, stream.cached_info().config.name.as_str());
+                    headers.insert(NATS_SUBJECT, other.subject.as_str());
+                    headers.insert(NATS_SEQUENCE, sequence.to_string().as_str());
+                    headers.insert(NATS_TIME_STAMP, "2026-12-04T00:00:00Z");
+                    client.publish_with_headers(reply, headers, other.payload).await.unwrap();
+                }
+                Err(_) => client.publish(reply, "no such message".into()).await.unwrap(),
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_from_the_leader_when_direct_gets_answer_with_other_messages() {
+    let Some(server) = tokio::task::spawn_blocking(nats::start_one).await.unwrap() else { return };
+    let config = JetStreamConfig::new(vec![server.url()]);
+    // The stream made beforehand without direct gets, so the server answers none of them: the
+    // only answers come from the impostor below.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let context = async_nats::jetstream::new(client.clone());
+    context
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.events", config.stream)],
+            allow_direct: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let impostor = answer_direct_gets_wrongly(client, &config.stream).await;
+    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let appended = many_students(1, 3_000, 101);
+    let mut model = scores_core::Scoreboard::new();
+    model.apply_all(appended.iter().map(|entry| &entry.event));
+    let written = tokio::task::spawn_blocking(move || {
+        // Several messages, each of which the impostor answers for another.
+        for chunk in appended.chunks(300) {
+            writer.append(chunk).unwrap();
+        }
+    });
+    written.await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline_config = PipelineConfig {
+        upstream: None,
+        jetstream: Some(config.clone()),
+        ..PipelineConfig::new("", dir.path())
+    };
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    eventually("the replica folds the stream", || pipeline.snapshot().seq() == 3_000).await;
+    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
+    assert!(pipeline.failure().is_none());
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    impostor.abort();
+}
