@@ -99,6 +99,46 @@ fn checkpoint(snapshot: &scores_core::Snapshot) -> Vec<u8> {
     bytes
 }
 
+/// Appends `entries` in appends of `chunk` entries, off the runtime (the writer blocks on it).
+async fn append(mut writer: JetStreamLog, entries: Vec<Entry>, chunk: usize) -> JetStreamLog {
+    let written = tokio::task::spawn_blocking(move || {
+        for entries in entries.chunks(chunk) {
+            writer.append(entries).unwrap();
+        }
+        writer
+    });
+    written.await.unwrap()
+}
+
+/// A replica that folds the stream and ingests nothing, its checkpoint in a data directory.
+struct Replica {
+    pipeline: scores_pipeline::Pipeline,
+    running: scores_pipeline::Running,
+    stop: watch::Sender<bool>,
+}
+
+impl Replica {
+    async fn start(config: &JetStreamConfig, data_dir: &std::path::Path) -> Replica {
+        let pipeline_config = PipelineConfig {
+            upstream: None,
+            jetstream: Some(config.clone()),
+            ..PipelineConfig::new("", data_dir)
+        };
+        let (stop, stopped) = watch::channel(false);
+        let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+        Replica { pipeline, running, stop }
+    }
+
+    async fn folds(&self, what: &str, seq: u64) {
+        eventually(what, || self.pipeline.snapshot().seq() == seq).await;
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.running.wait()).await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_far_behind_catches_up_to_the_board_one_event_at_a_time_makes() {
     let Some(server) = tokio::task::spawn_blocking(nats::start_one).await.unwrap() else { return };
@@ -108,34 +148,17 @@ async fn a_replica_far_behind_catches_up_to_the_board_one_event_at_a_time_makes(
     let live = many_students(1_200_001, 3_000, 6_007);
     let mut model = scores_core::Scoreboard::new();
     model.apply_all(backlog.iter().chain(&live).map(|entry| &entry.event));
-    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
-    let written = tokio::task::spawn_blocking(move || {
-        writer.append(&backlog).unwrap();
-        writer
-    });
-    let mut writer = written.await.unwrap();
+    let writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let writer = append(writer, backlog, usize::MAX).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let pipeline_config = PipelineConfig {
-        upstream: None,
-        jetstream: Some(config.clone()),
-        ..PipelineConfig::new("", dir.path())
-    };
-    let (stop, stopped) = watch::channel(false);
-    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
-    eventually("the replica folds the backlog", || pipeline.snapshot().seq() == 1_200_000).await;
+    let replica = Replica::start(&config, dir.path()).await;
+    replica.folds("the replica folds the backlog", 1_200_000).await;
     // Then the stream grows a little at a time, as it does live, with new students.
-    let written = tokio::task::spawn_blocking(move || {
-        for chunk in live.chunks(500) {
-            writer.append(chunk).unwrap();
-        }
-    });
-    written.await.unwrap();
-    eventually("the replica folds what came live", || pipeline.snapshot().seq() == 1_203_000).await;
-    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
-
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    append(writer, live, 500).await;
+    replica.folds("the replica folds what came live", 1_203_000).await;
+    assert_eq!(checkpoint(&replica.pipeline.snapshot()), checkpoint(&model.snapshot()));
+    replica.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,46 +172,22 @@ async fn a_replica_restarted_far_behind_on_a_large_board_folds_in_bulk_to_the_sa
     let live = many_students(1_300_001, 3_000, 42_013);
     let mut model = scores_core::Scoreboard::new();
     model.apply_all([&first, &backlog, &live].into_iter().flatten().map(|entry| &entry.event));
-    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
-    let written = tokio::task::spawn_blocking(move || {
-        writer.append(&first).unwrap();
-        writer
-    });
-    let mut writer = written.await.unwrap();
+    let writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let writer = append(writer, first, usize::MAX).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let pipeline_config = PipelineConfig {
-        upstream: None,
-        jetstream: Some(config.clone()),
-        ..PipelineConfig::new("", dir.path())
-    };
-    let (stop, stopped) = watch::channel(false);
-    let (pipeline, running) =
-        scores_pipeline::start(pipeline_config.clone(), stopped).await.unwrap();
-    eventually("the replica folds the stream", || pipeline.snapshot().seq() == 100_000).await;
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    let replica = Replica::start(&config, dir.path()).await;
+    replica.folds("the replica folds the stream", 100_000).await;
+    replica.stop().await;
     assert!(dir.path().join("checkpoint").exists(), "the replica restarts from a checkpoint");
 
-    let written = tokio::task::spawn_blocking(move || {
-        writer.append(&backlog).unwrap();
-        writer
-    });
-    let mut writer = written.await.unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
-    eventually("the replica folds the backlog", || pipeline.snapshot().seq() == 1_300_000).await;
-    let written = tokio::task::spawn_blocking(move || {
-        for chunk in live.chunks(500) {
-            writer.append(chunk).unwrap();
-        }
-    });
-    written.await.unwrap();
-    eventually("the replica folds what came live", || pipeline.snapshot().seq() == 1_303_000).await;
-    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
-
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    let writer = append(writer, backlog, usize::MAX).await;
+    let replica = Replica::start(&config, dir.path()).await;
+    replica.folds("the replica folds the backlog", 1_300_000).await;
+    append(writer, live, 500).await;
+    replica.folds("the replica folds what came live", 1_303_000).await;
+    assert_eq!(checkpoint(&replica.pipeline.snapshot()), checkpoint(&model.snapshot()));
+    replica.stop().await;
 }
 
 /// Answers every direct get of stream `name` on `client` with the message two after the one
@@ -243,31 +242,18 @@ async fn a_replica_reads_from_the_leader_when_direct_gets_answer_with_other_mess
         .await
         .unwrap();
     let impostor = answer_direct_gets_wrongly(client, &config.stream).await;
-    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    // Several messages, each of which the impostor answers for another.
     let appended = many_students(1, 3_000, 101);
     let mut model = scores_core::Scoreboard::new();
     model.apply_all(appended.iter().map(|entry| &entry.event));
-    let written = tokio::task::spawn_blocking(move || {
-        // Several messages, each of which the impostor answers for another.
-        for chunk in appended.chunks(300) {
-            writer.append(chunk).unwrap();
-        }
-    });
-    written.await.unwrap();
+    let writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    append(writer, appended, 300).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let pipeline_config = PipelineConfig {
-        upstream: None,
-        jetstream: Some(config.clone()),
-        ..PipelineConfig::new("", dir.path())
-    };
-    let (stop, stopped) = watch::channel(false);
-    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
-    eventually("the replica folds the stream", || pipeline.snapshot().seq() == 3_000).await;
-    assert_eq!(checkpoint(&pipeline.snapshot()), checkpoint(&model.snapshot()));
-    assert!(pipeline.failure().is_none());
-
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), running.wait()).await.unwrap().unwrap();
+    let replica = Replica::start(&config, dir.path()).await;
+    replica.folds("the replica folds the stream", 3_000).await;
+    assert_eq!(checkpoint(&replica.pipeline.snapshot()), checkpoint(&model.snapshot()));
+    assert!(replica.pipeline.failure().is_none());
+    replica.stop().await;
     impostor.abort();
 }
