@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::time::Duration;
 
 use scores_core::{Resolved, ScoreEvent, StudentResolver};
@@ -127,8 +127,8 @@ async fn report_status(
 /// On a board of at least [`BULK_MIN_STUDENTS`] students, a follower [`BULK_PASS`] events or
 /// more behind the stream's end (a new replica, or one that fell behind) folds in bulk: the
 /// reader gathers passes of that many events and resolves them on its thread (see
-/// [`Fold::apply_resolved`](scores_core::Fold::apply_resolved)), with a resolver the fold hands
-/// it when it has folded everything read before.
+/// [`Fold::apply_resolved`](scores_core::Fold::apply_resolved)), with a resolver the fold makes
+/// when it has folded everything read before the reader asked for it.
 fn follow(
     reader: &JetStreamReader,
     folding: &mut Folding,
@@ -161,6 +161,7 @@ enum Read {
     Pass(u64, Resolved),
     /// The reader asks for a resolver in step with the fold, which has then folded everything
     /// read before: `None` back when the board is too small to gain from a bulk fold.
+    /// Answered through a channel of its own.
     Resolver,
 }
 
@@ -219,10 +220,11 @@ impl StreamReader<'_> {
     ) -> Result<(), PipelineError> {
         let runtime = self.reader.0.runtime();
         let mut cursor = self.reader.cursor(self.from);
-        // A resolver in step with what was sent so far, and the pass being gathered with it.
+        // A resolver for the passes, and the pass being gathered with it.
         let (mut resolver, mut pass) = (None, Vec::new());
-        // Where the reader last asked for a resolver: it asks again a pass later at the soonest.
-        let mut asked_at = None;
+        // Where the reader last asked for a resolver (it asks again a pass later at the
+        // soonest), and whether the answer is still due.
+        let (mut asked_at, mut answer_due) = (None, false);
         let mut failures = 0u32;
         loop {
             let (mut tail, mut stopped, from) = (self.reader.0.tail(), stop.clone(), self.from);
@@ -238,13 +240,22 @@ impl StreamReader<'_> {
             }
             let far_behind = self.reader.last_seq() + 1 - self.from >= BULK_PASS as u64;
             let asked_lately = asked_at.is_some_and(|at| self.from < at + BULK_PASS as u64);
-            if far_behind && resolver.is_none() && !asked_lately {
+            if far_behind && resolver.is_none() && !answer_due && !asked_lately {
                 asked_at = Some(self.from);
+                answer_due = true;
                 if reads.blocking_send(Read::Resolver).is_err() {
                     return Ok(());
                 }
-                let Ok(answer) = self.resolvers.recv() else { return Ok(()) };
-                resolver = answer;
+            }
+            // The reader reads on meanwhile: what it sends before the answer comes puts the
+            // resolver out of step only if it holds new students, and a pass out of step is
+            // resolved again by the fold (waiting for the answer cost the catch-up a sixth).
+            if answer_due {
+                match self.resolvers.try_recv() {
+                    Ok(answer) => (resolver, answer_due) = (answer, false),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
             }
             let records = match cursor.read(FOLLOW_CHUNK) {
                 Ok(records) => records,
@@ -283,7 +294,7 @@ impl StreamReader<'_> {
                     !full || self.send_pass(&mut pass, Some(resolver), reads)
                 }
                 _ => {
-                    // Folded another way, so a resolver held is out of step from here on.
+                    // Caught up: a resolver held is given up, and asked for afresh next time.
                     resolver = None;
                     let entries = records
                         .into_iter()
