@@ -238,7 +238,9 @@ impl StreamReader<'_> {
             if !more {
                 return Ok(());
             }
-            let far_behind = self.reader.last_seq() + 1 - self.from >= BULK_PASS as u64;
+            // The tail may move back meanwhile (a stream deleted and made again).
+            let unread = (self.reader.last_seq() + 1).saturating_sub(self.from);
+            let far_behind = unread >= BULK_PASS as u64;
             let asked_lately = asked_at.is_some_and(|at| self.from < at + BULK_PASS as u64);
             if far_behind && resolver.is_none() && !answer_due && !asked_lately {
                 asked_at = Some(self.from);
@@ -247,9 +249,9 @@ impl StreamReader<'_> {
                     return Ok(());
                 }
             }
-            // The reader reads on meanwhile: what it sends before the answer comes puts the
-            // resolver out of step only if it holds new students, and a pass out of step is
-            // resolved again by the fold (waiting for the answer cost the catch-up a sixth).
+            // The reader reads on meanwhile, so it never waits on the fold: what it sends
+            // before the answer comes puts the resolver out of step only if it holds new
+            // students, and a pass out of step is resolved again by the fold.
             if answer_due {
                 match self.resolvers.try_recv() {
                     Ok(answer) => (resolver, answer_due) = (answer, false),
