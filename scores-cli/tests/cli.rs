@@ -431,6 +431,9 @@ fn the_readme_example_service_answers_the_same_before_and_after_a_restart() {
     let (first, base) = readme_example_service(&data_dir, true);
     let before: Vec<_> = ["/students", "/exams", path.as_str()].map(|p| get(&base, p)).into();
     assert_eq!(before[2].2, shown, "GET {path}");
+    for probe in ["/healthz", "/readyz"] {
+        assert_eq!(get(&base, probe).0, 200, "GET {probe}");
+    }
     stop(first, |log| {
         // JSON logs, one object per line; the access log names each request.
         for line in log.lines() {
@@ -439,6 +442,11 @@ fn the_readme_example_service_answers_the_same_before_and_after_a_restart() {
             assert!(value["level"].is_string(), "{line}");
         }
         assert!(log.contains("\"status\":200") && log.contains("\"path\":\"/students\""), "{log}");
+        // Health checks that pass are logged at DEBUG, below the INFO this service logs at.
+        assert!(
+            !log.contains("\"path\":\"/healthz\"") && !log.contains("\"path\":\"/readyz\""),
+            "{log}"
+        );
     });
 
     let (second, base) = readme_example_service(&data_dir, false);

@@ -1,6 +1,7 @@
 //! What every response gets on its way out, whichever handler or layer answered: the request is
 //! counted in the metrics and logged (target `scores_http::access`, at INFO, with method, path,
-//! status and latency), the response names a sequence number, and the errors tower-http's
+//! status and latency; a health check that passes at DEBUG, since load balancers and scripts
+//! poll them many times a second), the response names a sequence number, and the errors tower-http's
 //! layers answer on their own (408 from the timeout, 413 from the body limit) get the API's JSON
 //! error body.
 //!
@@ -91,6 +92,9 @@ pin_project! {
 /// The target of the access log's lines: `RUST_LOG=info,scores_http::access=warn` silences it.
 const ACCESS_LOG: &str = "scores_http::access";
 
+/// The health checks' routes: logged at DEBUG while they pass.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
 impl<F, E> Future for FinishFuture<F>
 where
     F: Future<Output = Result<Response, E>>,
@@ -106,7 +110,11 @@ where
         state.metrics().record_request(route, status, latency);
         if let Some((method, uri)) = this.access.take() {
             let latency_us = latency.as_micros() as u64;
-            tracing::info!(target: ACCESS_LOG, %method, path = %uri, status, latency_us, "request");
+            if PROBES.contains(&route) && response.status().is_success() {
+                tracing::debug!(target: ACCESS_LOG, %method, path = %uri, status, latency_us, "request");
+            } else {
+                tracing::info!(target: ACCESS_LOG, %method, path = %uri, status, latency_us, "request");
+            }
         }
         Poll::Ready(Ok(with_seq(state, response)))
     }
