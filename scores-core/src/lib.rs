@@ -48,6 +48,7 @@ mod decode;
 mod event;
 mod id_index;
 mod prefetch;
+mod results;
 mod running_sum;
 mod scoreboard;
 mod snapshot;

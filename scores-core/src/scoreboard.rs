@@ -12,7 +12,6 @@
 //! Averages are computed by the fold, event by event, so they do not depend on how events were
 //! grouped into snapshots: a replay and the live service give the same bytes.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use compact_str::CompactString;
@@ -20,6 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
 use crate::prefetch::prefetch;
+use crate::results::{Found, Row};
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
 
@@ -77,13 +77,10 @@ pub struct Fold {
 #[derive(Clone, Debug)]
 struct StudentRow {
     id: StudentId,
-    /// Sorted by exam. Shared with the published snapshot until this student next changes;
-    /// then copied once (a memcpy of the student's results, measured cheaper than a persistent
-    /// map's node copies, and half the memory).
-    results: Arc<Vec<(ExamId, Score)>>,
-    /// Each result's slot in its exam's results, in the order of `results`. The fold's own: a
-    /// regrade names the slot it replaces, so publishing it costs no search.
-    slots: Vec<u32>,
+    /// Sorted by exam, shared with the snapshots in two parts (see [`Row`]), with each result's
+    /// slot in its exam's results beside it: a regrade names the slot it replaces, so
+    /// publishing it costs no search.
+    results: Row,
     sum: RunningSum,
     /// The sequence number of the last event that changed `results`.
     changed_at: u64,
@@ -232,37 +229,53 @@ impl Fold {
     }
 
     /// Folds events in order, exactly as [`apply`](Self::apply) one at a time would, but
-    /// overlaps the memory latency of consecutive events. Three loads stand between an event
-    /// and its fold, each needing the one before: the header of the student's results (where
-    /// they are, how many), their first and last exams (from which the search guesses), and the
-    /// line the search starts from. Each is asked for a third of `LOOKAHEAD` events before
-    /// the next needs it. With more students than fit in cache, waiting on those loads was most
-    /// of the fold's time.
+    /// overlaps the memory latency of consecutive events. With more students than fit in cache,
+    /// waiting on memory was most of the fold's time. Events are taken [`RESOLVE_AHEAD`] at a
+    /// time: first each is resolved to its student's index, lookups that do not depend on one
+    /// another, so the processor overlaps their misses; then they are folded while what each
+    /// will read is asked for ahead (see [`fold_resolved`](Self::fold_resolved)).
     pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a ScoreEvent>) {
-        // Events resolved to their student and not yet folded, oldest first.
-        let mut pending = VecDeque::with_capacity(LOOKAHEAD + 1);
-        for event in events {
-            let student_idx = self.student_idx(&event.student_id);
-            prefetch(Arc::as_ptr(&self.students[student_idx as usize].results));
-            pending.push_back((student_idx, event));
-            let ahead = |by: usize| pending.len().checked_sub(by + 1).and_then(|i| pending.get(i));
-            if let Some(&(student_idx, _)) = ahead(LOOKAHEAD / 3) {
-                let results = &self.students[student_idx as usize].results;
+        let mut events = events.into_iter();
+        let mut resolved = Vec::new();
+        loop {
+            resolved.clear();
+            let next = events.by_ref().take(RESOLVE_AHEAD);
+            resolved.extend(next.map(|event| (self.student_idx(&event.student_id), event)));
+            if resolved.is_empty() {
+                return;
+            }
+            self.fold_resolved(&resolved);
+        }
+    }
+
+    /// Folds events resolved to their students, in order. Four loads stand between an event and
+    /// its fold, each needing the one before: the student's row, the header of its results
+    /// (where they are, how many) and its overlay, their first and last exams (from which the
+    /// search guesses), and the line the search starts from. Each is asked for a quarter of
+    /// [`LOOKAHEAD`] events before the next needs it.
+    fn fold_resolved(&mut self, events: &[(u32, &ScoreEvent)]) {
+        for at in 0..events.len() {
+            let row = |by: usize| {
+                let &(student_idx, event) = events.get(at + by * LOOKAHEAD / 4)?;
+                Some((self.students.get(student_idx as usize)?, event))
+            };
+            if let Some((row, _)) = row(4) {
+                prefetch(row);
+            }
+            if let Some((row, _)) = row(3) {
+                row.results.prefetch_header();
+            }
+            if let Some((row, _)) = row(2) {
+                let results = row.results.base();
                 [results.first(), results.last()].into_iter().flatten().for_each(|r| prefetch(r));
             }
-            if let Some(&(student_idx, event)) = ahead(LOOKAHEAD * 2 / 3) {
-                let results = &self.students[student_idx as usize].results;
+            if let Some((row, event)) = row(1) {
+                let results = row.results.base();
                 if let Some(start) = results.get(guess(results, event.exam)) {
                     prefetch(start);
                 }
             }
-            if pending.len() > LOOKAHEAD
-                && let Some((student_idx, event)) = pending.pop_front()
-            {
-                self.apply_to(student_idx, event);
-            }
-        }
-        for (student_idx, event) in pending {
+            let (student_idx, event) = events[at];
             self.apply_to(student_idx, event);
         }
     }
@@ -292,7 +305,7 @@ impl Fold {
                 idx: student_idx,
                 new_id: is_new.then(|| row.id.clone()),
                 entry: StudentEntry {
-                    results: row.results.clone(),
+                    results: row.results.share(),
                     average: row.sum.mean(row.results.len()),
                     changed_at: row.changed_at,
                 },
@@ -340,7 +353,7 @@ impl Fold {
             self.exams.iter().map(|(&exam, row)| (exam, vec![unfilled; row.n_results as usize])),
         );
         for (student_idx, row) in (0u32..).zip(&self.students) {
-            for (&(exam, score), &slot) in row.results.iter().zip(&row.slots) {
+            for ((exam, score), slot) in row.results.iter_with_slots() {
                 let place =
                     by_exam.get_mut(&exam).and_then(|results| results.get_mut(slot as usize));
                 if let Some(place) = place {
@@ -356,24 +369,21 @@ impl Fold {
         let ScoreEvent { exam, score, .. } = event;
         let row = &mut self.students[student_idx as usize];
         let (exam_row, slot);
-        let applied = match search(&row.results, *exam) {
-            Ok(index) => {
-                let previous = row.results[index].1;
+        let applied = match row.results.find(*exam) {
+            Found::Held(held, previous) => {
                 if previous == *score {
                     return Applied::Unchanged;
                 }
-                Arc::make_mut(&mut row.results)[index].1 = *score;
+                slot = row.results.regrade(held, *score);
                 row.sum.replace(previous.get(), score.get());
                 exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.replace(previous.get(), score.get());
-                slot = row.slots[index];
                 Applied::Regraded { previous }
             }
-            Err(index) => {
+            Found::Absent(absent) => {
                 if row.results.is_empty() {
                     self.students_changed_at = self.seq;
                 }
-                insert_result(&mut row.results, index, (*exam, *score));
                 row.sum.add(score.get());
                 exam_row = self.exams.entry(*exam).or_default();
                 exam_row.sum.add(score.get());
@@ -382,8 +392,7 @@ impl Fold {
                 }
                 slot = exam_row.n_results;
                 exam_row.n_results += 1;
-                reserve_one(&mut row.slots);
-                row.slots.insert(index, slot);
+                row.results.insert(absent, (*exam, *score), slot);
                 self.n_results += 1;
                 Applied::New
             }
@@ -453,8 +462,7 @@ impl Fold {
         self.student_index.insert(key(student_id), student_idx);
         self.students.push(StudentRow {
             id: student_id.clone(),
-            results: Arc::default(),
-            slots: Vec::new(),
+            results: Row::default(),
             sum: RunningSum::default(),
             changed_at: 0,
             is_dirty: false,
@@ -568,7 +576,7 @@ fn average(entry: &ExamEntry, sum: RunningSum) -> f64 {
 /// search reads one or two cache lines, where a binary search over a thousand results read
 /// ten, most of them not in cache. However wrong the guess, the search takes at most about
 /// twice a binary search's steps.
-fn search(results: &[(ExamId, Score)], exam: ExamId) -> Result<usize, usize> {
+pub(crate) fn search(results: &[(ExamId, Score)], exam: ExamId) -> Result<usize, usize> {
     let found = |window: &[(ExamId, Score)], offset: usize| {
         let index = offset + window.partition_point(|(e, _)| *e < exam);
         match results.get(index) {
@@ -615,32 +623,19 @@ fn guess(results: &[(ExamId, Score)], exam: ExamId) -> usize {
     (along / u128::from(last.0 - first.0)) as usize
 }
 
-/// Inserts `result` at `index` of a student's results. Results still shared with a snapshot are
-/// copied once, around the new one and with room to grow, rather than cloned then shifted and
-/// grown (which copies twice and allocates twice).
-fn insert_result(results: &mut Arc<Vec<(ExamId, Score)>>, index: usize, result: (ExamId, Score)) {
-    if let Some(results) = Arc::get_mut(results) {
-        reserve_one(results);
-        return results.insert(index, result);
-    }
-    let len = results.len() + 1;
-    let mut copy = Vec::with_capacity(len + len / 8);
-    copy.extend_from_slice(&results[..index]);
-    copy.push(result);
-    copy.extend_from_slice(&results[index..]);
-    *results = Arc::new(copy);
-}
-
 /// Makes room for one more value, growing by an eighth where a `Vec` doubles: a board's slack
 /// is in every student's results, and with doubling it averaged a quarter of their memory.
-fn reserve_one<T>(values: &mut Vec<T>) {
+pub(crate) fn reserve_one<T>(values: &mut Vec<T>) {
     if values.len() == values.capacity() {
         values.reserve_exact(values.len() / 8 + 4);
     }
 }
 
 /// How many events ahead of the fold [`Fold::apply_all`] looks up rows.
-const LOOKAHEAD: usize = 18;
+const LOOKAHEAD: usize = 24;
+
+/// How many events [`Fold::apply_all`] resolves to their students before it folds them.
+const RESOLVE_AHEAD: usize = 1024;
 
 /// Below this many buffered changes, merging them is always cheap enough.
 const MIN_CHANGES_TO_REBUILD: u64 = 1 << 16;
@@ -679,8 +674,7 @@ impl Scoreboard {
             .map(|StudentParts { id, results, slots }| StudentRow {
                 id,
                 sum: RunningSum::of(results.iter().map(|(_, score)| score.get())),
-                results: Arc::new(results),
-                slots,
+                results: Row::new(results, slots),
                 changed_at: seq,
                 is_dirty: true,
             })
@@ -722,8 +716,7 @@ impl From<Snapshot> for Scoreboard {
         {
             students.push(StudentRow {
                 id: id.clone(),
-                results: entry.results.clone(),
-                slots: vec![0; entry.results.len()],
+                results: Row::of(&entry.results),
                 sum: RunningSum::of(entry.results.iter().map(|(_, score)| score.get())),
                 changed_at: entry.changed_at,
                 is_dirty: false,
@@ -741,8 +734,8 @@ impl From<Snapshot> for Scoreboard {
                 else {
                     continue;
                 };
-                if row.results.get(*filled).is_some_and(|(held, _)| held == exam) {
-                    row.slots[*filled] = slot;
+                if row.results.base().get(*filled).is_some_and(|(held, _)| held == exam) {
+                    row.results.base_slots_mut()[*filled] = slot;
                     *filled += 1;
                 }
             }
@@ -910,7 +903,9 @@ mod tests {
         let events = mixed_events();
         let mut one_at_a_time = Scoreboard::new();
         let mut all = Scoreboard::new();
-        for batch in events.chunks(777) {
+        // Batches across several of `RESOLVE_AHEAD`, and shorter ones.
+        let (long, short) = events.split_at(events.len() / 2);
+        for batch in long.chunks(RESOLVE_AHEAD * 2 + 777).chain(short.chunks(777)) {
             batch.iter().for_each(|event| {
                 one_at_a_time.apply(event);
             });

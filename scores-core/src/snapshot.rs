@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crate::chunked::ChunkedVec;
 use crate::event::{ExamId, Score, StudentId};
 use crate::id_index::IdIndex;
+use crate::results::Results;
 
 /// The scoreboard as it was after folding events `1..=seq`: the projection readers query.
 ///
@@ -39,9 +40,8 @@ pub(crate) type Ranks = Arc<[u32]>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct StudentEntry {
-    /// This student's current score per exam, sorted by exam. Shared with the writer until it
-    /// next changes this student.
-    pub(crate) results: Arc<Vec<(ExamId, Score)>>,
+    /// This student's current score per exam, sorted by exam, shared with the writer.
+    pub(crate) results: Results,
     pub(crate) average: f64,
     /// The sequence number of the last event that changed this student's results.
     pub(crate) changed_at: u64,
@@ -120,7 +120,7 @@ impl<'a, K: ?Sized, I: Iterator<Item = &'a K>> Iterator for Listing<'a, K, I> {
 pub struct StudentReport {
     /// The student.
     pub student_id: StudentId,
-    results: Arc<Vec<(ExamId, Score)>>,
+    results: Results,
     /// The mean of the student's current score per exam.
     pub average: f64,
 }
@@ -128,7 +128,7 @@ pub struct StudentReport {
 impl StudentReport {
     /// `(exam, score)` for each exam the student has a result for, by exam number.
     pub fn results(&self) -> impl ExactSizeIterator<Item = (ExamId, Score)> + '_ {
-        self.results.iter().copied()
+        self.results.iter()
     }
 }
 

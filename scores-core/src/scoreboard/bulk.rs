@@ -9,11 +9,10 @@
 //! cache. Each row sees the same steps [`Fold::apply`] would take, in the same order, so the
 //! board is the same to the bit: the same results, the same running sums, the same slots.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Fold, StudentIndex, insert_result, key, reserve_one, search};
-use crate::event::{ExamId, Score, ScoreEvent};
+use super::{Fold, StudentIndex, key, reserve_one, search};
+use crate::event::{Score, ScoreEvent};
 use crate::prefetch::prefetch;
 
 /// The most events one pass folds: its scratch (a student index, a place in student order and
@@ -128,11 +127,10 @@ impl Fold {
         let order = &by_student.order;
         for (student_idx, range) in by_student.groups() {
             if let Some(ahead) = self.students.get(student_idx as usize + 2) {
-                prefetch(Arc::as_ptr(&ahead.results));
-                prefetch(ahead.slots.as_ptr());
+                prefetch(ahead.results.base_ptr());
             }
             let row = &mut self.students[student_idx as usize];
-            make_room(&mut row.results, &mut row.slots, range.len());
+            let (results, slots) = row.results.make_room(range.len());
             let mut changed = false;
             for at in range.clone() {
                 if let Some(&ahead) = order.get(at + PREFETCH_AHEAD) {
@@ -142,24 +140,25 @@ impl Fold {
                 let offset = order[at] as usize;
                 let ScoreEvent { exam, score, .. } = events[offset];
                 let seq = first_seq + offset as u64;
-                outcomes[offset] = match search(&row.results, exam) {
+                outcomes[offset] = match search(results, exam) {
                     Ok(index) => {
-                        let previous = row.results[index].1;
+                        let previous = results[index].1;
                         if previous == score {
                             continue;
                         }
-                        Arc::make_mut(&mut row.results)[index].1 = score;
+                        results[index].1 = score;
                         row.sum.replace(previous.get(), score.get());
                         Outcome::Regraded { previous }
                     }
                     Err(index) => {
-                        if row.results.is_empty() {
+                        if results.is_empty() {
                             self.students_changed_at = seq;
                         }
-                        insert_result(&mut row.results, index, (exam, score));
+                        reserve_one(results);
+                        results.insert(index, (exam, score));
                         row.sum.add(score.get());
-                        reserve_one(&mut row.slots);
-                        row.slots.insert(index, UNKNOWN);
+                        reserve_one(slots);
+                        slots.insert(index, UNKNOWN);
                         self.n_results += 1;
                         Outcome::New { index: UNKNOWN, slot: UNKNOWN }
                     }
@@ -178,7 +177,7 @@ impl Fold {
             for &offset in &order[range] {
                 let offset = offset as usize;
                 if let Outcome::New { index, .. } = &mut outcomes[offset]
-                    && let Ok(found) = search(&row.results, events[offset].exam)
+                    && let Ok(found) = search(results, events[offset].exam)
                 {
                     // A student has at most one result per exam, far fewer than 2^32.
                     *index = found as u32;
@@ -221,7 +220,7 @@ impl Fold {
     fn give_slots(&mut self, by_student: &InStudentOrder, outcomes: &[Outcome]) {
         let order = &by_student.order;
         for (student_idx, range) in by_student.groups() {
-            let slots = &mut self.students[student_idx as usize].slots;
+            let slots = self.students[student_idx as usize].results.base_slots_mut();
             for at in range {
                 if let Some(&ahead) = order.get(at + PREFETCH_AHEAD) {
                     prefetch(&outcomes[ahead as usize]);
@@ -289,20 +288,6 @@ impl Resolved {
     /// The events, in log order.
     pub fn events(&self) -> &[ScoreEvent] {
         &self.events
-    }
-}
-
-/// Makes room in a student's results and slots, when the fold holds them alone, for `n` more
-/// (its events in the pass, at most that many new results): grown once a pass rather than once
-/// every eighth of their length. The room left over by regrades is at most a pass's events
-/// over the whole board.
-fn make_room(results: &mut Arc<Vec<(ExamId, Score)>>, slots: &mut Vec<u32>, n: usize) {
-    let Some(results) = Arc::get_mut(results) else { return };
-    if results.capacity() - results.len() < n {
-        results.reserve_exact(n.max(results.len() / 8 + 4));
-    }
-    if slots.capacity() - slots.len() < n {
-        slots.reserve_exact(n.max(slots.len() / 8 + 4));
     }
 }
 
