@@ -112,7 +112,7 @@ impl Snapshot {
         for (exam, entry) in &self.exams {
             chunk.extend_from_slice(&exam.0.to_le_bytes());
             chunk.extend_from_slice(&(entry.results.len() as u32).to_le_bytes());
-            for (student_idx, score) in entry.results.iter() {
+            for (student_idx, score) in entry.results.iter().map(|r| (r.student_idx(), r.score())) {
                 chunk.extend_from_slice(&student_idx.to_le_bytes());
                 chunk.extend_from_slice(&score.get().to_le_bytes());
                 write_if_full(&mut chunk, out)?;

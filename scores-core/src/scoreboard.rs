@@ -21,7 +21,7 @@ use crate::event::{ExamId, Score, ScoreEvent, StudentId};
 use crate::prefetch::prefetch;
 use crate::results::{Found, Row};
 use crate::running_sum::RunningSum;
-use crate::snapshot::{ExamEntry, Snapshot, StudentEntry};
+use crate::snapshot::{ExamEntry, ExamResult, Snapshot, StudentEntry};
 
 mod bulk;
 
@@ -133,7 +133,7 @@ enum ExamResults {
     /// The changes in the order they happened.
     Merge(Vec<ResultChange>),
     /// Every exam's results, in slot order.
-    Rebuild(Vec<(ExamId, Vec<(u32, Score)>)>),
+    Rebuild(Vec<(ExamId, Vec<ExamResult>)>),
 }
 
 /// Each student's dense index, by id. The ids are held inline (up to 24 bytes, as nearly all
@@ -345,9 +345,9 @@ impl Fold {
     /// Every exam's results from the students' rows, each in slot order: a student's result
     /// keeps the slot it took, and an exam's slots run `0..n_results`, so each result is put
     /// straight in its place.
-    fn results_by_exam(&self) -> Vec<(ExamId, Vec<(u32, Score)>)> {
-        let unfilled = (u32::MAX, Score::ZERO);
-        let mut by_exam: FxHashMap<ExamId, Vec<(u32, Score)>> = FxHashMap::default();
+    fn results_by_exam(&self) -> Vec<(ExamId, Vec<ExamResult>)> {
+        let unfilled = ExamResult::new(u32::MAX, Score::ZERO);
+        let mut by_exam: FxHashMap<ExamId, Vec<ExamResult>> = FxHashMap::default();
         by_exam.reserve(self.exams.len());
         by_exam.extend(
             self.exams.iter().map(|(&exam, row)| (exam, vec![unfilled; row.n_results as usize])),
@@ -357,7 +357,7 @@ impl Fold {
                 let place =
                     by_exam.get_mut(&exam).and_then(|results| results.get_mut(slot as usize));
                 if let Some(place) = place {
-                    *place = (student_idx, score);
+                    *place = ExamResult::new(student_idx, score);
                 }
             }
         }
@@ -523,7 +523,7 @@ impl Publisher {
                     let entry = published.exams.entry(same_exam[0].exam).or_default();
                     for same_slot in same_exam.chunk_by(|a, b| a.slot == b.slot) {
                         let change = same_slot[same_slot.len() - 1];
-                        let result = (change.student_idx, change.score);
+                        let result = ExamResult::new(change.student_idx, change.score);
                         match entry.results.get_mut(change.slot as usize) {
                             Some(slot) => *slot = result,
                             None => {
@@ -564,7 +564,7 @@ fn average(entry: &ExamEntry, sum: RunningSum) -> f64 {
     let sum = if sum.is_reliable() {
         sum
     } else {
-        RunningSum::of(entry.results.iter().map(|(_, score)| score.get()))
+        RunningSum::of(entry.results.iter().map(|result| result.score().get()))
     };
     sum.mean(entry.results.len())
 }
@@ -727,7 +727,7 @@ impl From<Snapshot> for Scoreboard {
         let mut filled = vec![0usize; students.len()];
         let mut exams = FxHashMap::default();
         for (exam, entry) in &snapshot.exams {
-            for (slot, &(student_idx, _)) in (0u32..).zip(entry.results.iter()) {
+            for (slot, student_idx) in (0u32..).zip(entry.results.iter().map(|r| r.student_idx())) {
                 // A snapshot's exams and students hold the same results, so every one is found.
                 let (Some(row), Some(filled)) =
                     (students.get_mut(student_idx as usize), filled.get_mut(student_idx as usize))
@@ -739,7 +739,7 @@ impl From<Snapshot> for Scoreboard {
                     *filled += 1;
                 }
             }
-            let sum = RunningSum::of(entry.results.iter().map(|(_, score)| score.get()));
+            let sum = RunningSum::of(entry.results.iter().map(|result| result.score().get()));
             let n_results = entry.results.len() as u32;
             let changed_at = entry.changed_at;
             exams.insert(*exam, ExamRow { sum, n_results, changed_at, is_dirty: false });

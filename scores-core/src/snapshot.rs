@@ -53,7 +53,7 @@ pub(crate) struct ExamEntry {
     /// new, so a new result is appended and a regrade replaces one value. Publishing a batch
     /// then copies the tail and the chunks regraded, where a map keyed by student copied a
     /// node for nearly every result added. Plain `Copy` data: no string is compared.
-    pub(crate) results: imbl::Vector<(u32, Score)>,
+    pub(crate) results: imbl::Vector<ExamResult>,
     pub(crate) average: f64,
     /// The sequence number of the last event that changed this exam's results.
     pub(crate) changed_at: u64,
@@ -62,8 +62,35 @@ pub(crate) struct ExamEntry {
     pub(crate) by_student_id: Arc<OnceLock<ByStudentId>>,
 }
 
-/// An exam's `(student index, score)` pairs in student-id order.
-type ByStudentId = Arc<[(u32, Score)]>;
+/// An exam's results in student-id order.
+type ByStudentId = Arc<[ExamResult]>;
+
+/// A student's result on an exam, as the exam's results hold it: the student's dense index and
+/// the score, in 12 bytes where the pair `(u32, Score)` took 16 (its `f64` aligned to 8), so a
+/// board's exam results take a quarter less memory, and publishing copies a quarter less.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, packed(4))]
+pub(crate) struct ExamResult {
+    student_idx: u32,
+    score: Score,
+}
+
+// The packing is the point: a board holds one of these per result.
+const _: () = assert!(std::mem::size_of::<ExamResult>() == 12);
+
+impl ExamResult {
+    pub(crate) fn new(student_idx: u32, score: Score) -> ExamResult {
+        ExamResult { student_idx, score }
+    }
+
+    pub(crate) fn student_idx(self) -> u32 {
+        self.student_idx
+    }
+
+    pub(crate) fn score(self) -> Score {
+        self.score
+    }
+}
 
 /// Which part of a sorted list to return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +164,7 @@ impl StudentReport {
 pub struct ExamReport {
     /// The exam.
     pub exam: ExamId,
-    results: Arc<[(u32, Score)]>,
+    results: ByStudentId,
     student_ids: ChunkedVec<StudentId>,
     /// The mean of the exam's current score per student.
     pub average: f64,
@@ -146,7 +173,8 @@ pub struct ExamReport {
 impl ExamReport {
     /// `(student, score)` for each student with a result on this exam, by student id.
     pub fn results(&self) -> impl ExactSizeIterator<Item = (&StudentId, Score)> + '_ {
-        self.results.iter().map(|&(student_idx, score)| {
+        self.results.iter().map(|result| {
+            let (student_idx, score) = (result.student_idx(), result.score());
             // Every index in an exam's results was pushed to `student_ids` in the same merge
             // or an earlier one, and `student_ids` is append-only.
             let id = self
@@ -250,8 +278,8 @@ impl Snapshot {
             // each in an allocation of its own and mostly cold.
             let ranks = self.ranks();
             let rank = |student_idx: u32| ranks.get(student_idx as usize).copied();
-            let mut results: Vec<(u32, Score)> = entry.results.iter().copied().collect();
-            results.sort_unstable_by_key(|&(student_idx, _)| rank(student_idx));
+            let mut results: Vec<ExamResult> = entry.results.iter().copied().collect();
+            results.sort_unstable_by_key(|result| rank(result.student_idx()));
             results.into()
         });
         Some(ExamReport {
