@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 /// The pipeline's counters. Lock-free, except rejections by reason, which take a short lock.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Valid events handed to the log writer.
+    /// Valid events handed to the log's appender.
     pub events_received: AtomicU64,
     /// Events appended durably and folded.
     pub events_accepted: AtomicU64,

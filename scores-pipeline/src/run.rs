@@ -151,18 +151,20 @@ pub async fn start(
     let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
     let folder = Folder::start(&pipeline, checkpoint.clone(), config.checkpoint_every)?;
     let restore = Restore { checkpoint, log_end: reader.last_seq(), tail: Some(reader) };
-    let (writer_pipeline, writer_halt) = (pipeline.clone(), halt.clone());
+    let (folder_pipeline, folder_stop, folder_halt) =
+        (pipeline.clone(), halt.clone(), halt_tx.clone());
     let mut journal = journal;
-    let writing = spawn_thread("log-writer", move || {
+    let folding = spawn_thread("folder", move || {
         folder.run(restore, |folding| {
-            append_and_fold(&mut journal, folding, events_rx, &writer_pipeline, &writer_halt)
+            let stop = (&folder_stop, &*folder_halt);
+            append_and_fold(&mut journal, folding, events_rx, &folder_pipeline, stop)
         })
     })?;
     let feeding = feed.map(|feed| tokio::spawn(pull_feed(feed, events_tx, pipeline.clone(), halt)));
 
-    // The writer ends on a stop, or first when it fails: then the feed stops too.
-    let running =
-        supervise(("log writer", writing), feeding.map(|task| ("feed task", task)), halt_tx);
+    // The folder (and the log's appender beside it) ends on a stop, or first when either fails:
+    // then the feed stops too.
+    let running = supervise(("folder", folding), feeding.map(|task| ("feed task", task)), halt_tx);
     Ok((pipeline, running))
 }
 
