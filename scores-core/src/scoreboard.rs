@@ -270,10 +270,7 @@ impl Fold {
                 [results.first(), results.last()].into_iter().flatten().for_each(|r| prefetch(r));
             }
             if let Some((row, event)) = row(1) {
-                let results = row.results.base();
-                if let Some(start) = results.get(guess(results, event.exam)) {
-                    prefetch(start);
-                }
+                row.results.prefetch_search(event.exam);
             }
             let (student_idx, event) = events[at];
             self.apply_to(student_idx, event);
@@ -569,68 +566,6 @@ fn average(entry: &ExamEntry, sum: RunningSum) -> f64 {
     sum.mean(entry.results.len())
 }
 
-/// Where `exam` is in a student's results (sorted by exam), or where it would go, as
-/// `binary_search` answers: from where the results' first and last exams say it should be,
-/// searching outwards in steps that double. A student's exams are spread about evenly (the
-/// feed numbers exams in sequence), so the guess is usually the place or next to it, and the
-/// search reads one or two cache lines, where a binary search over a thousand results read
-/// ten, most of them not in cache. However wrong the guess, the search takes at most about
-/// twice a binary search's steps.
-pub(crate) fn search(results: &[(ExamId, Score)], exam: ExamId) -> Result<usize, usize> {
-    let found = |window: &[(ExamId, Score)], offset: usize| {
-        let index = offset + window.partition_point(|(e, _)| *e < exam);
-        match results.get(index) {
-            Some((e, _)) if *e == exam => Ok(index),
-            _ => Err(index),
-        }
-    };
-    let start = guess(results, exam);
-    let Some(&(at_start, _)) = results.get(start) else {
-        return Err(0);
-    };
-    let mut step = 1;
-    if at_start < exam {
-        // In (start, len]: double the step until an exam at least `exam`, or the end.
-        while start + step < results.len() && results[start + step].0 < exam {
-            step *= 2;
-        }
-        let from = start + step / 2 + 1;
-        found(&results[from..(start + step + 1).min(results.len())], from)
-    } else {
-        // In [0, start]: double the step until an exam at most `exam`, or the start.
-        while step <= start && results[start - step].0 > exam {
-            step *= 2;
-        }
-        let from = start.saturating_sub(step);
-        found(&results[from..=start - step / 2], from)
-    }
-}
-
-/// The index `exam` would have in `results` if their exams were spread evenly between the
-/// first and the last; 0 when there are none.
-fn guess(results: &[(ExamId, Score)], exam: ExamId) -> usize {
-    let (Some(&(first, _)), Some(&(last, _))) = (results.first(), results.last()) else {
-        return 0;
-    };
-    if exam <= first {
-        return 0;
-    }
-    if exam >= last {
-        return results.len() - 1;
-    }
-    // Here first < exam < last; in u128, the product cannot overflow.
-    let along = u128::from(exam.0 - first.0) * (results.len() - 1) as u128;
-    (along / u128::from(last.0 - first.0)) as usize
-}
-
-/// Makes room for one more value, growing by an eighth where a `Vec` doubles: a board's slack
-/// is in every student's results, and with doubling it averaged a quarter of their memory.
-pub(crate) fn reserve_one<T>(values: &mut Vec<T>) {
-    if values.len() == values.capacity() {
-        values.reserve_exact(values.len() / 8 + 4);
-    }
-}
-
 /// How many events ahead of the fold [`Fold::apply_all`] looks up rows.
 const LOOKAHEAD: usize = 24;
 
@@ -773,37 +708,8 @@ impl FromIterator<ScoreEvent> for Scoreboard {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
-    proptest! {
-        #[test]
-        fn search_answers_as_binary_search_does(
-            // Exams spread evenly, in clusters, or far apart: the guess is near or far off.
-            mut exams in prop::collection::vec(
-                prop_oneof![0..50u64, 10_000..10_100u64, any::<u64>()], 0..300
-            ),
-            queries in prop::collection::vec(any::<prop::sample::Index>(), 1..50),
-            far in any::<u64>(),
-        ) {
-            exams.sort_unstable();
-            exams.dedup();
-            let results: Vec<(ExamId, Score)> =
-                exams.iter().map(|&exam| (ExamId(exam), Score::new(0.5).expect("valid"))).collect();
-            let mut asked: Vec<u64> = queries.iter().map(|i| *i.get(&[0, 1, 49, 10_050, far])).collect();
-            for exam in &exams {
-                asked.extend([*exam, exam.saturating_sub(1), exam.saturating_add(1)]);
-            }
-            for exam in asked.into_iter().map(ExamId) {
-                prop_assert_eq!(
-                    search(&results, exam),
-                    results.binary_search_by_key(&exam, |(exam, _)| *exam),
-                    "exam {:?}", exam
-                );
-            }
-        }
-    }
     use crate::snapshot::{Listing, Page};
 
     fn event(student: &str, exam: u64, score: f64) -> ScoreEvent {

@@ -11,9 +11,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Fold, StudentIndex, key, reserve_one, search};
+use super::{Fold, StudentIndex, key};
 use crate::event::{Score, ScoreEvent};
 use crate::prefetch::prefetch;
+use crate::results::{reserve_one, search};
 
 /// The most events one pass folds: its scratch (a student index, a place in student order and
 /// an outcome per event) stays below 64 MB.
