@@ -229,8 +229,12 @@ check_endpoints() {
     body_of "$base/exams/$exam" | json 'len(v["results"]) >= 1' | grep -qx True || fail "$base/exams/$exam"
     [ "$(status_of "$base/students/no-such-student")" = 404 ] || fail "404 for an unknown student"
     [ "$(status_of "$base/exams/not-a-number")" = 400 ] || fail "400 for a bad exam number"
-    body_of "$base/" | grep -q '<title>scores' || fail "$base/ (the dashboard)"
-    body_of "$base/metrics" | grep -q '^scores_events_accepted_total ' || fail "$base/metrics"
+    # Each body read whole before it is searched: `curl | grep -q` under pipefail fails when
+    # grep has its match and exits while curl still writes (the 14 KB of /metrics, at times).
+    local page
+    page=$(body_of "$base/") && grep -q '<title>scores' <<<"$page" || fail "$base/ (the dashboard)"
+    page=$(body_of "$base/metrics") && grep -q '^scores_events_accepted_total ' <<<"$page" ||
+        fail "$base/metrics"
     # The event stream: its first events, then the connection cut by curl.
     local events
     events=$(curl -s --max-time 3 "$base/scores" || true)

@@ -20,10 +20,12 @@ use crate::prefetch::prefetch;
 pub(crate) struct Results {
     /// Sorted by exam.
     base: Arc<Vec<(ExamId, Score)>>,
-    /// Sorted by exam; each replaces the base's result for its exam, if the base has one. A
-    /// slice behind one pointer, where the base is a vector behind two: the overlay is small, so
-    /// a change copies it, and a fold reading it waits on memory once, not twice.
+    /// The first `n_overlay` entries, sorted by exam; each replaces the base's result for its
+    /// exam, if the base has one. The rest is room to grow in place while no snapshot shares
+    /// it. A slice behind one pointer, where the base is a vector behind two, so a fold
+    /// reading it waits on memory once, not twice.
     overlay: Option<Arc<[(ExamId, Score)]>>,
+    n_overlay: u32,
     /// How many of the overlay's exams the base holds too.
     n_replaced: u32,
 }
@@ -31,17 +33,18 @@ pub(crate) struct Results {
 impl Results {
     /// How many results (one per exam).
     pub(crate) fn len(&self) -> usize {
-        let n_overlay = self.overlay.as_ref().map_or(0, |overlay| overlay.len());
-        (self.base.len() + n_overlay).saturating_sub(self.n_replaced as usize)
+        (self.base.len() + self.n_overlay as usize).saturating_sub(self.n_replaced as usize)
+    }
+
+    /// The overlay's results, sorted by exam.
+    fn overlay(&self) -> &[(ExamId, Score)] {
+        let overlay = self.overlay.as_deref().unwrap_or_default();
+        overlay.get(..self.n_overlay as usize).unwrap_or(overlay)
     }
 
     /// `(exam, score)` by exam.
     pub(crate) fn iter(&self) -> Iter<'_> {
-        Iter {
-            base: &self.base,
-            overlay: self.overlay.as_deref().unwrap_or_default(),
-            left: self.len(),
-        }
+        Iter { base: &self.base, overlay: self.overlay(), left: self.len() }
     }
 }
 
@@ -142,7 +145,12 @@ impl Row {
     pub(crate) fn new(results: Vec<(ExamId, Score)>, slots: Vec<u32>) -> Row {
         debug_assert_eq!(results.len(), slots.len());
         Row {
-            results: Results { base: Arc::new(results), overlay: None, n_replaced: 0 },
+            results: Results {
+                base: Arc::new(results),
+                overlay: None,
+                n_overlay: 0,
+                n_replaced: 0,
+            },
             base_slots: slots,
             overlay_slots: Vec::new(),
         }
@@ -157,7 +165,7 @@ impl Row {
         };
         let base_slots = vec![0; base.len()];
         Row {
-            results: Results { base, overlay: None, n_replaced: 0 },
+            results: Results { base, overlay: None, n_overlay: 0, n_replaced: 0 },
             base_slots,
             overlay_slots: Vec::new(),
         }
@@ -185,7 +193,7 @@ impl Row {
 
     /// `((exam, score), slot)` by exam.
     pub(crate) fn iter_with_slots(&self) -> impl Iterator<Item = ((ExamId, Score), u32)> + '_ {
-        let overlay = self.results.overlay.as_deref().unwrap_or_default();
+        let overlay = self.results.overlay();
         let base =
             std::iter::zip(self.results.base.iter().copied(), self.base_slots.iter().copied());
         let mut overlay =
@@ -241,12 +249,10 @@ impl Row {
 
     /// Where `exam`'s result is, or would go.
     pub(crate) fn find(&self, exam: ExamId) -> Found {
-        let overlay = match &self.results.overlay {
-            None => 0,
-            Some(overlay) => match overlay.binary_search_by_key(&exam, |&(exam, _)| exam) {
-                Ok(index) => return Found::Held(Held::Overlay(index), overlay[index].1),
-                Err(index) => index,
-            },
+        let overlay = self.results.overlay();
+        let overlay = match overlay.binary_search_by_key(&exam, |&(exam, _)| exam) {
+            Ok(index) => return Found::Held(Held::Overlay(index), overlay[index].1),
+            Err(index) => index,
         };
         match search(&self.results.base, exam) {
             Ok(base) => Found::Held(Held::Base { base, overlay }, self.results.base[base].1),
@@ -321,13 +327,25 @@ impl Row {
     }
 
     fn add_to_overlay(&mut self, index: usize, result: (ExamId, Score), slot: u32) {
-        let overlay = self.results.overlay.as_deref().unwrap_or_default();
-        let (before, after) = overlay.split_at(index);
-        let n_overlay = overlay.len() + 1;
-        let overlay = before.iter().copied().chain([result]).chain(after.iter().copied());
-        self.results.overlay = Some(overlay.collect());
+        let n_overlay = self.results.n_overlay as usize;
+        let in_place = self.results.overlay.as_mut().and_then(Arc::get_mut);
+        match in_place.filter(|overlay| overlay.len() > n_overlay) {
+            Some(overlay) => {
+                overlay.copy_within(index..n_overlay, index + 1);
+                overlay[index] = result;
+            }
+            // Copied once, around the new result and with room for half as many again.
+            None => {
+                let (before, after) = self.results.overlay().split_at(index);
+                let room = std::iter::repeat_n(result, n_overlay / 2 + 1);
+                let copy = before.iter().copied().chain([result]).chain(after.iter().copied());
+                self.results.overlay = Some(copy.chain(room).collect());
+            }
+        }
+        self.results.n_overlay += 1;
+        reserve_one(&mut self.overlay_slots);
         self.overlay_slots.insert(index, slot);
-        if n_overlay > (self.results.base.len() / OVERLAY_FRACTION).max(MIN_OVERLAY) {
+        if n_overlay + 1 > (self.results.base.len() / OVERLAY_FRACTION).max(MIN_OVERLAY) {
             self.merge(0);
         }
     }
@@ -344,6 +362,7 @@ impl Row {
         }
         self.results.base = Arc::new(results);
         self.results.overlay = None;
+        self.results.n_overlay = 0;
         self.results.n_replaced = 0;
         self.base_slots = slots;
         self.overlay_slots = Vec::new();
