@@ -230,10 +230,10 @@ impl Fold {
 
     /// Folds events in order, exactly as [`apply`](Self::apply) one at a time would, but
     /// overlaps the memory latency of consecutive events. With more students than fit in cache,
-    /// waiting on memory was most of the fold's time. Events are taken [`RESOLVE_AHEAD`] at a
-    /// time: first each is resolved to its student's index, lookups that do not depend on one
-    /// another, so the processor overlaps their misses; then they are folded while what each
-    /// will read is asked for ahead (see [`fold_resolved`](Self::fold_resolved)).
+    /// waiting on memory was most of the fold's time. Events are taken 1,024 at a time: first
+    /// each is resolved to its student's index, lookups that do not depend on one another, so
+    /// the processor overlaps their misses; then they are folded while what each will read is
+    /// asked for some events ahead.
     pub fn apply_all<'a>(&mut self, events: impl IntoIterator<Item = &'a ScoreEvent>) {
         let mut events = events.into_iter();
         let mut resolved = Vec::new();
