@@ -213,20 +213,39 @@ wait_for_200() {
     done
 }
 
+# GETs $1 into $body, asking the replica that answers to have folded at least what the last
+# answer showed ($seen_seq, which it raises): behind the cluster's load balancer one request may
+# reach a replica a few events behind the one before, which would not know the student yet.
+get_after_seen() {
+    local headers seq
+    headers=$(mktemp)
+    body=$(curl -sf --max-time 5 -D "$headers" -H "X-Scores-Min-Seq: $seen_seq" "$1") || {
+        rm -f "$headers"
+        return 1
+    }
+    seq=$(tr -d '\r' <"$headers" | awk 'tolower($1) == "x-scores-seq:" { print $2 }')
+    rm -f "$headers"
+    if [ -n "$seq" ] && [ "$seq" -gt "$seen_seq" ]; then seen_seq=$seq; fi
+}
+
 # Every endpoint of the API through $1, answering as the API says.
 check_endpoints() {
     local base=$1
     [ "$(status_of "$base/healthz")" = 200 ] || fail "$base/healthz"
     [ "$(body_of "$base/readyz" | json 'v["status"]')" = ready ] || fail "$base/readyz"
     local students exams student exam
-    students=$(body_of "$base/students?limit=5") || fail "$base/students"
+    seen_seq=0
+    get_after_seen "$base/students?limit=5" || fail "$base/students"
+    students=$body
     student=$(json 'v["students"][0]' <<<"$students")
     [ "$(json 'v["total"] >= 1' <<<"$students")" = True ] || fail "no students at $base"
-    body_of "$base/students/$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$student")" |
-        json 'len(v["results"]) >= 1' | grep -qx True || fail "$base/students/$student"
-    exams=$(body_of "$base/exams?limit=5") || fail "$base/exams"
-    exam=$(json 'v["exams"][0]' <<<"$exams")
-    body_of "$base/exams/$exam" | json 'len(v["results"]) >= 1' | grep -qx True || fail "$base/exams/$exam"
+    get_after_seen "$base/students/$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$student")" ||
+        fail "$base/students/$student"
+    json 'len(v["results"]) >= 1' <<<"$body" | grep -qx True || fail "$base/students/$student"
+    get_after_seen "$base/exams?limit=5" || fail "$base/exams"
+    exam=$(json 'v["exams"][0]' <<<"$body")
+    get_after_seen "$base/exams/$exam" || fail "$base/exams/$exam"
+    json 'len(v["results"]) >= 1' <<<"$body" | grep -qx True || fail "$base/exams/$exam"
     [ "$(status_of "$base/students/no-such-student")" = 404 ] || fail "404 for an unknown student"
     [ "$(status_of "$base/exams/not-a-number")" = 400 ] || fail "400 for a bad exam number"
     # Each body read whole before it is searched: `curl | grep -q` under pipefail fails when
