@@ -206,6 +206,16 @@ impl Score {
     pub fn get(self) -> f64 {
         self.0
     }
+
+    /// The score's bits, for storing it where only plain words go (a row's shared log).
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0.to_bits()
+    }
+
+    /// The score whose [`to_bits`](Self::to_bits) are `bits`.
+    pub(crate) fn from_bits(bits: u64) -> Score {
+        Score(f64::from_bits(bits))
+    }
 }
 
 impl fmt::Debug for Score {

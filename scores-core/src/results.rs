@@ -1,15 +1,19 @@
-//! A student's results in two parts, so that publishing them does not copy them: a base that
-//! the fold shares with snapshots, and a small overlay of what changed since the base was made.
+//! A student's results in two parts, so that publishing them copies nothing: a base that the
+//! fold shares with snapshots, and a log of what changed since the base was made, which
+//! snapshots share by prefix.
 //!
 //! A snapshot must hold each student's results as they were at its sequence number, while the
 //! fold goes on changing them. Shared whole, a student's results were copied by the first change
 //! after each hand-over: with 100k students, nearly every event copied its student's row (about
-//! a kilobyte), and the old copy lived until the next snapshot: a third of the service's CPU,
-//! and much of the memory it held beyond the board itself. Now a change to a shared base
-//! goes to the overlay, and the overlay is merged into a new base once it holds an eighth as
-//! many results: a row is copied once per eighth of its length in changes, not once per change.
+//! a kilobyte), and the old copy lived until the next snapshot. Then a change to a shared base
+//! went to a small sorted overlay, itself copied by the first change after a hand-over: one
+//! allocation per event, freed on the publisher's thread. Now changes are appended to a log
+//! that the row alone writes, beyond every snapshot's view, so the change after a hand-over is
+//! written in place; the log is merged into a new base once it holds an eighth as many entries
+//! as the base has results: a row is copied once per eighth of its length in changes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::event::{ExamId, Score};
 use crate::prefetch::prefetch;
@@ -20,39 +24,70 @@ use crate::prefetch::prefetch;
 pub(crate) struct Results {
     /// Sorted by exam.
     base: Arc<Vec<(ExamId, Score)>>,
-    /// The first `n_overlay` entries, sorted by exam; each replaces the base's result for its
-    /// exam, if the base has one. The rest is room to grow in place while no snapshot shares
-    /// it. A slice behind one pointer, where the base is a vector behind two, so a fold
-    /// reading it waits on memory once, not twice.
-    overlay: Option<Arc<[(ExamId, Score)]>>,
-    n_overlay: u32,
-    /// How many of the overlay's exams the base holds too.
-    n_replaced: u32,
+    /// What changed since the base was made, in the order it changed, of which this view holds
+    /// the first `n_logged` entries. A later entry for an exam replaces an earlier one, and
+    /// each replaces the base's result for its exam.
+    log: Option<Log>,
+    n_logged: u32,
+    /// How many of the logged exams the base does not hold.
+    n_added: u32,
+}
+
+/// Changes to one row in the order they were made, shared by prefix. The row that made the log
+/// is the only one that writes to it, and it writes only beyond every view it gave out (a
+/// snapshot holds the log with how many entries it saw), so a hand-over copies nothing and the
+/// change after it is written in place. Entries are atomics, written and read relaxed: a reader
+/// gets its view through the hand-over, which orders the writes before it. So sharing needs no
+/// `unsafe`, and on x86 they are plain loads and stores.
+type Log = Arc<[Entry]>;
+
+#[derive(Debug, Default)]
+struct Entry {
+    exam: AtomicU64,
+    score: AtomicU64,
+}
+
+impl Entry {
+    fn get(&self) -> (ExamId, Score) {
+        (ExamId(self.exam.load(Relaxed)), Score::from_bits(self.score.load(Relaxed)))
+    }
+
+    fn set(&self, (exam, score): (ExamId, Score)) {
+        self.exam.store(exam.0, Relaxed);
+        self.score.store(score.to_bits(), Relaxed);
+    }
 }
 
 impl Results {
     /// How many results (one per exam).
     pub(crate) fn len(&self) -> usize {
-        (self.base.len() + self.n_overlay as usize).saturating_sub(self.n_replaced as usize)
+        self.base.len() + self.n_added as usize
     }
 
-    /// The overlay's results, sorted by exam.
-    fn overlay(&self) -> &[(ExamId, Score)] {
-        let overlay = self.overlay.as_deref().unwrap_or_default();
-        overlay.get(..self.n_overlay as usize).unwrap_or(overlay)
+    /// This view's entries of the log, in the order they were written.
+    fn logged(&self) -> &[Entry] {
+        let log = self.log.as_deref().unwrap_or_default();
+        log.get(..self.n_logged as usize).unwrap_or(log)
     }
 
     /// `(exam, score)` by exam.
     pub(crate) fn iter(&self) -> Iter<'_> {
-        Iter { base: &self.base, overlay: self.overlay(), left: self.len() }
+        // Newest first, so that a stable sort puts each exam's latest entry first, and dedup
+        // keeps it.
+        let mut latest: Vec<_> = self.logged().iter().rev().map(Entry::get).collect();
+        latest.sort_by_key(|&(exam, _)| exam);
+        latest.dedup_by_key(|&mut (exam, _)| exam);
+        Iter { base: &self.base, latest: latest.into_iter(), left: self.len() }
     }
 }
 
-/// A student's results in exam order: the base and the overlay merged.
+/// A student's results in exam order: the base merged with the log's latest entry for each
+/// exam.
 #[derive(Clone, Debug)]
 pub(crate) struct Iter<'a> {
     base: &'a [(ExamId, Score)],
-    overlay: &'a [(ExamId, Score)],
+    /// Sorted by exam, one per exam.
+    latest: std::vec::IntoIter<(ExamId, Score)>,
     left: usize,
 }
 
@@ -60,27 +95,24 @@ impl Iterator for Iter<'_> {
     type Item = (ExamId, Score);
 
     fn next(&mut self) -> Option<(ExamId, Score)> {
-        let next = match (self.base.split_first(), self.overlay.split_first()) {
-            (Some((&from_base, base)), Some((&from_overlay, overlay))) => {
-                if from_base.0 < from_overlay.0 {
+        let next = match (self.base.split_first(), self.latest.as_slice().first()) {
+            (Some((&from_base, base)), Some(&from_log)) => {
+                if from_base.0 < from_log.0 {
                     self.base = base;
                     from_base
                 } else {
-                    if from_base.0 == from_overlay.0 {
+                    if from_base.0 == from_log.0 {
                         self.base = base;
                     }
-                    self.overlay = overlay;
-                    from_overlay
+                    self.latest.next();
+                    from_log
                 }
             }
             (Some((&from_base, base)), None) => {
                 self.base = base;
                 from_base
             }
-            (None, Some((&from_overlay, overlay))) => {
-                self.overlay = overlay;
-                from_overlay
-            }
+            (None, Some(_)) => self.latest.next()?,
             (None, None) => return None,
         };
         self.left = self.left.saturating_sub(1);
@@ -94,15 +126,26 @@ impl Iterator for Iter<'_> {
 
 impl ExactSizeIterator for Iter<'_> {}
 
-/// A student's results as the fold keeps them: [`Results`], and each result's slot in its
-/// exam's results (the fold's own, never shared).
-#[derive(Clone, Debug, Default)]
+/// A student's results as the fold keeps them: [`Results`], each result's slot in its exam's
+/// results, and an index of the log (the fold's own, never shared).
+#[derive(Debug, Default)]
 pub(crate) struct Row {
     results: Results,
     /// Beside the base's results, in their order.
     base_slots: Vec<u32>,
-    /// Beside the overlay's results, in their order.
-    overlay_slots: Vec<u32>,
+    /// The logged exams, sorted, each with the entry that holds its score now.
+    logged: Vec<Logged>,
+    /// How many of the log's entries a snapshot may hold: the row writes only beyond them.
+    n_shared: u32,
+}
+
+/// A logged exam, as the fold finds it.
+#[derive(Clone, Copy, Debug)]
+struct Logged {
+    exam: ExamId,
+    /// The log's entry that holds the exam's score now.
+    entry: u32,
+    slot: u32,
 }
 
 /// Where a row holds an exam's result, or where it would go: what [`Row::find`] answers.
@@ -117,58 +160,67 @@ pub(crate) enum Found {
 /// Where a row holds a result.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Held {
-    /// At `base` of the base, not in the overlay, where it would go at `overlay`.
-    Base { base: usize, overlay: usize },
-    /// At this index of the overlay.
-    Overlay(usize),
+    /// At `base` of the base, not logged; it would go at `logged` of the log's index.
+    Base { base: usize, logged: usize },
+    /// At this place of the log's index.
+    Logged(usize),
 }
 
-/// Where a result a row does not hold would go: at `base` of the base, or at `overlay` of the
-/// overlay.
+/// Where a result a row does not hold would go: at `base` of the base, or at `logged` of the
+/// log's index.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Absent {
     base: usize,
-    overlay: usize,
+    logged: usize,
 }
 
-/// The overlay is merged into a new base once it holds more than this fraction of the base's
-/// results (and more than [`MIN_OVERLAY`]): each merge copies the row, so a row is copied once
-/// per `len / 8` changes made while it is shared, and the overlay, which the first change after
-/// a hand-over copies, stays an eighth of the row.
-const OVERLAY_FRACTION: usize = 8;
+/// A log holds this fraction of its base's results (and at least [`MIN_LOG`]); when it is full
+/// it is merged into a new base. Each merge copies the row, so a row is copied once per
+/// `len / 8` changes made while it is shared.
+const LOG_FRACTION: usize = 8;
 
-/// The overlay may always hold this many results.
-const MIN_OVERLAY: usize = 8;
+/// A log may always hold this many entries.
+const MIN_LOG: usize = 8;
+
+impl Clone for Row {
+    /// A row with a log of its own: a log has one writer.
+    fn clone(&self) -> Row {
+        let log = self.results.log.as_deref().map(|log| {
+            log.iter()
+                .map(|entry| {
+                    let copy = Entry::default();
+                    copy.set(entry.get());
+                    copy
+                })
+                .collect()
+        });
+        Row {
+            results: Results { log, ..self.results.clone() },
+            base_slots: self.base_slots.clone(),
+            logged: self.logged.clone(),
+            n_shared: 0,
+        }
+    }
+}
 
 impl Row {
     /// A row holding `results`, sorted by exam, with `slots` beside them.
     pub(crate) fn new(results: Vec<(ExamId, Score)>, slots: Vec<u32>) -> Row {
         debug_assert_eq!(results.len(), slots.len());
-        Row {
-            results: Results {
-                base: Arc::new(results),
-                overlay: None,
-                n_overlay: 0,
-                n_replaced: 0,
-            },
-            base_slots: slots,
-            overlay_slots: Vec::new(),
-        }
+        let results = Results { base: Arc::new(results), ..Results::default() };
+        Row { results, base_slots: slots, logged: Vec::new(), n_shared: 0 }
     }
 
     /// A row holding what `results` holds, sharing it where it can; the slots are all 0, for
     /// the caller to fill in the order of [`base`](Self::base).
     pub(crate) fn of(results: &Results) -> Row {
-        let base = match results.overlay {
-            None => results.base.clone(),
-            Some(_) => Arc::new(results.iter().collect()),
+        let base = match results.n_logged {
+            0 => results.base.clone(),
+            _ => Arc::new(results.iter().collect()),
         };
         let base_slots = vec![0; base.len()];
-        Row {
-            results: Results { base, overlay: None, n_overlay: 0, n_replaced: 0 },
-            base_slots,
-            overlay_slots: Vec::new(),
-        }
+        let results = Results { base, ..Results::default() };
+        Row { results, base_slots, logged: Vec::new(), n_shared: 0 }
     }
 
     /// How many results.
@@ -182,7 +234,8 @@ impl Row {
 
     /// The results as they are now, for a snapshot: it shares this row's memory, and this row
     /// no longer changes that memory in place.
-    pub(crate) fn share(&self) -> Results {
+    pub(crate) fn share(&mut self) -> Results {
+        self.n_shared = self.results.n_logged;
         self.results.clone()
     }
 
@@ -191,31 +244,39 @@ impl Row {
         self.results.iter()
     }
 
+    /// The score of a logged exam. The log holds every entry its index names: the two change
+    /// together.
+    fn logged_score(&self, logged: &Logged) -> Score {
+        self.results.logged()[logged.entry as usize].get().1
+    }
+
     /// `((exam, score), slot)` by exam.
     pub(crate) fn iter_with_slots(&self) -> impl Iterator<Item = ((ExamId, Score), u32)> + '_ {
-        let overlay = self.results.overlay();
         let base =
             std::iter::zip(self.results.base.iter().copied(), self.base_slots.iter().copied());
-        let mut overlay =
-            std::iter::zip(overlay.iter().copied(), self.overlay_slots.iter().copied()).peekable();
+        let mut logged = self
+            .logged
+            .iter()
+            .map(|logged| ((logged.exam, self.logged_score(logged)), logged.slot))
+            .peekable();
         let mut base = base.peekable();
-        std::iter::from_fn(move || match (base.peek(), overlay.peek()) {
-            (Some(((in_base, _), _)), Some(((in_overlay, _), _))) => {
-                if in_base < in_overlay {
+        std::iter::from_fn(move || match (base.peek(), logged.peek()) {
+            (Some(((in_base, _), _)), Some(((in_log, _), _))) => {
+                if in_base < in_log {
                     base.next()
                 } else {
-                    if in_base == in_overlay {
+                    if in_base == in_log {
                         base.next();
                     }
-                    overlay.next()
+                    logged.next()
                 }
             }
             (Some(_), None) => base.next(),
-            (None, _) => overlay.next(),
+            (None, _) => logged.next(),
         })
     }
 
-    /// The base: sorted by exam, and all the results when there is no overlay. For prefetching,
+    /// The base: sorted by exam, and all the results when nothing is logged. For prefetching,
     /// and for guessing where an exam goes.
     pub(crate) fn base(&self) -> &[(ExamId, Score)] {
         &self.results.base
@@ -234,11 +295,15 @@ impl Row {
         }
     }
 
-    /// Asks for the base's header (how many results, and where they are) and the overlay.
+    /// Asks for the base's header (how many results, and where they are), the log's index,
+    /// and the log's next entry.
     pub(crate) fn prefetch_header(&self) {
         prefetch(Arc::as_ptr(&self.results.base));
-        if let Some(overlay) = &self.results.overlay {
-            prefetch(overlay.as_ptr());
+        if let Some(log) = &self.results.log {
+            prefetch(self.logged.as_ptr());
+            if let Some(next) = log.get(self.results.n_logged as usize) {
+                prefetch(next);
+            }
         }
     }
 
@@ -249,14 +314,15 @@ impl Row {
 
     /// Where `exam`'s result is, or would go.
     pub(crate) fn find(&self, exam: ExamId) -> Found {
-        let overlay = self.results.overlay();
-        let overlay = match overlay.binary_search_by_key(&exam, |&(exam, _)| exam) {
-            Ok(index) => return Found::Held(Held::Overlay(index), overlay[index].1),
+        let logged = match self.logged.binary_search_by_key(&exam, |logged| logged.exam) {
+            Ok(index) => {
+                return Found::Held(Held::Logged(index), self.logged_score(&self.logged[index]));
+            }
             Err(index) => index,
         };
         match search(&self.results.base, exam) {
-            Ok(base) => Found::Held(Held::Base { base, overlay }, self.results.base[base].1),
-            Err(base) => Found::Absent(Absent { base, overlay }),
+            Ok(base) => Found::Held(Held::Base { base, logged }, self.results.base[base].1),
+            Err(base) => Found::Absent(Absent { base, logged }),
         }
     }
 
@@ -264,44 +330,94 @@ impl Row {
     /// with nothing changed since) with `score`; returns the result's slot.
     pub(crate) fn regrade(&mut self, held: Held, score: Score) -> u32 {
         match held {
-            Held::Base { base, overlay } => {
+            Held::Base { base, logged } => {
                 let (exam, _) = self.results.base[base];
                 let slot = self.base_slots[base];
                 match self.in_place() {
                     Some(results) => results[base].1 = score,
-                    None => {
-                        self.results.n_replaced += 1;
-                        self.add_to_overlay(overlay, (exam, score), slot);
-                    }
+                    None => match self.log((exam, score)) {
+                        Some(entry) => {
+                            reserve_one(&mut self.logged);
+                            self.logged.insert(logged, Logged { exam, entry, slot });
+                        }
+                        None => return self.regrade_merged(exam, score, slot),
+                    },
                 }
                 slot
             }
-            Held::Overlay(index) => {
-                if let Some(overlay) = &mut self.results.overlay {
-                    Arc::make_mut(overlay)[index].1 = score;
+            Held::Logged(index) => {
+                let Logged { exam, entry, slot, .. } = self.logged[index];
+                match self.results.logged().get(entry as usize) {
+                    // Beyond every snapshot's view: written over in place.
+                    Some(written) if entry >= self.n_shared => written.set((exam, score)),
+                    _ => match self.log((exam, score)) {
+                        Some(entry) => self.logged[index].entry = entry,
+                        None => return self.regrade_merged(exam, score, slot),
+                    },
                 }
-                self.overlay_slots[index]
+                slot
             }
         }
+    }
+
+    /// Regrades `exam` in a row just merged, whose base is its own.
+    fn regrade_merged(&mut self, exam: ExamId, score: Score, slot: u32) -> u32 {
+        let results = Arc::make_mut(&mut self.results.base);
+        if let Ok(index) = search(results, exam) {
+            results[index].1 = score;
+        }
+        slot
     }
 
     /// Adds `result`, which goes at `absent` (as [`find`](Self::find) answered, with nothing
     /// changed since), with `slot` beside it.
     pub(crate) fn insert(&mut self, absent: Absent, result: (ExamId, Score), slot: u32) {
-        match self.in_place() {
-            Some(results) => {
-                reserve_one(results);
-                results.insert(absent.base, result);
-                reserve_one(&mut self.base_slots);
-                self.base_slots.insert(absent.base, slot);
+        let base_index = match self.in_place() {
+            Some(_) => absent.base,
+            None => match self.log(result) {
+                Some(entry) => {
+                    let logged = Logged { exam: result.0, entry, slot };
+                    reserve_one(&mut self.logged);
+                    self.logged.insert(absent.logged, logged);
+                    self.results.n_added += 1;
+                    return;
+                }
+                // Merged: the base is the row's own, and the place in it has moved.
+                None => search(&self.results.base, result.0).unwrap_or_else(|index| index),
+            },
+        };
+        let results = Arc::make_mut(&mut self.results.base);
+        reserve_one(results);
+        results.insert(base_index, result);
+        reserve_one(&mut self.base_slots);
+        self.base_slots.insert(base_index, slot);
+    }
+
+    /// Appends `result` to the log, made if there is none, and returns its entry; or, when the
+    /// log is full, merges it into a new base of the row's own and returns `None`, for the
+    /// caller to change that base in place.
+    fn log(&mut self, result: (ExamId, Score)) -> Option<u32> {
+        let n_logged = self.results.n_logged;
+        let log = self.results.log.get_or_insert_with(|| {
+            let capacity = (self.results.base.len() / LOG_FRACTION).max(MIN_LOG);
+            (0..capacity).map(|_| Entry::default()).collect()
+        });
+        match log.get(n_logged as usize) {
+            Some(entry) => {
+                entry.set(result);
+                self.results.n_logged += 1;
+                Some(n_logged)
             }
-            None => self.add_to_overlay(absent.overlay, result, slot),
+            None => {
+                self.merge(1);
+                None
+            }
         }
     }
 
     /// The results, sorted by exam, and the slots beside them, each with room for `n` more, for
-    /// a fold that changes them in place: the overlay merged into the base, and the base copied
-    /// if a snapshot shares it.
+    /// a fold that changes them in place: the log merged into the base, and the base copied if
+    /// a snapshot shares it.
     pub(crate) fn make_room(&mut self, n: usize) -> (&mut Vec<(ExamId, Score)>, &mut Vec<u32>) {
         if self.in_place().is_none() {
             self.merge(n);
@@ -317,41 +433,16 @@ impl Row {
         (results, &mut self.base_slots)
     }
 
-    /// The base, when the fold may change it in place: no snapshot shares it, and there is no
-    /// overlay.
+    /// The base, when the fold may change it in place: no snapshot shares it, and nothing is
+    /// logged.
     fn in_place(&mut self) -> Option<&mut Vec<(ExamId, Score)>> {
-        match self.results.overlay {
+        match self.results.log {
             None => Arc::get_mut(&mut self.results.base),
             Some(_) => None,
         }
     }
 
-    fn add_to_overlay(&mut self, index: usize, result: (ExamId, Score), slot: u32) {
-        let n_overlay = self.results.n_overlay as usize;
-        let in_place = self.results.overlay.as_mut().and_then(Arc::get_mut);
-        match in_place.filter(|overlay| overlay.len() > n_overlay) {
-            Some(overlay) => {
-                overlay.copy_within(index..n_overlay, index + 1);
-                overlay[index] = result;
-            }
-            // Copied once, around the new result and with room for half as many again.
-            None => {
-                let (before, after) = self.results.overlay().split_at(index);
-                let room = std::iter::repeat_n(result, n_overlay / 2 + 1);
-                let copy = before.iter().copied().chain([result]).chain(after.iter().copied());
-                self.results.overlay = Some(copy.chain(room).collect());
-            }
-        }
-        self.results.n_overlay += 1;
-        reserve_one(&mut self.overlay_slots);
-        self.overlay_slots.insert(index, slot);
-        if n_overlay + 1 > (self.results.base.len() / OVERLAY_FRACTION).max(MIN_OVERLAY) {
-            self.merge(0);
-        }
-    }
-
-    /// Merges the overlay into a new base of the row's own, with room for `room` more results
-    /// and an eighth of the row besides.
+    /// Merges the log into a new base of the row's own, with room for `room` more results.
     fn merge(&mut self, room: usize) {
         let capacity = self.len() + room;
         let mut results = Vec::with_capacity(capacity);
@@ -360,12 +451,10 @@ impl Row {
             results.push(result);
             slots.push(slot);
         }
-        self.results.base = Arc::new(results);
-        self.results.overlay = None;
-        self.results.n_overlay = 0;
-        self.results.n_replaced = 0;
+        self.results = Results { base: Arc::new(results), ..Results::default() };
         self.base_slots = slots;
-        self.overlay_slots = Vec::new();
+        self.logged.clear();
+        self.n_shared = 0;
     }
 }
 
@@ -492,7 +581,7 @@ mod tests {
     }
 
     proptest! {
-        /// However changes and snapshots interleave (so the base is shared or not, the overlay
+        /// However changes and snapshots interleave (so the base is shared or not, the log
         /// empty, small or merged), the row holds what a map of the same changes holds, each
         /// result beside its slot, and every snapshot keeps what the row held when it was
         /// taken.
@@ -500,12 +589,24 @@ mod tests {
         fn a_row_holds_what_a_map_holds_and_snapshots_keep_theirs(
             steps in prop::collection::vec(step(), 0..400),
             bulk_at in any::<prop::sample::Index>(),
+            fork_at in any::<prop::sample::Index>(),
         ) {
             let mut row = Row::default();
             let mut model = Model::new();
             let mut shared: Vec<(Results, Vec<(ExamId, Score)>)> = Vec::new();
             let bulk_at = bulk_at.index(steps.len() + 1);
+            let fork_at = fork_at.index(steps.len() + 1);
             for (n, Step { exam, score, share }) in steps.into_iter().enumerate() {
+                if n == fork_at {
+                    // A copy of the row changes every result it holds: the row, which may
+                    // have written its log beyond every snapshot, sees none of it.
+                    let mut fork = row.clone();
+                    for exam in model.keys().map(|&exam| ExamId(exam)) {
+                        if let Found::Held(held, _) = fork.find(exam) {
+                            fork.regrade(held, Score::new(0.99).expect("valid"));
+                        }
+                    }
+                }
                 if n == bulk_at {
                     // A bulk fold's way in: one base of the row's own, with room.
                     let (base, slots) = row.make_room(4);
@@ -548,13 +649,13 @@ mod tests {
     }
 
     #[test]
-    fn changes_to_a_shared_row_go_to_the_overlay_until_it_is_merged() {
+    fn changes_to_a_shared_row_go_to_the_log_until_it_is_full() {
         let score = Score::new(0.5).expect("valid");
         let results: Vec<_> = (0..80).map(|exam| (ExamId(exam * 2), score)).collect();
         let mut row = Row::new(results, (0..80).collect());
         let snapshot = row.share();
         let base = row.base_ptr();
-        // An eighth of 80 is 10: ten new results stay in the overlay, the eleventh merges.
+        // An eighth of 80 is 10: ten new results fill the log, the eleventh merges it.
         for exam in 0..11 {
             let Found::Absent(absent) = row.find(ExamId(exam * 2 + 1)) else {
                 panic!("odd exams are absent");
