@@ -521,12 +521,9 @@ impl Publisher {
                     for same_slot in same_exam.chunk_by(|a, b| a.slot == b.slot) {
                         let change = same_slot[same_slot.len() - 1];
                         let result = ExamResult::new(change.student_idx, change.score);
-                        match entry.results.get_mut(change.slot as usize) {
-                            Some(slot) => *slot = result,
-                            None => {
-                                debug_assert_eq!(change.slot as usize, entry.results.len());
-                                entry.results.push_back(result);
-                            }
+                        if !entry.results.set(change.slot as usize, result) {
+                            debug_assert_eq!(change.slot as usize, entry.results.len());
+                            entry.results.push(result);
                         }
                     }
                     entry.by_student_id = Arc::default();

@@ -4,7 +4,7 @@ use std::iter::Peekable;
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
-use crate::chunked::ChunkedVec;
+use crate::chunked::{ChunkedVec, SlotVec};
 use crate::event::{ExamId, Score, StudentId};
 use crate::id_index::IdIndex;
 use crate::results::Results;
@@ -53,7 +53,7 @@ pub(crate) struct ExamEntry {
     /// new, so a new result is appended and a regrade replaces one value. Publishing a batch
     /// then copies the tail and the chunks regraded, where a map keyed by student copied a
     /// node for nearly every result added. Plain `Copy` data: no string is compared.
-    pub(crate) results: imbl::Vector<ExamResult>,
+    pub(crate) results: SlotVec<ExamResult, EXAM_CHUNK>,
     pub(crate) average: f64,
     /// The sequence number of the last event that changed this exam's results.
     pub(crate) changed_at: u64,
@@ -64,6 +64,12 @@ pub(crate) struct ExamEntry {
 
 /// An exam's results in student-id order.
 type ByStudentId = Arc<[ExamResult]>;
+
+/// Exam results a chunk: with its reference counts, a chunk is 1,024 bytes, an allocator size
+/// class of its own.
+pub(crate) const EXAM_CHUNK: usize = 84;
+
+const _: () = assert!(16 + EXAM_CHUNK * std::mem::size_of::<ExamResult>() == 1024);
 
 /// A student's result on an exam, as the exam's results hold it: the student's dense index and
 /// the score, in 12 bytes where the pair `(u32, Score)` took 16 (its `f64` aligned to 8), so a
