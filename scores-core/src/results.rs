@@ -133,17 +133,16 @@ pub(crate) struct Row {
     results: Results,
     /// Beside the base's results, in their order.
     base_slots: Vec<u32>,
-    /// The logged exams, sorted, each with the entry that holds its score now.
+    /// The logged exams in exam order: for each, the entry that holds its result now.
     logged: Vec<Logged>,
     /// How many of the log's entries a snapshot may hold: the row writes only beyond them.
     n_shared: u32,
 }
 
-/// A logged exam, as the fold finds it.
+/// A logged exam, as the fold finds it: its exam and score are in the log.
 #[derive(Clone, Copy, Debug)]
 struct Logged {
-    exam: ExamId,
-    /// The log's entry that holds the exam's score now.
+    /// The log's entry that holds the exam's result now.
     entry: u32,
     slot: u32,
 }
@@ -244,10 +243,10 @@ impl Row {
         self.results.iter()
     }
 
-    /// The score of a logged exam. The log holds every entry its index names: the two change
+    /// A logged exam's result. The log holds every entry its index names: the two change
     /// together.
-    fn logged_score(&self, logged: &Logged) -> Score {
-        self.results.logged()[logged.entry as usize].get().1
+    fn logged_result(&self, logged: &Logged) -> (ExamId, Score) {
+        self.results.logged()[logged.entry as usize].get()
     }
 
     /// `((exam, score), slot)` by exam.
@@ -257,7 +256,7 @@ impl Row {
         let mut logged = self
             .logged
             .iter()
-            .map(|logged| ((logged.exam, self.logged_score(logged)), logged.slot))
+            .map(|logged| (self.logged_result(logged), logged.slot))
             .peekable();
         let mut base = base.peekable();
         std::iter::from_fn(move || match (base.peek(), logged.peek()) {
@@ -314,9 +313,11 @@ impl Row {
 
     /// Where `exam`'s result is, or would go.
     pub(crate) fn find(&self, exam: ExamId) -> Found {
-        let logged = match self.logged.binary_search_by_key(&exam, |logged| logged.exam) {
+        let found = self.logged.binary_search_by_key(&exam, |logged| self.logged_result(logged).0);
+        let logged = match found {
             Ok(index) => {
-                return Found::Held(Held::Logged(index), self.logged_score(&self.logged[index]));
+                let (_, score) = self.logged_result(&self.logged[index]);
+                return Found::Held(Held::Logged(index), score);
             }
             Err(index) => index,
         };
@@ -338,7 +339,7 @@ impl Row {
                     None => match self.log((exam, score)) {
                         Some(entry) => {
                             reserve_one(&mut self.logged);
-                            self.logged.insert(logged, Logged { exam, entry, slot });
+                            self.logged.insert(logged, Logged { entry, slot });
                         }
                         None => return self.regrade_merged(exam, score, slot),
                     },
@@ -346,7 +347,8 @@ impl Row {
                 slot
             }
             Held::Logged(index) => {
-                let Logged { exam, entry, slot, .. } = self.logged[index];
+                let Logged { entry, slot } = self.logged[index];
+                let (exam, _) = self.logged_result(&self.logged[index]);
                 match self.results.logged().get(entry as usize) {
                     // Beyond every snapshot's view: written over in place.
                     Some(written) if entry >= self.n_shared => written.set((exam, score)),
@@ -376,7 +378,7 @@ impl Row {
             Some(_) => absent.base,
             None => match self.log(result) {
                 Some(entry) => {
-                    let logged = Logged { exam: result.0, entry, slot };
+                    let logged = Logged { entry, slot };
                     reserve_one(&mut self.logged);
                     self.logged.insert(absent.logged, logged);
                     self.results.n_added += 1;
