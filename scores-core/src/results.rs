@@ -3,14 +3,14 @@
 //! snapshots share by prefix.
 //!
 //! A snapshot must hold each student's results as they were at its sequence number, while the
-//! fold goes on changing them. Shared whole, a student's results were copied by the first change
-//! after each hand-over: with 100k students, nearly every event copied its student's row (about
-//! a kilobyte), and the old copy lived until the next snapshot. Then a change to a shared base
-//! went to a small sorted overlay, itself copied by the first change after a hand-over: one
-//! allocation per event, freed on the publisher's thread. Now changes are appended to a log
-//! that the row alone writes, beyond every snapshot's view, so the change after a hand-over is
-//! written in place; the log is merged into a new base once it holds an eighth as many entries
-//! as the base has results: a row is copied once per eighth of its length in changes.
+//! fold goes on changing them. Shared whole, a student's results would be copied by the first
+//! change after each hand-over: with 100k students, nearly every event would copy its student's
+//! row (about a kilobyte). So changes are appended to a log that the row alone writes, beyond
+//! every snapshot's view, and the change after a hand-over is written in place; the log is
+//! merged into a new base once it holds an eighth as many entries as the base has results, so a
+//! row is copied once per eighth of its length in changes. (A sorted overlay, copied by the
+//! first change after each hand-over, came before the log: one allocation per event, freed on
+//! the publisher's thread; docs/PERFORMANCE.md has the figures.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -250,7 +250,7 @@ impl Fold {
 
     /// Folds events resolved to their students, in order. Four loads stand between an event and
     /// its fold, each needing the one before: the student's row, the header of its results
-    /// (where they are, how many) and its overlay, their first and last exams (from which the
+    /// (where they are, how many) and its log, their first and last exams (from which the
     /// search guesses), and the line the search starts from. Each is asked for a quarter of
     /// [`LOOKAHEAD`] events before the next needs it.
     fn fold_resolved(&mut self, events: &[(u32, &ScoreEvent)]) {

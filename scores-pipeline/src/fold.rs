@@ -25,10 +25,10 @@ use crate::log::{Cursor, Entry, LogRead};
 use crate::run::PipelineError;
 
 /// While more batches wait, the folder hands its changes over to be published at most this
-/// often; once it has caught up, at once. Each hand-over shares every changed student's results
-/// with the new snapshot, so the next change to a student copies them. With 200 students and
-/// wrk on the same cores, a snapshot per append was ~550 a second; at most every 5 ms, ~280,
-/// and ingest ~10% faster (docs/PERFORMANCE.md).
+/// often; once it has caught up, at once. A hand-over costs the publisher much the same however
+/// few events it carries (it copies each chunk of the snapshot's tables that a change touches).
+/// With 200 students and wrk on the same cores, a snapshot per append was ~550 a second; at
+/// most every 5 ms, ~280, and ingest ~10% faster (docs/PERFORMANCE.md).
 pub const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(5);
 
 /// While more batches wait, a hand-over also waits for at least one event folded per this many
