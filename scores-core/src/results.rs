@@ -253,11 +253,8 @@ impl Row {
     pub(crate) fn iter_with_slots(&self) -> impl Iterator<Item = ((ExamId, Score), u32)> + '_ {
         let base =
             std::iter::zip(self.results.base.iter().copied(), self.base_slots.iter().copied());
-        let mut logged = self
-            .logged
-            .iter()
-            .map(|logged| (self.logged_result(logged), logged.slot))
-            .peekable();
+        let mut logged =
+            self.logged.iter().map(|logged| (self.logged_result(logged), logged.slot)).peekable();
         let mut base = base.peekable();
         std::iter::from_fn(move || match (base.peek(), logged.peek()) {
             (Some(((in_base, _), _)), Some(((in_log, _), _))) => {
