@@ -2,6 +2,8 @@
 
 mod chunks;
 mod cli;
+#[cfg(feature = "heap-count")]
+mod heap;
 mod live;
 mod logging;
 mod probe;
@@ -18,8 +20,14 @@ use clap::Parser as _;
 /// The service allocates and frees many small, short-lived buffers per event (copy-on-write
 /// rows, batches, response bodies); mimalloc measured faster than glibc's malloc here (see
 /// docs/PERFORMANCE.md).
+#[cfg(not(feature = "heap-count"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same, counting the heap (`--features heap-count`; see `heap.rs`).
+#[cfg(feature = "heap-count")]
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -27,6 +35,8 @@ fn main() -> ExitCode {
         logging::report(&error);
         return ExitCode::from(2);
     }
+    #[cfg(feature = "heap-count")]
+    heap::report_every(std::time::Duration::from_secs(1));
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
