@@ -19,8 +19,10 @@ sim_port=${SIM_PORT:-18201}
 port=${PORT:-18200}
 floor_port=${FLOOR_PORT:-18202}
 
-source scripts/ingesting.sh
+# Built before ingest starts: a build during it would let the board grow for as long as the
+# build takes, and the figures would be of a larger board than the next run's.
 cargo build --release --locked -p scores-http --example constant_bodies >&2
+source scripts/ingesting.sh
 
 # Ingest: events made durable and visible per second, measured from the published snapshot.
 sleep 2
