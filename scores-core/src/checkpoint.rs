@@ -31,6 +31,7 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, InvalidScore, InvalidStudentId, Score, StudentId};
 use crate::prefetch::prefetch;
+use crate::results::{Narrow, Stored};
 use crate::running_sum::RunningSum;
 use crate::scoreboard::{Parts, Scoreboard, StudentIndex, StudentParts, key};
 use crate::snapshot::Snapshot;
@@ -174,7 +175,12 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
         let id = std::str::from_utf8(input.take(id_len)?)
             .map_err(|_| CheckpointError::StudentIdNotUtf8 { index })?;
         let id = StudentId::new(id).map_err(|error| CheckpointError::StudentId { index, error })?;
-        students.push(StudentParts { id, results: Vec::new(), slots: Vec::new() });
+        students.push(StudentParts {
+            id,
+            results: Vec::new(),
+            wide: Vec::new(),
+            slots: Vec::new(),
+        });
         counted.push(input.u32()? as usize);
     }
     if counted.iter().map(|&n| n as u64).sum::<u64>() != n_results {
@@ -199,6 +205,8 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
         if exams.last().is_some_and(|&(previous, _, _)| previous >= exam) {
             return Err(CheckpointError::Inconsistent("exams are out of order"));
         }
+        // Nearly always; the others go to each student's wide results, after the narrow ones.
+        let narrow = u32::try_from(exam.0).ok();
         let n = input.u32()? as usize;
         let listed = input.take(n.saturating_mul(RESULT_LEN))?;
         let mut sum = RunningSum::default();
@@ -213,15 +221,22 @@ fn decode(bytes: &[u8]) -> Result<Parts, CheckpointError> {
             };
             // Exams come in order, so a student's last result is on an earlier exam, unless
             // this exam listed the student already.
-            if student.results.last().is_some_and(|&(last, _)| last == exam) {
+            let last = match student.wide.last() {
+                Some(&(last, _)) => Some(last),
+                None => student.results.last().map(|result| result.exam()),
+            };
+            if last == Some(exam) {
                 return Err(CheckpointError::Inconsistent("an exam lists a student twice"));
             }
-            if student.results.len() == counted[student_idx as usize] {
+            if student.slots.len() == counted[student_idx as usize] {
                 return Err(CheckpointError::Inconsistent(
                     "a student has more results than counted",
                 ));
             }
-            student.results.push((exam, score));
+            match narrow {
+                Some(exam) => student.results.push(Narrow::of(exam, score)),
+                None => student.wide.push((exam, score)),
+            }
             student.slots.push(slot);
             sum.add(score.get());
         }

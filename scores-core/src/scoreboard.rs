@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::event::{ExamId, Score, ScoreEvent, StudentId};
 use crate::prefetch::prefetch;
-use crate::results::{Found, Row};
+use crate::results::{Found, Narrow, Row, Stored, Wide};
 use crate::running_sum::RunningSum;
 use crate::snapshot::{ExamEntry, ExamResult, Snapshot, StudentEntry};
 
@@ -266,8 +266,7 @@ impl Fold {
                 row.results.prefetch_header();
             }
             if let Some((row, _)) = row(2) {
-                let results = row.results.base();
-                [results.first(), results.last()].into_iter().flatten().for_each(|r| prefetch(r));
+                row.results.prefetch_ends();
             }
             if let Some((row, event)) = row(1) {
                 row.results.prefetch_search(event.exam);
@@ -350,13 +349,13 @@ impl Fold {
             self.exams.iter().map(|(&exam, row)| (exam, vec![unfilled; row.n_results as usize])),
         );
         for (student_idx, row) in (0u32..).zip(&self.students) {
-            for ((exam, score), slot) in row.results.iter_with_slots() {
+            row.results.for_each_with_slot(|((exam, score), slot)| {
                 let place =
                     by_exam.get_mut(&exam).and_then(|results| results.get_mut(slot as usize));
                 if let Some(place) = place {
                     *place = ExamResult::new(student_idx, score);
                 }
-            }
+            });
         }
         by_exam.into_iter().collect()
     }
@@ -588,9 +587,10 @@ pub(crate) struct Parts {
 /// A student's part of [`Parts`].
 pub(crate) struct StudentParts {
     pub(crate) id: StudentId,
-    /// Sorted by exam.
-    pub(crate) results: Vec<(ExamId, Score)>,
-    /// Each result's slot in its exam's results, in the order of `results`.
+    /// Sorted by exam: those whose exams fit in 32 bits, then the others, in `wide`.
+    pub(crate) results: Vec<Narrow>,
+    pub(crate) wide: Vec<Wide>,
+    /// Each result's slot in its exam's results, in the order of `results` then `wide`.
     pub(crate) slots: Vec<u32>,
 }
 
@@ -603,10 +603,16 @@ impl Scoreboard {
         let Parts { seq, n_results, students, student_index, exams } = parts;
         let students: Vec<StudentRow> = students
             .into_iter()
-            .map(|StudentParts { id, results, slots }| StudentRow {
+            .map(|StudentParts { id, results, wide, slots }| StudentRow {
                 id,
-                sum: RunningSum::of(results.iter().map(|(_, score)| score.get())),
-                results: Row::new(results, slots),
+                sum: RunningSum::of(
+                    results
+                        .iter()
+                        .map(|result| result.score())
+                        .chain(wide.iter().map(|result| result.score()))
+                        .map(Score::get),
+                ),
+                results: Row::new(results, wide, slots),
                 changed_at: seq,
                 is_dirty: true,
             })
@@ -666,7 +672,7 @@ impl From<Snapshot> for Scoreboard {
                 else {
                     continue;
                 };
-                if row.results.base().get(*filled).is_some_and(|(held, _)| held == exam) {
+                if row.results.base_exam(*filled) == Some(*exam) {
                     row.results.base_slots_mut()[*filled] = slot;
                     *filled += 1;
                 }

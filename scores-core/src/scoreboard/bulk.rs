@@ -9,12 +9,14 @@
 //! cache. Each row sees the same steps [`Fold::apply`] would take, in the same order, so the
 //! board is the same to the bit: the same results, the same running sums, the same slots.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Fold, StudentIndex, key};
 use crate::event::{Score, ScoreEvent};
 use crate::prefetch::prefetch;
-use crate::results::{reserve_one, search};
+use crate::results::{Narrow, Room, Stored, reserve_one, search};
+use crate::running_sum::RunningSum;
 
 /// The most events one pass folds: its scratch (a student index, a place in student order and
 /// an outcome per event) stays below 64 MB.
@@ -126,64 +128,37 @@ impl Fold {
         outcomes: &mut [Outcome],
     ) {
         let order = &by_student.order;
+        // Exams past 32 bits are rare: a pass without any looks no further.
+        let wide_pass = events.iter().any(|event| Narrow::new((event.exam, event.score)).is_none());
         for (student_idx, range) in by_student.groups() {
             if let Some(ahead) = self.students.get(student_idx as usize + 2) {
                 prefetch(ahead.results.base_ptr());
             }
             let row = &mut self.students[student_idx as usize];
-            let (results, slots) = row.results.make_room(range.len());
-            let mut changed = false;
-            for at in range.clone() {
-                if let Some(&ahead) = order.get(at + PREFETCH_AHEAD) {
-                    prefetch(&events[ahead as usize]);
-                    prefetch(&outcomes[ahead as usize]);
+            let wide = wide_pass
+                && order[range.clone()].iter().any(|&offset| {
+                    let event = &events[offset as usize];
+                    Narrow::new((event.exam, event.score)).is_none()
+                });
+            let student = StudentEvents { events, order, range, first_seq };
+            let folded = match row.results.make_room(student.range.len(), wide) {
+                Room::Narrow(results, slots) => {
+                    student.fold(results, slots, &mut row.sum, outcomes)
                 }
-                let offset = order[at] as usize;
-                let ScoreEvent { exam, score, .. } = events[offset];
-                let seq = first_seq + offset as u64;
-                outcomes[offset] = match search(results, exam) {
-                    Ok(index) => {
-                        let previous = results[index].1;
-                        if previous == score {
-                            continue;
-                        }
-                        results[index].1 = score;
-                        row.sum.replace(previous.get(), score.get());
-                        Outcome::Regraded { previous }
-                    }
-                    Err(index) => {
-                        if results.is_empty() {
-                            self.students_changed_at = seq;
-                        }
-                        reserve_one(results);
-                        results.insert(index, (exam, score));
-                        row.sum.add(score.get());
-                        reserve_one(slots);
-                        slots.insert(index, UNKNOWN);
-                        self.n_results += 1;
-                        Outcome::New { index: UNKNOWN, slot: UNKNOWN }
-                    }
-                };
-                row.changed_at = seq;
-                changed = true;
-            }
-            if !changed {
+                Room::Wide(results, slots) => student.fold(results, slots, &mut row.sum, outcomes),
+            };
+            let Some(changed_at) = folded.changed_at else {
                 continue;
-            }
+            };
+            row.changed_at = changed_at;
             if !row.is_dirty {
                 row.is_dirty = true;
                 self.dirty_students.push(student_idx);
             }
-            // Where each new result ended up, while the results are in cache.
-            for &offset in &order[range] {
-                let offset = offset as usize;
-                if let Outcome::New { index, .. } = &mut outcomes[offset]
-                    && let Ok(found) = search(results, events[offset].exam)
-                {
-                    // A student has at most one result per exam, far fewer than 2^32.
-                    *index = found as u32;
-                }
+            if let Some(first_at) = folded.first_at {
+                self.students_changed_at = first_at;
             }
+            self.n_results += folded.n_new;
         }
     }
 
@@ -336,5 +311,89 @@ impl InStudentOrder {
             .zip(starts.zip(&self.ends))
             .filter(|(_, (start, end))| start < *end)
             .map(|(student_idx, (start, &end))| (student_idx, start as usize..end as usize))
+    }
+}
+
+/// One student's events in a pass: `order[range]`, offsets into `events`.
+struct StudentEvents<'a> {
+    events: &'a [ScoreEvent],
+    order: &'a [u32],
+    range: Range<usize>,
+    first_seq: u64,
+}
+
+/// What a student's events did to its row.
+struct Folded {
+    /// The sequence number of the last event that changed the row, if any did.
+    changed_at: Option<u64>,
+    /// The sequence number of the event that gave an empty row its first result.
+    first_at: Option<u64>,
+    /// How many results were new.
+    n_new: u64,
+}
+
+impl StudentEvents<'_> {
+    /// Folds the events, in log order, into the student's `results` (with room for them all)
+    /// and running sum; a new result gets its place in the `slots`, to be filled by
+    /// [`Fold::give_slots`], and its index in `outcomes`.
+    fn fold<E: Stored>(
+        &self,
+        results: &mut Vec<E>,
+        slots: &mut Vec<u32>,
+        sum: &mut RunningSum,
+        outcomes: &mut [Outcome],
+    ) -> Folded {
+        let StudentEvents { events, order, first_seq, .. } = *self;
+        let mut folded = Folded { changed_at: None, first_at: None, n_new: 0 };
+        for at in self.range.clone() {
+            if let Some(&ahead) = order.get(at + PREFETCH_AHEAD) {
+                prefetch(&events[ahead as usize]);
+                prefetch(&outcomes[ahead as usize]);
+            }
+            let offset = order[at] as usize;
+            let ScoreEvent { exam, score, .. } = events[offset];
+            let seq = first_seq + offset as u64;
+            outcomes[offset] = match search(results, exam) {
+                Ok(index) => {
+                    let previous = results[index].score();
+                    if previous == score {
+                        continue;
+                    }
+                    results[index].set_score(score);
+                    sum.replace(previous.get(), score.get());
+                    Outcome::Regraded { previous }
+                }
+                Err(index) => {
+                    // The row is in a layout that holds every exam of these events.
+                    let Some(result) = E::new((exam, score)) else {
+                        continue;
+                    };
+                    if results.is_empty() {
+                        folded.first_at = Some(seq);
+                    }
+                    reserve_one(results);
+                    results.insert(index, result);
+                    sum.add(score.get());
+                    reserve_one(slots);
+                    slots.insert(index, UNKNOWN);
+                    folded.n_new += 1;
+                    Outcome::New { index: UNKNOWN, slot: UNKNOWN }
+                }
+            };
+            folded.changed_at = Some(seq);
+        }
+        if folded.n_new > 0 {
+            // Where each new result ended up, while the results are in cache.
+            for &offset in &order[self.range.clone()] {
+                let offset = offset as usize;
+                if let Outcome::New { index, .. } = &mut outcomes[offset]
+                    && let Ok(found) = search(results, events[offset].exam)
+                {
+                    // A student has at most one result per exam, far fewer than 2^32.
+                    *index = found as u32;
+                }
+            }
+        }
+        folded
     }
 }
