@@ -458,6 +458,7 @@ impl Row {
 
     /// Replaces the score of the result held at `held` (as [`find`](Self::find) answered,
     /// with nothing changed since) with `score`; returns the result's slot.
+    #[inline]
     pub(crate) fn regrade(&mut self, held: Held, score: Score) -> u32 {
         each_layout!(self, row => row.regrade(held, score))
     }
