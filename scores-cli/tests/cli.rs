@@ -115,6 +115,17 @@ fn simulate(count: u64, extra: &[&str]) -> (Running, String) {
     (running, format!("http://{address}/scores"))
 }
 
+#[test]
+#[cfg(target_os = "linux")]
+fn the_command_runs_without_transparent_huge_pages() {
+    let (running, _) = simulate(1_000_000, &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", running.0.id())).unwrap();
+    // Kernels before 5.0 do not report the flag.
+    if let Some(line) = status.lines().find(|line| line.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
 fn run_to_end(command: &mut Command) -> Output {
     let output = command.output().unwrap();
     assert!(output.status.success(), "{command:?}: {}", stderr(&output));
