@@ -20,9 +20,9 @@ use scores_core::{Changes, Fold, Publisher, Resolved, Scoreboard, StudentResolve
 use scores_journal::load_checkpoint;
 
 use crate::checkpointer::Checkpointer;
+use crate::error::PipelineError;
 use crate::handle::Pipeline;
 use crate::log::{Cursor, Entry, LogRead};
-use crate::run::PipelineError;
 
 /// While more batches wait, the folder hands its changes over to be published at most this
 /// often; once it has caught up, at once. A hand-over costs the publisher much the same however

@@ -10,10 +10,10 @@ use std::time::Duration;
 use scores_sse::{ConnectionState, Feed, FeedItem};
 use tokio::sync::{mpsc, watch};
 
+use crate::error::PipelineError;
 use crate::fold::Folding;
 use crate::handle::Pipeline;
 use crate::log::{Entry, Log};
-use crate::run::PipelineError;
 
 /// The writer stops gathering events for one log append once it has this many.
 const MAX_BATCH: usize = 65_536;

@@ -13,7 +13,9 @@
 //! log up to its sequence number, and every answer drawn from one reflects that number.
 
 mod checkpointer;
+mod config;
 mod counters;
+mod error;
 mod fold;
 mod handle;
 mod ingest;
@@ -22,12 +24,16 @@ mod lease;
 pub mod log;
 mod replica;
 mod run;
+mod supervise;
 
+pub use crate::config::PipelineConfig;
 pub use crate::counters::Counters;
+pub use crate::error::PipelineError;
 pub use crate::fold::MIN_PUBLISH_INTERVAL;
 pub use crate::handle::{Pipeline, Role};
 pub use crate::jetstream::{JetStreamConfig, JetStreamLog, open_reader};
 pub use crate::log::{Cursor, Log, LogError, LogRead};
-pub use crate::run::{PipelineConfig, PipelineError, Running, start};
+pub use crate::run::start;
+pub use crate::supervise::Running;
 pub use scores_journal::{FsyncPolicy, Options as JournalOptions};
 pub use scores_sse::FeedConfig;

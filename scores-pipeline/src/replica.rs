@@ -26,13 +26,15 @@ use scores_journal::DataDir;
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
+use crate::config::PipelineConfig;
+use crate::error::PipelineError;
 use crate::fold::{Folder, Folding, Restore};
 use crate::handle::{Pipeline, Role};
 use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
 use crate::jetstream::{JetStream, JetStreamConfig, JetStreamLog, JetStreamReader};
 use crate::lease::{Lease, LeaseBucket};
 use crate::log::{Entry, Log, LogError, LogRead};
-use crate::run::{PipelineConfig, PipelineError, Running, halt_on, spawn_thread, supervise};
+use crate::supervise::{Running, halt_on, spawn_thread, supervise};
 
 /// Records folded at a time while following the stream.
 const FOLLOW_CHUNK: usize = 65_536;

@@ -11,109 +11,17 @@
 //! refusing appends at the time, the writer gives up retrying. A failure anywhere (a log that
 //! cannot be restored, say) stops everything, with that error.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use scores_journal::{DataDir, Journal, JournalError, Options};
+use scores_journal::{DataDir, Journal};
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
+use crate::config::PipelineConfig;
+use crate::error::PipelineError;
 use crate::fold::{Folder, Restore};
 use crate::handle::Pipeline;
 use crate::ingest::{QUEUED_BATCHES, append_and_fold, pull_feed};
-use crate::jetstream::JetStreamConfig;
-use crate::log::{Entry, Log, LogError};
-
-/// How the pipeline runs. [`PipelineConfig::new`] gives the defaults.
-#[derive(Clone, Debug)]
-pub struct PipelineConfig {
-    /// The upstream SSE feed's URL; `None` to serve the log as it is, ingesting nothing.
-    pub upstream: Option<String>,
-    /// The data directory: the journal in `journal/`, the checkpoint in `checkpoint`.
-    pub data_dir: PathBuf,
-    /// The journal's options: when appends reach stable storage, how large a segment grows.
-    pub journal: Options,
-    /// Write a checkpoint after this many new events, or after as many new events as the board
-    /// holds results when that is more.
-    pub checkpoint_every: u64,
-    /// Passed to the feed: idle timeout, backoff, limits. Its `url` and `last_event_id` are set
-    /// by the pipeline.
-    pub feed: FeedConfig,
-    /// The log on a NATS JetStream stream, shared by replicas, instead of the file journal; the
-    /// data directory then holds this replica's checkpoint only.
-    pub jetstream: Option<JetStreamConfig>,
-}
-
-impl PipelineConfig {
-    /// Defaults: the journal's (fsync every batch, 64 MiB segments), a checkpoint every million
-    /// events, the feed's defaults.
-    pub fn new(upstream: impl Into<String>, data_dir: impl Into<PathBuf>) -> PipelineConfig {
-        PipelineConfig {
-            upstream: Some(upstream.into()),
-            data_dir: data_dir.into(),
-            journal: Options::default(),
-            checkpoint_every: 1_000_000,
-            feed: FeedConfig::new(""),
-            jetstream: None,
-        }
-    }
-}
-
-/// Why the pipeline could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// The log could not be opened, read or appended to.
-    #[error(transparent)]
-    Log(#[from] LogError),
-    /// The feed's HTTP client could not be built.
-    #[error(transparent)]
-    Feed(#[from] scores_sse::BuildError),
-    /// A thread could not be started.
-    #[error("{action}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A task or thread of the pipeline panicked: a bug, reported rather than hidden.
-    #[error("the {0} panicked")]
-    Panicked(&'static str),
-    /// Records reached the fold out of order: a gap or an overlap in what the log handed over.
-    #[error("the log handed over record {found} where {expected} was due")]
-    OutOfOrder {
-        /// The sequence number due.
-        expected: u64,
-        /// The one that came.
-        found: u64,
-    },
-    /// Asked to stop while the log refused appends. Nothing visible was lost: the events not
-    /// yet stored were never acknowledged, and the next start asks the upstream for them
-    /// again, after the last event id the log holds.
-    #[error(
-        "stopped while the log refused appends ({0}); the events received since the last \
-         stored one were not kept, and the next start asks the upstream for them again"
-    )]
-    StoppedWhileRefused(LogError),
-}
-
-impl From<JournalError> for PipelineError {
-    fn from(error: JournalError) -> PipelineError {
-        PipelineError::Log(error.into())
-    }
-}
-
-/// A started pipeline: completes when it has stopped.
-#[derive(Debug)]
-pub struct Running(tokio::task::JoinHandle<Result<(), PipelineError>>);
-
-impl Running {
-    /// Waits until the pipeline has stopped: after `stop` turned true (the log drained, synced
-    /// and checkpointed), or at once on a failure, such as a log that cannot be restored.
-    pub async fn wait(self) -> Result<(), PipelineError> {
-        self.0.await.map_err(|_| PipelineError::Panicked("pipeline"))?
-    }
-}
+use crate::log::{Entry, Log};
+use crate::supervise::{Running, halt_on, spawn_thread, supervise};
 
 /// Opens the log in `config.data_dir` and starts the pipeline: the folder restores the
 /// projections (the handle is not ready until it has), then the feed is read until `stop`
@@ -166,66 +74,4 @@ pub async fn start(
     // then the feed stops too.
     let running = supervise(("folder", folding), feeding.map(|task| ("feed task", task)), halt_tx);
     Ok((pipeline, running))
-}
-
-/// Waits for `thread`, the pipeline's main part, to end (on a stop, or first when it fails),
-/// then stops the other parts and waits for `task`: the first error is the pipeline's.
-pub(crate) fn supervise(
-    (name, thread): (&'static str, std::thread::JoinHandle<Result<(), PipelineError>>),
-    task: Option<(&'static str, tokio::task::JoinHandle<()>)>,
-    halt: Arc<watch::Sender<bool>>,
-) -> Running {
-    Running(tokio::spawn(async move {
-        let ended = finish(name, thread, &halt).await;
-        let _ = halt.send(true);
-        if let Some((task_name, task)) = task {
-            task.await.map_err(|_| PipelineError::Panicked(task_name))?;
-        }
-        ended
-    }))
-}
-
-/// A stop signal for the pipeline's parts: it turns true when `stop` does, or when a part
-/// sends it on failing.
-pub(crate) fn halt_on(
-    mut stop: watch::Receiver<bool>,
-) -> (Arc<watch::Sender<bool>>, watch::Receiver<bool>) {
-    let (halt_tx, halt) = watch::channel(false);
-    let halt_tx = Arc::new(halt_tx);
-    let on_stop = halt_tx.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => {}
-            () = on_stop.closed() => return,
-        }
-        let _ = on_stop.send(true);
-    });
-    (halt_tx, halt)
-}
-
-pub(crate) fn spawn_thread(
-    name: &'static str,
-    work: impl FnOnce() -> Result<(), PipelineError> + Send + 'static,
-) -> Result<std::thread::JoinHandle<Result<(), PipelineError>>, PipelineError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(work)
-        .map_err(|source| PipelineError::Io { action: "starting a pipeline thread", source })
-}
-
-/// Waits for the thread `name` to end; halts the others when it fails.
-pub(crate) async fn finish(
-    name: &'static str,
-    thread: std::thread::JoinHandle<Result<(), PipelineError>>,
-    halt: &watch::Sender<bool>,
-) -> Result<(), PipelineError> {
-    let ended = tokio::task::spawn_blocking(move || thread.join()).await;
-    let ended = match ended {
-        Ok(Ok(ended)) => ended,
-        _ => Err(PipelineError::Panicked(name)),
-    };
-    if ended.is_err() {
-        let _ = halt.send(true);
-    }
-    ended
 }
