@@ -52,6 +52,11 @@ impl Narrow {
     pub(crate) fn of(exam: u32, score: Score) -> Narrow {
         Narrow { exam, score }
     }
+
+    /// Whether this layout holds `exam`: whether it fits in 32 bits.
+    pub(crate) fn holds(exam: ExamId) -> bool {
+        u32::try_from(exam.0).is_ok()
+    }
 }
 
 impl Stored for Narrow {

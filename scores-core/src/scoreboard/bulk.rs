@@ -129,17 +129,14 @@ impl Fold {
     ) {
         let order = &by_student.order;
         // Exams past 32 bits are rare: a pass without any looks no further.
-        let wide_pass = events.iter().any(|event| Narrow::new((event.exam, event.score)).is_none());
+        let wide_pass = events.iter().any(|event| !Narrow::holds(event.exam));
         for (student_idx, range) in by_student.groups() {
             if let Some(ahead) = self.students.get(student_idx as usize + 2) {
                 prefetch(ahead.results.base_ptr());
             }
             let row = &mut self.students[student_idx as usize];
             let wide = wide_pass
-                && order[range.clone()].iter().any(|&offset| {
-                    let event = &events[offset as usize];
-                    Narrow::new((event.exam, event.score)).is_none()
-                });
+                && order[range.clone()].iter().any(|&at| !Narrow::holds(events[at as usize].exam));
             let student = StudentEvents { events, order, range, first_seq };
             let folded = match row.results.make_room(student.range.len(), wide) {
                 Room::Narrow(results, slots) => {
