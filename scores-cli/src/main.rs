@@ -33,8 +33,9 @@ static ALLOCATOR: heap::Counting = heap::Counting;
 /// mimalloc follows it). With huge pages a page fault zeroes 2 MiB at once, and a page the
 /// allocator frees in part stays resident: in alternated runs of 10M events, ingest took up to
 /// 10% more CPU-seconds with them at 100k students × 10k exams and up to 15% with the
-/// simulator's defaults, and 1–4 bytes an event (20–30 MB) more memory (docs/PERFORMANCE.md).
-/// The flag is the process's, and passes to its children.
+/// simulator's defaults, and 1–4 bytes an event (20–30 MB) more memory; a restart at 10M events
+/// took 0.1–0.8 s longer (docs/PERFORMANCE.md). The flag is the process's, and passes to its
+/// children.
 fn without_huge_pages() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none()
