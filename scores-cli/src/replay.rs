@@ -667,8 +667,7 @@ fn read_journal(reader: Reader, batches: &SyncSender<Vec<Result<Record, JournalE
 }
 
 fn at_line(name: &str, error: &ParseError) -> String {
-    let (ParseError::LineTooLong { line, .. } | ParseError::EventTooLarge { line, .. }) = error;
-    format!("{name}:{line}: dropped: {error}")
+    format!("{name}:{}: dropped: {error}", error.line())
 }
 
 #[cfg(test)]

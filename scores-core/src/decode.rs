@@ -2,7 +2,11 @@
 //!
 //! Strict JSON is tried first. Only when the text is not JSON at all is it read again as JSON5,
 //! which accepts the old README's example `{"exam": 3, "studentId": "foo", score: .991}` (a bare
-//! key and a leading-dot number). Either way the same field rules apply. The feed's own compact
+//! key and a leading-dot number). Either way the same field rules apply. Work is bounded
+//! whatever the input: data nested deeper than [`MAX_DEPTH`] is a [`DecodeError::TooDeep`],
+//! found by one pass before any parser runs, and the JSON5 fallback, which recurses without a limit of its own,
+//! sees only texts of at most [`LENIENT_MAX_LEN`] bytes that open at most [`LENIENT_MAX_NESTING`]
+//! arrays or objects. The feed's own compact
 //! shape is read by a small reader of its own before either, with the same result, faster.
 //! Scores are read exactly: the text of a double printed at full precision reads back as that
 //! double.
@@ -123,6 +127,12 @@ pub enum DecodeError {
         /// 1-based column of the problem.
         column: usize,
     },
+    /// The data nests arrays or objects deeper than [`MAX_DEPTH`]; no score event does.
+    #[error("data nests arrays or objects deeper than {limit}")]
+    TooDeep {
+        /// The limit in force.
+        limit: usize,
+    },
     /// The data is JSON, but not an object.
     #[error("data is {found}, not a JSON object")]
     NotAnObject {
@@ -189,6 +199,7 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::NotJson { .. } => "not_json",
+            DecodeError::TooDeep { .. } => "too_deep",
             DecodeError::NotAnObject { .. } => "not_an_object",
             DecodeError::Missing { .. } => "missing_field",
             DecodeError::Duplicate { .. } => "duplicate_field",
@@ -234,15 +245,71 @@ pub fn decode(event_type: &str, data: &str) -> Result<Decoded, DecodeError> {
     raw.validate().map(Decoded::Event)
 }
 
+/// How deeply the data may nest arrays and objects: serde_json's own recursion limit. A score
+/// event nests one level, or a few with unknown fields.
+pub const MAX_DEPTH: usize = 128;
+
+/// The longest data the JSON5 fallback reads. A score event pasted by hand is far shorter; the
+/// fallback's parser recurses without a limit, so it never sees text long enough to hurt.
+pub const LENIENT_MAX_LEN: usize = 4096;
+
+/// How many arrays and objects, in all, data may open and still be read as JSON5: an upper
+/// bound on its nesting that needs no parsing (brackets inside strings count too).
+pub const LENIENT_MAX_NESTING: usize = 16;
+
 /// Reads any JSON, or JSON5 when it is not JSON.
 fn read_general(data: &str) -> Result<RawEvent<'_>, DecodeError> {
+    // serde_json skips an unknown field's value without a depth limit (iteratively, so
+    // safely); the limit is checked first so that deep data is rejected alike wherever it is.
+    if json_depth_exceeds(data, MAX_DEPTH) {
+        return Err(DecodeError::TooDeep { limit: MAX_DEPTH });
+    }
     serde_json::from_str::<RawEvent<'_>>(data).or_else(|strict_error| {
-        json5::from_str::<RawEvent<'_>>(data).map_err(|_| DecodeError::NotJson {
+        let not_json = || DecodeError::NotJson {
             message: strict_message(&strict_error),
             line: strict_error.line(),
             column: strict_error.column(),
-        })
+        };
+        if !lenient_fits(data) {
+            return Err(not_json());
+        }
+        json5::from_str::<RawEvent<'_>>(data).map_err(|_| not_json())
     })
+}
+
+/// Whether `data`, read as JSON, opens more than `limit` arrays or objects inside one another.
+/// One pass, no recursion; brackets inside strings do not count.
+fn json_depth_exceeds(data: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in data.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether `data` is small and shallow enough for the JSON5 fallback.
+fn lenient_fits(data: &str) -> bool {
+    data.len() <= LENIENT_MAX_LEN
+        && data.bytes().filter(|&byte| byte == b'[' || byte == b'{').count() <= LENIENT_MAX_NESTING
 }
 
 /// Reads the feed's own shape, `{"studentId":"…","exam":…,"score":…}`, without the general
@@ -718,10 +785,49 @@ mod tests {
         ));
     }
 
+    /// serde_json refuses nesting past 128; the JSON5 fallback recursed on the same text
+    /// without a limit and overflowed the stack at about 50,000 brackets.
+    #[test]
+    fn deep_nesting_is_rejected_without_overflowing_the_stack() {
+        let too_deep = Err(DecodeError::TooDeep { limit: MAX_DEPTH });
+        for data in [
+            "[".repeat(50_000),
+            "{\"a\":".repeat(200_000),
+            "{a:".repeat(60_000),
+            format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000)),
+            format!(r#"{{"studentId":"a","exam":1,"score":0.5,"x":{}}}"#, "[".repeat(129)),
+            format!(
+                r#"{{"studentId":"a","exam":1,"score":0.5,"x":{}{}}}"#,
+                "[".repeat(129),
+                "]".repeat(129)
+            ),
+        ] {
+            assert_eq!(decode("score", &data).map(|_| ()), too_deep, "{}…", &data[..40]);
+        }
+        // Not JSON, and opening too many arrays for the fallback to be tried.
+        let shallow_but_busy = format!("{{a:{}1{}}}", "[".repeat(20), "]".repeat(20));
+        assert_eq!(decode("score", &shallow_but_busy).expect_err("rejected").reason(), "not_json");
+        // Brackets inside strings are not nesting.
+        check(
+            &format!(r#"{{"studentId":"{}","exam":1,"score":0.5}}"#, "[".repeat(200)),
+            Ok((&"[".repeat(200), 1, 0.5)),
+        );
+        check(r#"{"studentId":"a\\","exam":1,"score":0.5,"x":[[["]"]]]}"#, Ok(("a\\", 1, 0.5)));
+    }
+
+    #[test]
+    fn the_lenient_fallback_reads_only_short_texts() {
+        let padded =
+            format!("{{studentId: 'a', exam: 1, score: .5{}}}", " ".repeat(LENIENT_MAX_LEN));
+        assert_eq!(decode("score", &padded).expect_err("rejected").reason(), "not_json");
+        check(&padded.replace(&" ".repeat(LENIENT_MAX_LEN), ""), Ok(("a", 1, 0.5)));
+    }
+
     #[test]
     fn reasons_are_stable_metric_labels() {
         let reason = |data: &str| decode("score", data).expect_err("rejected").reason();
         assert_eq!(reason("nope"), "not_json");
+        assert_eq!(reason(&"[".repeat(129)), "too_deep");
         assert_eq!(reason(r#"{"exam":1,"score":0.5}"#), "missing_field");
         assert_eq!(reason(r#"{"studentId":"a","exam":1,"score":2}"#), "out_of_range");
     }

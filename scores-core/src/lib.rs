@@ -56,7 +56,8 @@ pub mod wire;
 
 pub use crate::checkpoint::CheckpointError;
 pub use crate::decode::{
-    DecodeError, Decoded, Field, JsonKind, JsonNumber, SCORE_EVENT_TYPES, decode,
+    DecodeError, Decoded, Field, JsonKind, JsonNumber, LENIENT_MAX_LEN, LENIENT_MAX_NESTING,
+    MAX_DEPTH, SCORE_EVENT_TYPES, decode,
 };
 pub use crate::event::{
     ExamId, InvalidEvent, InvalidScore, InvalidStudentId, Score, ScoreEvent, StudentId,

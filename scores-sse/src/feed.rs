@@ -186,6 +186,10 @@ pub enum Disconnect {
     /// The server ended the response.
     #[error("the server closed the stream")]
     Closed,
+    /// A line grew past the parser's limit: the server is not sending SSE this client can
+    /// use, and reading the rest of the line would cost time for nothing.
+    #[error("a line exceeded {0} bytes")]
+    LineTooLong(usize),
     /// Nothing arrived for the idle timeout.
     #[error("no bytes for {0:?}; the connection is taken as dead")]
     Idle(Duration),
@@ -313,7 +317,11 @@ impl Feed {
                         None => response.chunk().await,
                     };
                     match chunk {
-                        Ok(Some(bytes)) => self.parse(&bytes),
+                        Ok(Some(bytes)) => {
+                            if let Some(limit) = self.parse(&bytes) {
+                                self.disconnect(Disconnect::LineTooLong(limit), Some(connected_at));
+                            }
+                        }
                         Ok(None) => self.disconnect(Disconnect::Closed, Some(connected_at)),
                         Err(error) => {
                             self.disconnect(Disconnect::Read(Arc::new(error)), Some(connected_at));
@@ -378,9 +386,15 @@ impl Feed {
         self.pending.push_back(FeedItem::State(ConnectionState::Connected));
     }
 
-    fn parse(&mut self, bytes: &[u8]) {
+    /// Parses a chunk into pending items; `Some(limit)` when a line went past the limit, after
+    /// which the rest of the chunk is not read.
+    fn parse(&mut self, bytes: &[u8]) -> Option<usize> {
         let (pending, retry, output) = (&mut self.pending, &mut self.retry, self.config.output);
+        let mut line_too_long = None;
         self.parser.feed_with(bytes, |item| {
+            if line_too_long.is_some() {
+                return;
+            }
             let fed = match item {
                 Ok(ItemRef::Event(event)) if output == FeedOutput::Raw => FeedItem::Raw(Event {
                     event_type: Arc::from(event.event_type),
@@ -411,10 +425,16 @@ impl Feed {
                     return;
                 }
                 Ok(ItemRef::Comment(_)) => return,
-                Err(error) => FeedItem::Rejected(FeedError::Parse(error)),
+                Err(error) => {
+                    if let ParseError::LineTooLong { limit, .. } = error {
+                        line_too_long = Some(limit);
+                    }
+                    FeedItem::Rejected(FeedError::Parse(error))
+                }
             };
             pending.push_back(fed);
         });
+        line_too_long
     }
 
     fn disconnect(&mut self, reason: Disconnect, connected_at: Option<Instant>) {

@@ -88,6 +88,15 @@ pub enum ParseError {
         /// The line on which the dropped event began, as in [`EventRef::line`].
         line: u64,
     },
+    /// An `id` field longer than the limit; the event it belongs to is dropped and the last
+    /// event id stays as it was, so the id is never stored or sent back as `Last-Event-ID`.
+    #[error("an event id exceeded {limit} bytes; the event beginning on line {line} was dropped")]
+    IdTooLong {
+        /// The limit in force.
+        limit: usize,
+        /// The line on which the dropped event began, as in [`EventRef::line`].
+        line: u64,
+    },
     /// An event's data grew beyond the limit; the event is dropped.
     #[error(
         "an event's data exceeded {limit} bytes; the event beginning on line {line} was dropped"
@@ -101,12 +110,22 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// A short, stable name for the reason, for metrics labels: `line_too_long` or
-    /// `event_too_large`.
+    /// A short, stable name for the reason, for metrics labels: `line_too_long`,
+    /// `id_too_long` or `event_too_large`.
     pub fn reason(&self) -> &'static str {
         match self {
             ParseError::LineTooLong { .. } => "line_too_long",
+            ParseError::IdTooLong { .. } => "id_too_long",
             ParseError::EventTooLarge { .. } => "event_too_large",
+        }
+    }
+
+    /// The line on which the dropped event began, as in [`EventRef::line`].
+    pub fn line(&self) -> u64 {
+        match *self {
+            ParseError::LineTooLong { line, .. }
+            | ParseError::IdTooLong { line, .. }
+            | ParseError::EventTooLarge { line, .. } => line,
         }
     }
 }
@@ -118,12 +137,16 @@ pub struct Limits {
     pub max_line_len: usize,
     /// The most data one event may carry, in bytes.
     pub max_event_len: usize,
+    /// The longest event id kept, in bytes. An id is stored with its event and sent back as a
+    /// header on reconnect, where servers refuse long ones.
+    pub max_id_len: usize,
 }
 
 impl Default for Limits {
-    /// 1 MiB lines and 4 MiB events: far beyond any score event, small enough for any host.
+    /// 1 MiB lines, 4 MiB events and 1 KiB ids: far beyond any score event, small enough for
+    /// any host.
     fn default() -> Limits {
-        Limits { max_line_len: 1 << 20, max_event_len: 4 << 20 }
+        Limits { max_line_len: 1 << 20, max_event_len: 4 << 20, max_id_len: 1 << 10 }
     }
 }
 
@@ -407,6 +430,16 @@ impl Parser {
                 self.event_type.clear();
                 push_utf8_lossy(&mut self.event_type, value);
             }
+            b"id" if value.len() > self.limits.max_id_len => {
+                if !self.dropping_event {
+                    on_item(Err(ParseError::IdTooLong {
+                        limit: self.limits.max_id_len,
+                        line: self.event_line,
+                    }));
+                    self.dropping_event = true;
+                    self.data.clear();
+                }
+            }
             // An id containing NUL is ignored entirely, as WHATWG requires.
             b"id" if memchr(0, value).is_none() => {
                 self.id_buffer.clear();
@@ -531,7 +564,8 @@ mod tests {
 
     #[test]
     fn an_overlong_line_drops_its_event_and_parsing_resynchronises() {
-        let mut parser = Parser::new(Limits { max_line_len: 16, max_event_len: 64 });
+        let mut parser =
+            Parser::new(Limits { max_line_len: 16, max_event_len: 64, ..Limits::default() });
         let long = [b'x'; 40];
         let items = parse_all(
             &mut parser,
@@ -541,9 +575,31 @@ mod tests {
         assert_eq!(events(&items), [("message".into(), "ok".into(), "".into())]);
     }
 
+    /// A 500 KB id was stored with its event and sent back as `Last-Event-ID` until the
+    /// upstream refused the header, and ingest stopped for good.
+    #[test]
+    fn an_overlong_id_drops_its_event_and_keeps_the_last_id() {
+        let mut parser = Parser::default();
+        let long_id = "7".repeat(Limits::default().max_id_len + 1);
+        let stream = format!("id: 1\ndata: a\n\nid: {long_id}\ndata: b\n\ndata: c\n\n");
+        let items = parse_all(&mut parser, &[stream.as_bytes()]);
+        assert_eq!(items[1], Err(ParseError::IdTooLong { limit: 1024, line: 4 }));
+        assert_eq!(
+            events(&items),
+            [
+                ("message".into(), "a".into(), "1".into()),
+                ("message".into(), "c".into(), "1".into())
+            ]
+        );
+        assert_eq!(parser.last_event_id(), "1");
+        let at_the_limit = format!("id: {}\ndata: d\n\n", &long_id[1..]);
+        assert_eq!(events(&parse_all(&mut parser, &[at_the_limit.as_bytes()]))[0].2, long_id[1..]);
+    }
+
     #[test]
     fn an_oversized_event_is_dropped_with_an_error() {
-        let mut parser = Parser::new(Limits { max_line_len: 16, max_event_len: 20 });
+        let mut parser =
+            Parser::new(Limits { max_line_len: 16, max_event_len: 20, ..Limits::default() });
         let items =
             parse_all(&mut parser, &[b"data: 0123456789\ndata: 0123456789\n\ndata: ok\n\n"]);
         assert_eq!(items[0], Err(ParseError::EventTooLarge { limit: 20, line: 1 }));

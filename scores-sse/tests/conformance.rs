@@ -108,7 +108,7 @@ fn load_cases() -> Vec<Case> {
 }
 
 fn run(chunks: &[&[u8]]) -> Vec<Item> {
-    let limits = Limits { max_line_len: 32 << 20, max_event_len: 32 << 20 };
+    let limits = Limits { max_line_len: 32 << 20, max_event_len: 32 << 20, max_id_len: 32 << 20 };
     let mut parser = Parser::new(limits).with_comments();
     let mut items = Vec::new();
     for chunk in chunks {

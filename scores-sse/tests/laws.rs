@@ -39,7 +39,7 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
     )
 }
 
-const LIMITS: Limits = Limits { max_line_len: 64, max_event_len: 96 };
+const LIMITS: Limits = Limits { max_line_len: 64, max_event_len: 96, max_id_len: 48 };
 
 fn parse(chunks: &[&[u8]]) -> (Vec<Result<Item, ParseError>>, String) {
     let mut parser = Parser::new(LIMITS).with_comments();
@@ -104,6 +104,7 @@ proptest! {
             for item in parser.feed(chunk) {
                 if let Ok(Item::Event(event)) = item {
                     prop_assert!(event.data.len() <= LIMITS.max_event_len);
+                    prop_assert!(event.id.len() <= LIMITS.max_id_len);
                 }
             }
         }
