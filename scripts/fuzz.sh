@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for $FUZZ_SECONDS (60) seconds each, from the seeds kept in fuzz/seeds/
 # (made by fuzz/seeds/make.py), and fails on any crash, panic or failed assertion; the input
-# that found it is left in fuzz/artifacts/TARGET/. Needs the nightly toolchain and cargo-fuzz
+# that found it is left in fuzz/artifacts/TARGET/. Inputs grow to 1 MiB (libFuzzer's default is
+# 4 KiB), so that deep nesting, long ids and endless lines are reached; every input that ever
+# failed is kept as a seed and as a unit test. Needs the nightly toolchain and cargo-fuzz
 # (installed here when missing). The corpus grown while fuzzing goes to a temporary directory.
 #
 #   bash scripts/fuzz.sh                  # every target, 60 s each
@@ -29,7 +31,7 @@ for target in "${targets[@]}"; do
     echo "fuzz.sh: $target for $seconds s"
     # -print_final_stats gives the executions and their rate at the end.
     cargo +nightly fuzz run --release "$target" "$corpus/$target" "fuzz/seeds/$target" -- \
-        -max_total_time="$seconds" -print_final_stats=1 2>&1 |
+        -max_total_time="$seconds" -max_len=1048576 -print_final_stats=1 2>&1 |
         grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ *DONE)|(ERROR|panicked|SUMMARY|deadly signal|Test unit written)' || true
     status=${PIPESTATUS[0]}
     if [ "$status" != 0 ]; then

@@ -7,6 +7,8 @@ repository's own test data and writes deterministic files (same input, same seed
 - decode: the data lines of the sample capture and the conformance cases, after "score".
 - journal_reader: segments as the journal writes them (batches of records, CRC-32C), whole,
   cut short, and with a byte flipped; the target adds the 16-byte segment header itself.
+- hostile inputs, as large as `scripts/fuzz.sh` lets inputs grow (1 MiB): deep nesting for
+  decode (JSON and JSON5), and for sse_parser an overlong id and a line that never ends.
 - fold: a few fixed byte strings (the target reads them as (student, exam, score, publish)
   steps).
 """
@@ -55,6 +57,14 @@ def main() -> None:
     data_lines = [line[5:].strip() for line in sample.decode().splitlines() if line.startswith("data:")]
     for index, data in enumerate(data_lines):
         write("decode", f"sample{index:02}", b"score\x00" + data.encode())
+
+    event = b'{"studentId":"a","exam":1,"score":0.5}'
+    write("decode", "deep-arrays", b"score\x00" + b"[" * 50_000)
+    write("decode", "deep-objects", b"score\x00" + b'{"a":' * 20_000)
+    write("decode", "deep-json5", b"score\x00" + b"{a:" * 20_000)
+    write("decode", "deep-field", b"score\x00" + event[:-1] + b',"x":' + b"[" * 200 + b"]" * 200 + b"}")
+    write("sse_parser", "long-id", b"\x40id: " + b"7" * 500_000 + b"\ndata: " + event + b"\n\n")
+    write("sse_parser", "endless-line", b"\xff" + b"data: " + b"x" * 1_000_000)
 
     seq, body = 1, b""
     for batch_index in range(4):
