@@ -429,14 +429,36 @@ fn a_replica_rides_out_nats_going_away_at_start_and_while_running() {
             .collect(),
         process: None,
     };
-    // NATS goes away while the replica ingests: it keeps serving, and says why.
+    // Started while NATS is down, with no checkpoint: it has nothing true to answer from, and
+    // says so rather than serve an empty board.
+    server.kill();
     replica.start();
     let one = std::slice::from_ref(&replica);
+    let not_ready = |path: &str| {
+        replica.get(path).is_some_and(|(status, body)| {
+            status == 503 && String::from_utf8_lossy(&body).contains("cannot reach NATS")
+        })
+    };
+    wait_until(Duration::from_secs(20), "/readyz says why it is not ready", one, || {
+        not_ready("/readyz")
+    });
+    assert!(not_ready("/students"), "{:?}", replica.get("/students"));
+
+    // NATS goes away while the replica ingests: it keeps serving, says why, and says how stale
+    // it is, so that a load balancer asking for fresh replicas leaves it out.
+    server.start();
     wait_until(Duration::from_secs(20), "ingest starts", one, || replica.seq() > 2_000);
+    assert_eq!(replica.get("/readyz?max_staleness=10s").unwrap().0, 200);
     server.kill();
     wait_until(Duration::from_secs(20), "/readyz says NATS is away", one, || {
         replica.readiness().is_some_and(|ready| ready["log"].as_str().is_some())
     });
+    wait_until(Duration::from_secs(20), "/readyz?max_staleness=2s says it is stale", one, || {
+        replica.get("/readyz?max_staleness=2s").is_some_and(|(status, body)| {
+            status == 503 && String::from_utf8_lossy(&body).contains(r#""code":"stale""#)
+        })
+    });
+    assert!(replica.readiness().unwrap()["stalenessMs"].as_u64().unwrap() > 2_000);
     let held = replica.seq();
     sleep(Duration::from_secs(1));
     assert_eq!(replica.seq(), held, "nothing new is visible while nothing can be stored");

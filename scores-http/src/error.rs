@@ -33,9 +33,17 @@ pub enum ApiError {
     /// The endpoint exists, but not for this method.
     #[error("method not allowed; this endpoint answers GET")]
     MethodNotAllowed,
-    /// The service is still restoring its projections from the journal.
-    #[error("the service is restoring its state from the journal; try again shortly")]
-    NotReady,
+    /// The service has no state to answer from yet, for the reason given.
+    #[error("not ready: {0}; try again shortly")]
+    NotReady(String),
+    /// `/readyz?max_staleness=…`: this replica last heard from its log longer ago than that.
+    #[error("{}", stale_message(*.staleness, *.max))]
+    Stale {
+        /// How long ago it last heard from the log; `None` when it never has.
+        staleness: Option<std::time::Duration>,
+        /// The most the request allows.
+        max: std::time::Duration,
+    },
     /// The request's `X-Scores-Min-Seq` names an event this replica has not folded within the
     /// time it waits.
     #[error("this replica has folded events up to {seq}, not yet {min}; try again shortly")]
@@ -78,7 +86,8 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady
+            ApiError::NotReady(_)
+            | ApiError::Stale { .. }
             | ApiError::NotCaughtUp { .. }
             | ApiError::Failed(_)
             | ApiError::TooManyConnections
@@ -97,7 +106,8 @@ impl ApiError {
             ApiError::InvalidPath(_) => "invalid_path",
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::NotReady => "not_ready",
+            ApiError::NotReady(_) => "not_ready",
+            ApiError::Stale { .. } => "stale",
             ApiError::NotCaughtUp { .. } => "not_caught_up",
             ApiError::Failed(_) => "failed",
             ApiError::TooManyConnections => "too_many_connections",
@@ -111,6 +121,17 @@ impl ApiError {
     /// The JSON body: `{"error":{"code":…,"message":…}}`.
     pub fn to_json(&self) -> Vec<u8> {
         error_json(self.code(), &self.to_string())
+    }
+}
+
+fn stale_message(staleness: Option<std::time::Duration>, max: std::time::Duration) -> String {
+    let max = humantime::format_duration(max);
+    match staleness {
+        Some(staleness) => format!(
+            "last heard from the log {:.1} s ago, more than max_staleness={max} allows",
+            staleness.as_secs_f64()
+        ),
+        None => format!("has not heard from the log since it started (max_staleness={max})"),
     }
 }
 

@@ -39,6 +39,7 @@ mod error;
 mod finish;
 mod metrics;
 mod query;
+mod readiness;
 mod rendered;
 mod server;
 pub mod service;
@@ -54,7 +55,6 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use scores_pipeline::Role;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
@@ -91,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/exams", get(api::exams))
         .route("/exams/{number}", get(api::exam))
         .route("/healthz", get(health))
-        .route("/readyz", get(readiness))
+        .route("/readyz", get(readiness::readiness))
         .merge(pages)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
     Router::new()
@@ -118,50 +118,6 @@ fn compressible() -> impl Predicate {
 
 async fn health() -> impl IntoResponse {
     ([(CONTENT_TYPE, "application/json; charset=utf-8")], r#"{"status":"ok"}"#)
-}
-
-async fn readiness(State(state): State<AppState>) -> Response {
-    if let Some(reason) = state.pipeline().failure() {
-        return ApiError::Failed(reason).into_response();
-    }
-    if !state.is_ready() {
-        return ApiError::NotReady.into_response();
-    }
-    // Still ready while the log refuses appends or cannot be reached: every answer is right
-    // as of `seq`, which stays put meanwhile. Why is said, for operators. A replica of a shared
-    // log also says what it does and how far behind the stream's end it is.
-    #[derive(serde::Serialize)]
-    struct Readiness {
-        status: &'static str,
-        seq: u64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        role: Option<&'static str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lag: Option<u64>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        journal: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        log: Option<String>,
-    }
-    let pipeline = state.pipeline();
-    let role = pipeline.role();
-    let problem = pipeline.log_refusal();
-    let body = Readiness {
-        status: "ready",
-        seq: state.snapshot().seq(),
-        role: role.map(Role::as_str),
-        lag: pipeline.lag(),
-        journal: problem
-            .clone()
-            .filter(|_| role.is_none())
-            .map(|refusal| format!("refusing appends: {refusal}")),
-        log: problem.filter(|_| role.is_some()),
-    };
-    (
-        [(CONTENT_TYPE, "application/json; charset=utf-8")],
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -5,6 +5,8 @@
 //! type depends on the endpoint. A parameter given with an empty value (`after=`, as an empty
 //! form field sends) counts as not given, on every endpoint. Unknown parameters are ignored.
 
+use std::time::Duration;
+
 use percent_encoding::percent_decode_str;
 use scores_core::ExamId;
 use scores_core::wire::{QueryError, parse_exam_cursor, parse_limit, parse_seq_cursor};
@@ -72,6 +74,27 @@ impl RawParams {
     }
 }
 
+/// `max_staleness` of `/readyz`: a duration such as `5s` or `500ms`; `None` when not given.
+pub(crate) fn max_staleness(query: Option<&str>) -> Result<Option<Duration>, QueryError> {
+    let mut found = None;
+    for pair in query.unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if decode(name).as_deref() != Some("max_staleness") {
+            continue;
+        }
+        if found.is_some() {
+            return Err(invalid("max_staleness", "it is given more than once".to_owned()));
+        }
+        found = Some(value);
+    }
+    let Some(value) = found.and_then(decode).filter(|value| !value.is_empty()) else {
+        return Ok(None);
+    };
+    humantime::parse_duration(&value).map(Some).map_err(|error| {
+        invalid("max_staleness", format!("expected a duration such as `5s` ({error})"))
+    })
+}
+
 fn invalid(name: &'static str, reason: String) -> QueryError {
     QueryError::InvalidParameter { name, reason }
 }
@@ -98,6 +121,20 @@ mod tests {
             ),
             Err(message) => assert_eq!(parsed.unwrap_err().to_string(), message, "{query}"),
         }
+    }
+
+    #[test]
+    fn max_staleness_is_a_duration() {
+        assert_eq!(max_staleness(None), Ok(None));
+        assert_eq!(max_staleness(Some("max_staleness=")), Ok(None));
+        assert_eq!(max_staleness(Some("x=1&max_staleness=5s")), Ok(Some(Duration::from_secs(5))));
+        assert_eq!(
+            max_staleness(Some("max_staleness=1500ms")),
+            Ok(Some(Duration::from_millis(1500)))
+        );
+        let error = max_staleness(Some("max_staleness=soon")).unwrap_err().to_string();
+        assert!(error.starts_with("invalid query parameter `max_staleness`: expected"), "{error}");
+        assert!(max_staleness(Some("max_staleness=1s&max_staleness=2s")).is_err());
     }
 
     #[test]

@@ -97,8 +97,14 @@ impl AppState {
         self.0.pipeline.snapshot()
     }
 
+    /// The answer to a query while the pipeline is not ready, with its reason.
+    pub(crate) fn not_ready(&self) -> ApiError {
+        let reason = self.0.pipeline.not_ready_reason();
+        ApiError::NotReady(reason.unwrap_or_else(|| "restoring the projections".to_owned()))
+    }
+
     pub(crate) fn ready_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
-        if self.is_ready() { Ok(self.snapshot()) } else { Err(ApiError::NotReady) }
+        if self.is_ready() { Ok(self.snapshot()) } else { Err(self.not_ready()) }
     }
 
     /// A place for one more `GET /scores` stream, held for the stream's life; or why not.

@@ -35,7 +35,7 @@ pub(crate) async fn scores(
     RawQuery(query): RawQuery,
 ) -> Response {
     let Some(log) = state.log() else {
-        return ApiError::NotReady.into_response();
+        return state.not_ready().into_response();
     };
     let after_param = match RawParams::parse(query.as_deref()).and_then(RawParams::stream_after) {
         Ok(after) => after,

@@ -100,8 +100,8 @@ impl Folder {
         counters.events_received.store(board.seq(), Ordering::Relaxed);
         counters.log_last_seq.store(board.seq(), Ordering::Relaxed);
         pipeline.publish(board.snapshot());
-        pipeline.set_ready();
-        tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored; ready");
+        pipeline.set_restored(board.seq());
+        tracing::info!(seq = board.seq(), folded = board.seq() + 1 - from, elapsed = ?started.elapsed(), "projections restored");
 
         let (fold, publisher) = board.split();
         let (changes, to_publish) = std::sync::mpsc::sync_channel::<Changes>(1);

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use scores_core::Snapshot;
@@ -22,7 +22,9 @@ struct Shared {
     retired: Mutex<Option<Arc<Snapshot>>>,
     /// The published snapshot's sequence number, for readers waiting for a newer one.
     published: watch::Sender<u64>,
+    /// [`Readiness::is_ready`], kept apart so that every query reads one atomic.
     ready: AtomicBool,
+    readiness: Mutex<Readiness>,
     /// Why the log refuses appends, while it does.
     log_refusal: Mutex<Option<String>>,
     /// Why the pipeline failed and is stopping, once it has.
@@ -33,6 +35,27 @@ struct Shared {
     role: AtomicU8,
     /// The sequence number of the log's last event, as last seen (for a shared log).
     log_end: AtomicU64,
+}
+
+/// What readiness is made of. A replica answers only from a state its log really held: a
+/// checkpoint it restored, or what it read once it reached the log. A replica that has neither
+/// (a wrong password, a typo in the host, NATS down on its first start) would serve an empty
+/// board as if it were the real one.
+#[derive(Debug, Default)]
+struct Readiness {
+    /// The projections are restored; the sequence number they were restored to.
+    restored: Option<u64>,
+    /// When a replica of a shared log last heard from the log; `None` until it first does.
+    last_heard: Option<Instant>,
+}
+
+impl Readiness {
+    fn is_ready(&self, shared_log: bool) -> bool {
+        match self.restored {
+            None => false,
+            Some(seq) => !shared_log || seq > 0 || self.last_heard.is_some(),
+        }
+    }
 }
 
 /// What a replica of a shared log does.
@@ -63,6 +86,7 @@ impl Pipeline {
             retired: Mutex::new(None),
             published: watch::Sender::new(0),
             ready: AtomicBool::new(false),
+            readiness: Mutex::default(),
             log_refusal: Mutex::new(None),
             failure: Mutex::new(None),
             counters: Counters::default(),
@@ -82,8 +106,9 @@ impl Pipeline {
     /// [published](Self::publish): for tests, and for a board folded by the caller.
     pub fn fixed(snapshot: Snapshot) -> Pipeline {
         let pipeline = Pipeline::new(None);
+        let seq = snapshot.seq();
         pipeline.publish(snapshot);
-        pipeline.set_ready();
+        pipeline.set_restored(seq);
         pipeline
     }
 
@@ -108,9 +133,37 @@ impl Pipeline {
         }
     }
 
-    /// Whether the projections are restored, so that the snapshot answers queries.
+    /// Whether the snapshot answers queries: the projections are restored and, on a shared
+    /// log, come from a checkpoint or from the log itself (see [`not_ready_reason`]).
+    ///
+    /// [`not_ready_reason`]: Self::not_ready_reason
     pub fn is_ready(&self) -> bool {
         self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Why the pipeline is not ready, while it is not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        let readiness = self.0.readiness.lock().unwrap_or_else(PoisonError::into_inner);
+        if readiness.is_ready(self.role().is_some()) {
+            return None;
+        }
+        Some(match readiness.restored {
+            None => "restoring the projections".to_owned(),
+            Some(_) => {
+                let problem = self.log_refusal().unwrap_or_else(|| "reaching the log".to_owned());
+                format!(
+                    "no checkpoint to answer from, and the log has not been read yet: {problem}"
+                )
+            }
+        })
+    }
+
+    /// How long since this replica last heard from its shared log (the stream's end read, or a
+    /// message seen): how stale its answers may be. `None` for the file journal, which is
+    /// local, and for a replica that has not heard from the log since it started.
+    pub fn staleness(&self) -> Option<Duration> {
+        let readiness = self.0.readiness.lock().unwrap_or_else(PoisonError::into_inner);
+        readiness.last_heard.map(|heard| heard.elapsed())
     }
 
     /// Why the log refuses appends, while it does: nothing new becomes visible meanwhile, and
@@ -179,8 +232,24 @@ impl Pipeline {
         drop(freed);
     }
 
-    pub(crate) fn set_ready(&self) {
-        self.0.ready.store(true, Ordering::Release);
+    /// The projections are restored, to `seq`.
+    pub(crate) fn set_restored(&self, seq: u64) {
+        self.update_readiness(|readiness| readiness.restored = Some(seq));
+    }
+
+    /// A replica of a shared log last heard from the log at `heard`.
+    pub(crate) fn heard_from_log(&self, heard: Instant) {
+        self.update_readiness(|readiness| readiness.last_heard = Some(heard));
+    }
+
+    fn update_readiness(&self, change: impl FnOnce(&mut Readiness)) {
+        let mut readiness = self.0.readiness.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut readiness);
+        // Readiness, once reached, stays: a replica that loses its log goes on answering from
+        // what it has, and says how stale that is.
+        if readiness.is_ready(self.role().is_some()) && !self.0.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(seq = self.snapshot().seq(), "ready");
+        }
     }
 
     pub(crate) fn set_log_refusal(&self, reason: Option<String>) {

@@ -19,7 +19,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::context::{Context, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
@@ -95,6 +95,8 @@ pub(crate) struct JetStream {
     tail: watch::Receiver<Tail>,
     /// Why the tail cannot be followed now (the stream is missing, say), while it cannot.
     problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// When the stream last answered: its state read, or a message of it seen.
+    last_heard: Arc<std::sync::Mutex<Option<Instant>>>,
     runtime: Handle,
 }
 
@@ -114,8 +116,9 @@ impl JetStream {
         let context = jetstream::new(client);
         let (tail_tx, tail) = watch::channel(Tail::default());
         let subject = config.subject();
-        let problem = Arc::default();
-        let js = JetStream { context, config, subject, tail, problem, runtime: Handle::current() };
+        let (problem, last_heard) = (Arc::default(), Arc::default());
+        let runtime = Handle::current();
+        let js = JetStream { context, config, subject, tail, problem, last_heard, runtime };
         tokio::spawn(watch_tail(js.clone(), tail_tx));
         Ok(js)
     }
@@ -136,6 +139,17 @@ impl JetStream {
     /// Why the stream's end cannot be followed now, while it cannot.
     pub(crate) fn problem(&self) -> Option<String> {
         self.problem.lock().map(|problem| problem.clone()).unwrap_or_default()
+    }
+
+    /// When the stream last answered; `None` before it first does.
+    pub(crate) fn last_heard(&self) -> Option<Instant> {
+        self.last_heard.lock().map(|heard| *heard).unwrap_or_default()
+    }
+
+    fn heard(&self) {
+        if let Ok(mut heard) = self.last_heard.lock() {
+            *heard = Some(Instant::now());
+        }
     }
 
     fn set_problem(&self, problem: Option<String>) {
@@ -222,12 +236,14 @@ impl JetStream {
             .map_err(|error| LogError::Nats(format!("reading the stream's state: {error}")))?;
         let last = info.state.last_sequence;
         if last == 0 {
+            self.heard();
             return Ok((Tail::default(), None));
         }
         // From the leader: a writer numbers its events from what this says.
         let message = self.message_from_leader(stream, last).await?.ok_or_else(|| {
             LogError::Nats(format!("the stream's last message ({last}) cannot be read"))
         })?;
+        self.heard();
         Ok((Tail { message: last, event: message.last_event() }, Some(message)))
     }
 }
@@ -354,6 +370,7 @@ async fn follow_tail(js: &JetStream, tail: &watch::Sender<Tail>) -> Result<(), L
             return Err(LogError::Nats("the consumer ended".into()));
         };
         let message = message.map_err(|e| nats(&e))?;
+        js.heard();
         let info = message.info().map_err(|e| nats(&e))?;
         let headers = message.headers.clone().unwrap_or_default();
         let seq = header_u64(&headers, SEQ).unwrap_or(0);

@@ -12,8 +12,9 @@
 //!
 //! The ingesting replica folds what the stream holds, as the others do, never its own
 //! batches: so any two replicas at the same sequence number have folded the same events. A
-//! replica is ready as soon as its checkpoint is loaded; `Pipeline::lag` says how far behind
-//! the stream's end it is while it catches up. While NATS cannot be reached, every replica
+//! replica is ready once its checkpoint is loaded, or, without one, once it has read the
+//! stream's end; `Pipeline::lag` says how far behind that end it is while it catches up, and
+//! `Pipeline::staleness` how long ago it last heard from the stream. While NATS cannot be reached, every replica
 //! serves its last snapshot, the log's status says why, and the ingester's feed waits.
 
 use std::sync::Arc;
@@ -110,6 +111,9 @@ async fn report_status(
         };
         if problem != pipeline.log_refusal() && pipeline.role() == Some(Role::Follower) {
             pipeline.set_log_refusal(problem);
+        }
+        if let Some(heard) = js.last_heard() {
+            pipeline.heard_from_log(heard);
         }
         tokio::select! {
             changed = tail.changed() => if changed.is_err() { return },

@@ -1,6 +1,6 @@
 //! A replica of a JetStream log (the pipeline, no HTTP) when its stream goes away: it keeps its
 //! snapshot, says why it cannot follow, never fails or panics, and follows again once the
-//! stream is back.
+//! stream is back. And one that never reached its log is not ready until it has read it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -256,4 +256,54 @@ async fn a_replica_reads_from_the_leader_when_direct_gets_answer_with_other_mess
     assert!(replica.pipeline.failure().is_none());
     replica.stop().await;
     impostor.abort();
+}
+
+/// A replica with no checkpoint that could not reach NATS (a wrong password, a typo in the
+/// host, NATS down on its first start) said it was ready and served an empty board.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_reached_its_log_is_not_ready_until_it_has_read_it() {
+    let Some(mut server) = nats::not_started() else { return };
+    let config = JetStreamConfig::new(vec![server.url()]);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline_config = PipelineConfig {
+        upstream: None,
+        jetstream: Some(config.clone()),
+        ..PipelineConfig::new("", dir.path())
+    };
+    let (stop, stopped) = watch::channel(false);
+    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    eventually("the replica says it cannot reach NATS", || pipeline.log_refusal().is_some()).await;
+    assert!(!pipeline.is_ready());
+    let reason = pipeline.not_ready_reason().unwrap();
+    assert!(reason.contains("cannot reach NATS"), "{reason}");
+    assert_eq!(pipeline.staleness(), None);
+
+    let mut server = tokio::task::spawn_blocking(move || {
+        server.start();
+        server.wait_healthy(Duration::from_secs(30));
+        server
+    })
+    .await
+    .unwrap();
+    let mut writer = JetStreamLog::connect(config.clone(), 1).await.unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        writer.append(&entries(1..6)).unwrap();
+        writer
+    });
+    drop(written.await.unwrap());
+    eventually("the replica is ready once it has read the stream", || pipeline.is_ready()).await;
+    eventually("and folds it", || pipeline.snapshot().seq() == 5).await;
+    assert_eq!(pipeline.not_ready_reason(), None);
+    assert!(pipeline.staleness().is_some());
+
+    // Once ready, it stays so while NATS is away, and says how long it has not heard from it.
+    tokio::task::spawn_blocking(move || server.kill()).await.unwrap();
+    eventually("its answers grow stale", || {
+        pipeline.staleness().is_some_and(|staleness| staleness > Duration::from_secs(3))
+    })
+    .await;
+    assert!(pipeline.is_ready());
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), running.wait()).await.unwrap().unwrap();
 }

@@ -123,6 +123,12 @@ fn server(binary: PathBuf, name: &str, cluster: Option<(&str, u16, &[u16])>) -> 
     Server { binary, config: path, port, monitor, child: None, _dir: dir }
 }
 
+/// One server, configured but not started: for a client that must find NATS down at first.
+/// `None` when the NATS tests are skipped.
+pub(crate) fn not_started() -> Option<Server> {
+    Some(server(binary()?, "n1", None))
+}
+
 /// One server, started and healthy; `None` when the NATS tests are skipped.
 pub(crate) fn start_one() -> Option<Server> {
     let mut server = server(binary()?, "n1", None);
