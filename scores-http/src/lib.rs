@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queries)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(read_streamed_body))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
         .layer(FinishLayer::new(state.clone()))
         // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
@@ -123,6 +124,22 @@ async fn health() -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = metrics::render(state.exposition());
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
+}
+
+/// Reads a body whose length was not given (`Transfer-Encoding: chunked`) before any handler
+/// runs: no endpoint reads a body, so without this one over the limit would never be noticed
+/// and would be answered as if it were not there, where a `Content-Length` over it is a 413.
+/// The body limit's layer, outside this one, bounds what is read.
+async fn read_streamed_body(request: Request, next: axum::middleware::Next) -> Response {
+    use axum::body::HttpBody as _;
+    if request.body().size_hint().exact().is_some() {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(_) => ApiError::BodyTooLarge.into_response(),
+    }
 }
 
 async fn no_route(request: Request) -> Response {

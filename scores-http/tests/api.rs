@@ -177,6 +177,29 @@ async fn bad_input_is_a_json_error_never_a_500() {
         body(response).await,
         r#"{"error":{"code":"body_too_large","message":"the request body is over the limit of 16384 bytes"}}"#
     );
+    // The same without a length (`Transfer-Encoding: chunked`): it was read and answered 405
+    // or 200, as if the body were not there.
+    for method in [Method::POST, Method::GET] {
+        let chunks = (0..20).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1_000]));
+        let request = Request::builder()
+            .method(method.clone())
+            .uri("/students")
+            .header("transfer-encoding", "chunked")
+            .body(Body::from_stream(futures_util::stream::iter(chunks)))
+            .unwrap();
+        let response = router(state()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{method}");
+        assert_eq!(
+            body(response).await,
+            r#"{"error":{"code":"body_too_large","message":"the request body is over the limit of 16384 bytes"}}"#
+        );
+    }
+    // A short one is read and the request answered as usual.
+    let chunks = (0..2).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 100]));
+    let request = Request::get("/students")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    assert_eq!(router(state()).oneshot(request).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test]
