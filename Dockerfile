@@ -54,8 +54,11 @@ USER scores
 WORKDIR /var/lib/scores
 VOLUME /var/lib/scores
 # Inside a container the service listens on every address; the CLI's own default is loopback.
+# On SIGTERM, /readyz fails for 3 s while requests are still served, so that a load balancer
+# (HAProxy in compose.cluster.yaml, checking every second) stops sending any before it closes.
 ENV SCORES_LISTEN=0.0.0.0:8000 \
-    SCORES_DATA_DIR=/var/lib/scores
+    SCORES_DATA_DIR=/var/lib/scores \
+    SCORES_SHUTDOWN_DELAY=3s
 EXPOSE 8000
 # `scores probe` asks the service's own /healthz: the image needs no HTTP client.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 CMD ["scores", "probe"]

@@ -192,6 +192,11 @@ pub(crate) struct ServeArgs {
     /// before it is answered 503 `not_caught_up`.
     #[arg(long, env = "SCORES_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]
     pub(crate) min_seq_wait: Duration,
+    /// On SIGTERM or Ctrl-C, answer `/readyz` with 503 `draining` for this long, serving
+    /// everything else, before the listener closes: time for a load balancer to stop sending
+    /// requests here (e.g. `5s`).
+    #[arg(long, env = "SCORES_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) shutdown_delay: Duration,
     /// With `--log`: only follow the stream; never compete to ingest.
     #[arg(long, requires = "log", conflicts_with_all = ["upstream", "simulate_rate", "simulate_count"])]
     pub(crate) follow_only: bool,

@@ -52,6 +52,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             connections,
             max_streams: args.max_streams,
             min_seq_wait: args.min_seq_wait,
+            shutdown_delay: args.shutdown_delay,
             pipeline,
         };
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The service has no state to answer from yet, for the reason given.
     #[error("not ready: {0}; try again shortly")]
     NotReady(String),
+    /// `/readyz` while the service shuts down: still answering, about to close.
+    #[error("the service is shutting down; send requests elsewhere")]
+    Draining,
     /// `/readyz?max_staleness=…`: this replica last heard from its log longer ago than that.
     #[error("{}", stale_message(*.staleness, *.max))]
     Stale {
@@ -88,6 +91,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotReady(_)
             | ApiError::Stale { .. }
+            | ApiError::Draining
             | ApiError::NotCaughtUp { .. }
             | ApiError::Failed(_)
             | ApiError::TooManyConnections
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Stale { .. } => "stale",
+            ApiError::Draining => "draining",
             ApiError::NotCaughtUp { .. } => "not_caught_up",
             ApiError::Failed(_) => "failed",
             ApiError::TooManyConnections => "too_many_connections",

@@ -4,7 +4,8 @@
 //! beside it: the sequence number, a replica's role and lag, why the log refuses appends or
 //! cannot be reached, and how long ago a replica last heard from its log. Still 200 while the
 //! log is away (every answer is right as of `seq`), unless the request says how stale it may be
-//! (`?max_staleness=5s`), which lets a load balancer prefer replicas that hear their log.
+//! (`?max_staleness=5s`), which lets a load balancer prefer replicas that hear their log. 503
+//! `draining` once a shutdown has begun, while the rest of the API still answers.
 
 use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
@@ -43,6 +44,9 @@ pub(crate) async fn readiness(
     let pipeline = state.pipeline();
     if let Some(reason) = pipeline.failure() {
         return ApiError::Failed(reason).into_response();
+    }
+    if state.is_draining() {
+        return ApiError::Draining.into_response();
     }
     if !state.is_ready() {
         return state.not_ready().into_response();

@@ -1,7 +1,9 @@
 //! The service: a pipeline and its HTTP frontend, run together until shutdown.
 //!
 //! HTTP serves from the start: `/healthz` answers and `/readyz` says 503 while the pipeline
-//! restores its projections. A shutdown stops the pipeline (the feed stops, the log drains,
+//! restores its projections. A shutdown first drains for [`ServiceConfig::shutdown_delay`]
+//! (`/readyz` answers 503 `draining` while everything else is served, so that a load balancer
+//! stops sending requests before the listener closes), then stops the pipeline (the feed stops, the log drains,
 //! syncs and is checkpointed) and lets HTTP requests finish; a pipeline that fails stops the
 //! frontend too, and its error is the service's.
 
@@ -29,17 +31,21 @@ pub struct ServiceConfig {
     /// How long a query with `X-Scores-Min-Seq` waits for this replica to get there before it
     /// is answered 503 `not_caught_up`.
     pub min_seq_wait: Duration,
+    /// How long `/readyz` answers 503 `draining`, everything else served as usual, between the
+    /// shutdown signal and the listener closing. Zero closes at once.
+    pub shutdown_delay: Duration,
 }
 
 impl ServiceConfig {
     /// The pipeline's defaults, [`ConnectionLimits::default`], [`DEFAULT_MAX_STREAMS`] and
-    /// [`DEFAULT_MIN_SEQ_WAIT`].
+    /// [`DEFAULT_MIN_SEQ_WAIT`]; no shutdown delay.
     pub fn new(pipeline: PipelineConfig) -> ServiceConfig {
         ServiceConfig {
             pipeline,
             connections: ConnectionLimits::default(),
             max_streams: DEFAULT_MAX_STREAMS,
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -80,15 +86,24 @@ pub async fn run(
     let server = tokio::spawn(crate::server::serve(
         listener,
         router(state.clone()),
-        state,
+        state.clone(),
         config.connections,
         async move {
             let _ = http_stop.wait_for(|stopped| *stopped).await;
         },
     ));
-    let signal_stop = stop_tx.clone();
+    let (signal_stop, draining) = (stop_tx.clone(), state.clone());
+    let delay = config.shutdown_delay;
     tokio::spawn(async move {
         shutdown.await;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "shutting down: /readyz answers 503 draining, then the listener closes"
+            );
+            draining.start_draining();
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!("shutting down: stopping the feed, flushing the log, draining requests");
         let _ = signal_stop.send(true);
     });

@@ -2,6 +2,7 @@
 //! event streams, the HTTP counters, and the shutdown signal that ends live streams.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -32,6 +33,8 @@ struct Shared {
     /// What `GET /metrics` reports: `metrics`, the pipeline's counters, the process's.
     exposition: Registry,
     shutdown: watch::Receiver<bool>,
+    /// A shutdown is under way: `/readyz` says so while requests are still served.
+    draining: AtomicBool,
 }
 
 /// How long [`AppState::new`] lets a request with `X-Scores-Min-Seq` wait.
@@ -59,6 +62,7 @@ impl AppState {
             metrics,
             exposition,
             shutdown,
+            draining: AtomicBool::new(false),
         }))
     }
 
@@ -95,6 +99,16 @@ impl AppState {
     /// The published snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.0.pipeline.snapshot()
+    }
+
+    /// Makes `/readyz` answer 503 `draining` from now on; everything else is served as before.
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a shutdown is draining this instance.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
     }
 
     /// The answer to a query while the pipeline is not ready, with its reason.

@@ -134,6 +134,15 @@ struct Running {
 }
 
 async fn start_service(upstream: SocketAddr, data_dir: &Path, journal: Options) -> Running {
+    start_service_with(upstream, data_dir, journal, Duration::ZERO).await
+}
+
+async fn start_service_with(
+    upstream: SocketAddr,
+    data_dir: &Path,
+    journal: Options,
+    shutdown_delay: Duration,
+) -> Running {
     let feed = FeedConfig {
         retry: Duration::from_millis(10),
         max_retry: Duration::from_millis(100),
@@ -145,7 +154,7 @@ async fn start_service(upstream: SocketAddr, data_dir: &Path, journal: Options) 
         feed,
         ..PipelineConfig::new(format!("http://{upstream}/scores"), data_dir)
     };
-    let config = ServiceConfig::new(pipeline);
+    let config = ServiceConfig { shutdown_delay, ..ServiceConfig::new(pipeline) };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel();
@@ -364,6 +373,41 @@ async fn every_endpoint_matches_the_model_of_the_events_sent() {
     service.wait_for_seq(60).await;
     check_against_model(&service, &model).await;
     service.stop().await;
+}
+
+/// On SIGTERM the listener closed at once: a load balancer still sending requests for a
+/// moment had them refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_delay_fails_readiness_first_and_serves_the_rest_until_it_ends() {
+    let mut model = Model::default();
+    let harness = Harness::new(Plan::Stream(events(1..=10, &mut model), End::Hang)).await;
+    let delay = Duration::from_secs(8);
+    let journal = Options { fsync: FsyncPolicy::Always, ..Options::default() };
+    let service = start_service_with(harness.upstream, harness.data.path(), journal, delay).await;
+    service.wait_for_seq(10).await;
+    let stopped_at = Instant::now();
+    let Running { base, stop, task } = service;
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    stop.send(()).unwrap();
+    let (status, body) = loop {
+        let (status, body) = get("/readyz").await;
+        if status != 200 {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((status, &body["error"]["code"]), (503, &Value::from("draining")), "{body}");
+    let (status, students) = get("/students").await;
+    assert_eq!(status, 200, "queries are still answered while draining");
+    assert_eq!(students["total"], model.students().len());
+    tokio::time::timeout(Duration::from_secs(60), task).await.unwrap().unwrap().unwrap();
+    assert!(stopped_at.elapsed() >= delay, "the listener stayed open for the delay");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
