@@ -59,12 +59,32 @@ if [ "${SCORES_SKIP_NATS_TESTS:-}" != 1 ] && ! nats_ok; then
     nats_ok || { echo "test.sh: the nats-server installed does not run" >&2; exit 2; }
 fi
 
-status=0
-cargo test --workspace --locked --no-fail-fast "$@" || status=$?
+# Every test's outcome goes to the terminal and to a log, from which the summary is made: the
+# last lines name each failed test and step and count them, so that a failure cannot hide
+# above a later success.
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+failed_steps=()
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$results" || failed_steps+=("cargo test")
+passed=$(awk '/^test result:/ {n += $4} END {print n + 0}' "$results")
+failed=$(awk '/^test result:/ {n += $6} END {print n + 0}' "$results")
+mapfile -t failed_tests < <(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$results")
 
 # The image and both compose files, on a real engine (SCORES_SKIP_CONTAINER_TESTS=1 skips); not
 # when arguments pick some of the cargo tests.
 if (($# == 0)); then
-    bash scripts/container-test.sh || status=$?
+    if bash scripts/container-test.sh; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failed_steps+=("scripts/container-test.sh")
+    fi
 fi
-exit "$status"
+
+echo
+for name in "${failed_tests[@]}"; do echo "test.sh: FAILED test: $name"; done
+for step in "${failed_steps[@]}"; do echo "test.sh: FAILED step: $step"; done
+# A step that failed without a failed test (a build error, say) still fails the run.
+if ((${#failed_steps[@]} && failed == 0)); then failed=${#failed_steps[@]}; fi
+echo "$passed passed, $failed failed"
+((failed == 0 && ${#failed_steps[@]} == 0))

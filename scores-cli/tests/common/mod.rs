@@ -28,7 +28,8 @@ pub(crate) fn free_address() -> SocketAddr {
 }
 
 pub(crate) fn wait_for_port(address: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: a debug build of the service starting on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(address).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {address}");
         sleep(Duration::from_millis(20));
