@@ -36,6 +36,12 @@ pub enum ApiError {
     /// The service has no state to answer from yet, for the reason given.
     #[error("not ready: {0}; try again shortly")]
     NotReady(String),
+    /// `GET /scores` from a point where the log is damaged: those events cannot be read.
+    #[error("the log is damaged where this stream would start: {0}")]
+    LogDamaged(String),
+    /// `GET /scores` while the log cannot be read (NATS away, say).
+    #[error("the log cannot be read now: {0}; try again shortly")]
+    LogUnavailable(String),
     /// `/readyz` while the service shuts down: still answering, about to close.
     #[error("the service is shutting down; send requests elsewhere")]
     Draining,
@@ -92,13 +98,14 @@ impl ApiError {
             ApiError::NotReady(_)
             | ApiError::Stale { .. }
             | ApiError::Draining
+            | ApiError::LogUnavailable(_)
             | ApiError::NotCaughtUp { .. }
             | ApiError::Failed(_)
             | ApiError::TooManyConnections
             | ApiError::TooManyStreams { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal | ApiError::LogDamaged(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -113,6 +120,8 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::Stale { .. } => "stale",
             ApiError::Draining => "draining",
+            ApiError::LogDamaged(_) => "log_damaged",
+            ApiError::LogUnavailable(_) => "log_unavailable",
             ApiError::NotCaughtUp { .. } => "not_caught_up",
             ApiError::Failed(_) => "failed",
             ApiError::TooManyConnections => "too_many_connections",

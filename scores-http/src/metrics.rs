@@ -184,6 +184,16 @@ impl Collector for PipelineCollector {
             ),
             ("scores_checkpoints", "Projection checkpoints written", load(&c.checkpoints)),
             (
+                "scores_log_damage_found",
+                "Places the log was found damaged (a segment failing its checks), when verified after start or when read",
+                load(&c.log_damage_found),
+            ),
+            (
+                "scores_journal_verified_bytes",
+                "Bytes of sealed journal segments verified since start",
+                load(&c.log_bytes_verified),
+            ),
+            (
                 "scores_snapshots_published",
                 "Snapshots published: each makes the events appended before it visible",
                 load(&c.snapshots_published),

@@ -2,7 +2,8 @@
 //!
 //! 200 while it answers from a state its log really held, with what an operator wants to know
 //! beside it: the sequence number, a replica's role and lag, why the log refuses appends or
-//! cannot be reached, and how long ago a replica last heard from its log. Still 200 while the
+//! cannot be reached, how long ago a replica last heard from its log, and where the log was
+//! found damaged. Still 200 while the
 //! log is away (every answer is right as of `seq`), unless the request says how stale it may be
 //! (`?max_staleness=5s`), which lets a load balancer prefer replicas that hear their log. 503
 //! `draining` once a shutdown has begun, while the rest of the API still answers.
@@ -31,6 +32,9 @@ struct Readiness {
     journal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log: Option<String>,
+    /// Where the log was found damaged: answers stay right, but those events cannot be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    damage: Vec<String>,
 }
 
 pub(crate) async fn readiness(
@@ -70,6 +74,7 @@ pub(crate) async fn readiness(
             .filter(|_| role.is_none())
             .map(|refusal| format!("refusing appends: {refusal}")),
         log: problem.filter(|_| role.is_some()),
+        damage: pipeline.damage(),
     };
     ([(CONTENT_TYPE, JSON)], serde_json::to_vec(&body).unwrap_or_default()).into_response()
 }

@@ -1,6 +1,9 @@
 //! `GET /scores`: the accepted events as SSE, read from the log, so any instance can serve
 //! as another's upstream. `id:` is the sequence number; a client resumes with `Last-Event-ID`
 //! (or `?after=SEQ`) and gets every event after it, then live ones as they become durable.
+//! Where the log cannot be read, the client is told: a stream that meets damage sends an
+//! `event: error` whose data is the API's error body, then closes; a resume point inside
+//! damage is a 500 `log_damaged`.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -13,6 +16,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use scores_pipeline::LogError;
 use scores_pipeline::log::{Cursor, LogRead, Record};
 use tokio::sync::{Semaphore, watch};
 
@@ -69,14 +73,36 @@ pub(crate) async fn scores(
         Ok(slot) => slot,
         Err(error) => return error.into_response(),
     };
+    let next_seq = after.saturating_add(1);
+    let mut ready = VecDeque::from([Bytes::from_static(RETRY.as_bytes())]);
+    let mut cursor = log.cursor(next_seq);
+    let mut after_first = next_seq;
+    // The first chunk is read before answering, so that a resume point inside damage is an
+    // error the client sees as one (a browser's EventSource stops on it), not an empty stream
+    // it would reconnect to forever.
+    if log.last_seq() >= next_seq {
+        let Some((returned, read)) = read_chunk(state.stream_reads(), cursor).await else {
+            return ApiError::Internal.into_response();
+        };
+        cursor = returned;
+        match read {
+            Ok(Some((last_seq, text))) => {
+                ready.push_back(Bytes::from(text));
+                after_first = last_seq + 1;
+            }
+            Ok(None) => {}
+            Err(error) => return read_failed(&state, &error).into_response(),
+        }
+    }
     let stream = Follow {
-        cursor: Some(log.cursor(after.saturating_add(1))),
+        cursor: Some(cursor),
         log,
-        reads: state.stream_reads(),
+        state: state.clone(),
         // After `u64::MAX` no event can come: the stream only keeps alive.
-        next_seq: after.saturating_add(1),
+        next_seq: after_first,
         shutdown: state.shutdown(),
-        ready: VecDeque::from([Bytes::from_static(RETRY.as_bytes())]),
+        ready,
+        ending: false,
         _slot: slot,
     };
     let body = Body::from_stream(futures_util::stream::unfold(stream, Follow::next_chunk));
@@ -92,15 +118,57 @@ pub(crate) async fn scores(
         .into_response()
 }
 
+/// What a read of the log that failed is, for the client: damage is reported to the pipeline
+/// (so `/readyz` and `/metrics` name it) and is a 500; anything else passes, and is a 503.
+fn read_failed(state: &AppState, error: &LogError) -> ApiError {
+    if error.is_damage() {
+        state.pipeline().report_damage(error.to_string());
+        ApiError::LogDamaged(error.to_string())
+    } else {
+        tracing::warn!(%error, "cannot read the log for /scores");
+        ApiError::LogUnavailable(error.to_string())
+    }
+}
+
+/// What the records after a cursor read to, encoded: the last one's sequence number and the
+/// text; `None` at the log's durable end.
+type Chunk = Option<(u64, Vec<u8>)>;
+
+/// Reads and encodes the next chunk on the blocking pool (a millisecond or two: a client
+/// catching up must not hold a worker the queries need), a few at a time across every stream
+/// (so that many streams catching up neither starve the writer of the cores nor spread their
+/// buffers over a thread and its allocator cache each). `None` when the reading task failed.
+async fn read_chunk(
+    reads: Arc<Semaphore>,
+    mut cursor: Box<dyn Cursor>,
+) -> Option<(Box<dyn Cursor>, Result<Chunk, LogError>)> {
+    let permit = reads.acquire_owned().await.ok()?;
+    let read = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let chunk = cursor
+            .read(CHUNK_RECORDS)
+            .map(|records| records.last().map(|last| (last.seq, encode_records(&records))));
+        (cursor, chunk)
+    });
+    match read.await {
+        Ok(read) => Some(read),
+        Err(error) => {
+            tracing::error!(%error, "log reader task failed; ending the stream");
+            None
+        }
+    }
+}
+
 struct Follow {
     log: Arc<dyn LogRead>,
+    state: AppState,
     /// Reads on from where the last chunk ended; away on the blocking pool while it reads.
     cursor: Option<Box<dyn Cursor>>,
-    /// Shared by every stream: how many chunks are read at once.
-    reads: Arc<Semaphore>,
     next_seq: u64,
     shutdown: watch::Receiver<bool>,
     ready: VecDeque<Bytes>,
+    /// The stream ends once `ready` is sent: the log could not be read on.
+    ending: bool,
     /// Freed, and the stream no longer counted, when the client goes and the body is dropped.
     _slot: StreamSlot,
 }
@@ -111,38 +179,25 @@ impl Follow {
             if let Some(chunk) = self.ready.pop_front() {
                 return Some((Ok(chunk), self));
             }
-            if *self.shutdown.borrow() {
+            if self.ending || *self.shutdown.borrow() {
                 return None;
             }
             if self.log.last_seq() >= self.next_seq {
-                let mut cursor = self.cursor.take()?;
-                // Reading and encoding a chunk takes a millisecond or two: on the blocking pool,
-                // so that a client catching up does not hold a worker the queries need; a few at
-                // a time, so that many streams catching up neither starve the writer of the
-                // cores nor spread their buffers over a thread (and its allocator cache) each.
-                let Ok(permit) = self.reads.clone().acquire_owned().await else { return None };
-                let read = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    let chunk = cursor.read(CHUNK_RECORDS).map(|records| {
-                        records.last().map(|last| (last.seq, encode_records(&records)))
-                    });
-                    (cursor, chunk)
-                });
-                match read.await {
-                    Ok((cursor, Ok(chunk))) => {
-                        self.cursor = Some(cursor);
-                        if let Some((last_seq, text)) = chunk {
-                            self.next_seq = last_seq + 1;
-                            return Some((Ok(Bytes::from(text)), self));
-                        }
+                let cursor = self.cursor.take()?;
+                let (cursor, read) = read_chunk(self.state.stream_reads(), cursor).await?;
+                self.cursor = Some(cursor);
+                match read {
+                    Ok(Some((last_seq, text))) => {
+                        self.next_seq = last_seq + 1;
+                        return Some((Ok(Bytes::from(text)), self));
                     }
-                    Ok((_, Err(error))) => {
-                        tracing::error!(%error, "cannot read the log for /scores; ending the stream");
-                        return None;
-                    }
+                    Ok(None) => {}
+                    // Never a silent end: the client is told why, then the stream closes.
                     Err(error) => {
-                        tracing::error!(%error, "log reader task failed; ending the stream");
-                        return None;
+                        let failed = read_failed(&self.state, &error);
+                        self.ready.push_back(Bytes::from(error_event(&failed)));
+                        self.ending = true;
+                        continue;
                     }
                 }
             }
@@ -160,6 +215,14 @@ impl Follow {
             }
         }
     }
+}
+
+/// An SSE event of type `error` whose data is the API's error body for `error`.
+fn error_event(error: &ApiError) -> Vec<u8> {
+    let mut text = b"event: error\ndata: ".to_vec();
+    text.extend_from_slice(&error.to_json());
+    text.extend_from_slice(b"\n\n");
+    text
 }
 
 /// The records as SSE, byte for byte what [`scores_sse::encode`] writes for an event of type

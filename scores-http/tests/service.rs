@@ -482,6 +482,68 @@ async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
     service.stop().await;
 }
 
+/// A byte flipped in a segment the checkpoint covers went unnoticed: the service was ready,
+/// `/readyz` said nothing, `/scores` from the start ended cleanly at the damage, and a client
+/// resuming there got 200 and an empty stream, so a browser reconnected forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_a_sealed_segment_is_found_named_and_told_to_stream_clients() {
+    let mut model = Model::default();
+    let harness = Harness::new(Plan::Stream(events(1..=400, &mut model), End::Hang)).await;
+    let journal = Options { fsync: FsyncPolicy::Always, segment_bytes: 4096 };
+    let service = harness.service_with(journal).await;
+    service.wait_for_seq(400).await;
+    service.stop().await;
+
+    let journal_dir = harness.data.path().join("journal");
+    let segments = scores_journal::segment_files(&journal_dir).unwrap();
+    assert!(segments.len() >= 4, "{segments:?}");
+    let damaged = &segments[1];
+    let mut bytes = std::fs::read(&damaged.path).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&damaged.path, &bytes).unwrap();
+
+    // Restored from its checkpoint without reading the segment, then verified in the background.
+    let service = harness.service_with(journal).await;
+    service.wait_for_seq(400).await;
+    let name = damaged.path.file_name().unwrap().to_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let damage = loop {
+        let (status, ready) = service.get("/readyz").await;
+        assert_eq!(status, 200, "still ready: every answer is right as of its seq");
+        if let Some(damage) = ready["damage"].as_array() {
+            break damage[0].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the damage was never found");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(damage.contains(&name) && damage.contains("at byte 16"), "{damage}");
+    assert_eq!(service.metric("scores_log_damage_found_total").await, Some(1));
+
+    // From the start: every event before the damage, then an error event, then the end.
+    let body = tokio::time::timeout(Duration::from_secs(60), async {
+        reqwest::get(format!("{}/scores", service.base)).await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("the stream ends at the damage");
+    let ids: Vec<u64> =
+        body.lines().filter_map(|line| line.strip_prefix("id: ")?.parse().ok()).collect();
+    assert_eq!(ids, (1..damaged.first_seq).collect::<Vec<_>>());
+    let error = body.split("event: error\ndata: ").nth(1).expect("an error event");
+    assert!(error.starts_with(r#"{"error":{"code":"log_damaged""#), "{error}");
+
+    // Resuming inside the damage is an error, not an empty stream.
+    let resumed = reqwest::Client::new()
+        .get(format!("{}/scores", service.base))
+        .header("last-event-id", (damaged.first_seq - 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 500);
+    let body: Value = resumed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "log_damaged");
+    service.stop().await;
+}
+
 /// The sequence number of the checkpoint in `data_dir`: the journal's file holds a 20-byte
 /// header (magic, length, checksum) before the snapshot's checkpoint bytes.
 fn checkpoint_seq(data_dir: &Path) -> u64 {

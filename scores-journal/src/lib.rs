@@ -79,6 +79,7 @@ mod error;
 mod format;
 mod journal;
 mod reader;
+mod verify;
 
 pub use crate::checkpoint_file::{load_checkpoint, save_checkpoint};
 pub use crate::data_dir::{DataDir, SegmentFile, segment_files};
@@ -88,3 +89,4 @@ pub use crate::journal::{
     FsyncPolicy, Journal, Options, Quarantined, Recovery, SegmentScan, Tail, TornTail, scan_segment,
 };
 pub use crate::reader::{Closed, ReadHandle, Reader};
+pub use crate::verify::verify_sealed_segments;

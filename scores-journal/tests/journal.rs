@@ -12,7 +12,7 @@ use std::sync::Arc;
 use scores_core::{ScoreEvent, Scoreboard};
 use scores_journal::{
     Corruption, Entry, FsyncPolicy, Journal, JournalError, Options, Reader, load_checkpoint,
-    save_checkpoint,
+    save_checkpoint, verify_sealed_segments,
 };
 
 /// The entry stored at `seq` in these tests: content derived from the number, so any record
@@ -256,6 +256,48 @@ fn damage_in_an_earlier_segment_is_reported_by_readers_with_its_offset() {
         "records before the damage still read"
     );
     assert!(error.to_string().contains("is corrupt at byte"), "{error}");
+}
+
+/// A byte flipped in a segment the checkpoint covers went unnoticed: the service was ready,
+/// and only a client reading that far found the damage.
+#[test]
+fn verifying_sealed_segments_finds_damage_anywhere_with_its_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    let paths = segments(dir.path());
+    assert!(paths.len() >= 4, "{paths:?}");
+    let mut paced = 0;
+    assert!(
+        verify_sealed_segments(dir.path(), |bytes| {
+            paced += bytes;
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap()
+        .is_empty()
+    );
+    let sealed_bytes: u64 =
+        paths[..paths.len() - 1].iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    assert_eq!(paced, sealed_bytes, "every sealed segment read, the active one not");
+
+    // One byte flipped in a record, in the second segment; one cut off the end of the third.
+    let mut bytes = fs::read(&paths[1]).unwrap();
+    bytes[100] ^= 0x01;
+    fs::write(&paths[1], &bytes).unwrap();
+    let bytes = fs::read(&paths[2]).unwrap();
+    fs::write(&paths[2], &bytes[..bytes.len() - 1]).unwrap();
+    let damage =
+        verify_sealed_segments(dir.path(), |_| std::ops::ControlFlow::Continue(())).unwrap();
+    assert_eq!(damage.len(), 2, "{damage:?}");
+    assert!(
+        matches!(&damage[0], JournalError::Corrupt { segment, offset: 16, corruption: Corruption::BatchChecksum } if *segment == paths[1]),
+        "{}",
+        damage[0]
+    );
+    assert!(
+        matches!(&damage[1], JournalError::TornTail { segment, .. } if *segment == paths[2]),
+        "{}",
+        damage[1]
+    );
 }
 
 #[test]

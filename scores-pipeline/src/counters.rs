@@ -31,6 +31,11 @@ pub struct Counters {
     pub snapshots_published: AtomicU64,
     /// Times this replica took or lost the ingester's lease (a shared log).
     pub lease_changes: AtomicU64,
+    /// Places where the log was found damaged: a segment failing its checks when verified after
+    /// start, or a read that met damage.
+    pub log_damage_found: AtomicU64,
+    /// Bytes of the log verified after start.
+    pub log_bytes_verified: AtomicU64,
     /// Publishes refused because another ingester had taken over (a shared log).
     pub fenced_publishes: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,

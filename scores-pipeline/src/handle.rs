@@ -27,6 +27,8 @@ struct Shared {
     readiness: Mutex<Readiness>,
     /// Why the log refuses appends, while it does.
     log_refusal: Mutex<Option<String>>,
+    /// Damage found in the log, each named with its place, the first [`MAX_DAMAGE_KEPT`].
+    damage: Mutex<Vec<String>>,
     /// Why the pipeline failed and is stopping, once it has.
     failure: Mutex<Option<String>>,
     counters: Counters,
@@ -36,6 +38,9 @@ struct Shared {
     /// The sequence number of the log's last event, as last seen (for a shared log).
     log_end: AtomicU64,
 }
+
+/// How many places of damage [`Pipeline::damage`] names; past them, only the count grows.
+const MAX_DAMAGE_KEPT: usize = 8;
 
 /// What readiness is made of. A replica answers only from a state its log really held: a
 /// checkpoint it restored, or what it read once it reached the log. A replica that has neither
@@ -88,6 +93,7 @@ impl Pipeline {
             ready: AtomicBool::new(false),
             readiness: Mutex::default(),
             log_refusal: Mutex::new(None),
+            damage: Mutex::default(),
             failure: Mutex::new(None),
             counters: Counters::default(),
             log,
@@ -170,6 +176,29 @@ impl Pipeline {
     /// every answer is still right as of the snapshot's sequence number.
     pub fn log_refusal(&self) -> Option<String> {
         self.0.log_refusal.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Where the log was found damaged (its segment and offset), once it was: every answer is
+    /// still right as of the snapshot, but events inside the damage cannot be read again.
+    pub fn damage(&self) -> Vec<String> {
+        self.0.damage.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Reports damage found in the log, named with its place (a [`LogError`] says the segment
+    /// and offset): logged as an error, counted and kept for [`damage`](Self::damage) the first
+    /// time it is found.
+    ///
+    /// [`LogError`]: crate::LogError
+    pub fn report_damage(&self, place: String) {
+        let mut damage = self.0.damage.lock().unwrap_or_else(PoisonError::into_inner);
+        if damage.contains(&place) {
+            return;
+        }
+        tracing::error!(damage = %place, "the log is damaged: events there cannot be read again");
+        self.counters().log_damage_found.fetch_add(1, Ordering::Relaxed);
+        if damage.len() < MAX_DAMAGE_KEPT {
+            damage.push(place);
+        }
     }
 
     /// Why the pipeline failed (it could not restore its projections, say), once it has.

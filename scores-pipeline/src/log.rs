@@ -58,6 +58,20 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// Whether the log's stored bytes are damaged (a checksum, a gap, a torn batch where none
+    /// can be, a message scores did not write): reading there again fails again, where other
+    /// errors (NATS away) pass.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            LogError::Journal(
+                JournalError::Corrupt { .. }
+                    | JournalError::TornTail { .. }
+                    | JournalError::Gap { .. }
+            ) | LogError::Corrupt { .. }
+        )
+    }
+
     /// Whether the log can take no more appends from this writer: retrying would risk the log
     /// itself (a failed write that could not be undone, a deposed ingester), so it stops.
     pub fn is_fatal(&self) -> bool {
@@ -162,7 +176,13 @@ impl LogRead for ReadHandle {
     }
 
     fn cursor(&self, from: u64) -> Box<dyn Cursor> {
-        Box::new(JournalCursor { handle: self.clone(), from, reader: None, failed: false })
+        Box::new(JournalCursor {
+            handle: self.clone(),
+            from,
+            reader: None,
+            failed: false,
+            damage: None,
+        })
     }
 }
 
@@ -173,10 +193,15 @@ struct JournalCursor {
     from: u64,
     reader: Option<Reader>,
     failed: bool,
+    /// Damage met after records that were returned: the next read's error.
+    damage: Option<JournalError>,
 }
 
 impl Cursor for JournalCursor {
     fn read(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
+        if let Some(damage) = self.damage.take() {
+            return Err(damage.into());
+        }
         if self.failed {
             return Ok(Vec::new());
         }
@@ -188,7 +213,18 @@ impl Cursor for JournalCursor {
             }
             None => self.handle.read_from(self.from),
         };
-        let records = reader.by_ref().take(max).collect::<Result<Vec<_>, _>>()?;
+        // The records before damage are returned first; the damage is the next read's error.
+        let mut records = Vec::new();
+        for record in reader.by_ref().take(max) {
+            match record {
+                Ok(record) => records.push(record),
+                Err(error) if records.is_empty() => return Err(error.into()),
+                Err(error) => {
+                    self.damage = Some(error);
+                    return Ok(records);
+                }
+            }
+        }
         self.reader = Some(reader);
         self.failed = false;
         Ok(records)

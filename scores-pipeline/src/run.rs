@@ -11,7 +11,12 @@
 //! refusing appends at the time, the writer gives up retrying. A failure anywhere (a log that
 //! cannot be restored, say) stops everything, with that error.
 
-use scores_journal::{DataDir, Journal};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use scores_journal::{DataDir, Journal, verify_sealed_segments};
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
@@ -37,8 +42,9 @@ pub async fn start(
     let data_dir = DataDir::new(&config.data_dir);
     let (journal_dir, checkpoint) = (data_dir.journal_dir(), data_dir.checkpoint_path());
     let options = config.journal;
+    let opened_dir = journal_dir.clone();
     let (journal, recovery) =
-        tokio::task::spawn_blocking(move || Journal::open(journal_dir, options))
+        tokio::task::spawn_blocking(move || Journal::open(opened_dir, options))
             .await
             .map_err(|_| PipelineError::Panicked("journal opener"))??;
     if let Some(torn) = &recovery.torn_tail {
@@ -68,10 +74,54 @@ pub async fn start(
             append_and_fold(&mut journal, folding, events_rx, &folder_pipeline, stop)
         })
     })?;
+    spawn_verifier(journal_dir, pipeline.clone(), halt.clone());
     let feeding = feed.map(|feed| tokio::spawn(pull_feed(feed, events_tx, pipeline.clone(), halt)));
 
     // The folder (and the log's appender beside it) ends on a stop, or first when either fails:
     // then the feed stops too.
     let running = supervise(("folder", folding), feeding.map(|task| ("feed task", task)), halt_tx);
     Ok((pipeline, running))
+}
+
+/// How fast sealed segments are read to be verified: a small share of a disk's bandwidth, so
+/// that verifying a large journal never slows ingest or the queries.
+const VERIFY_BYTES_PER_SECOND: u64 = 64 << 20;
+
+/// Verifies the journal's sealed segments once, on a thread of its own, after the projections
+/// are restored (so that it does not slow a restart), at most [`VERIFY_BYTES_PER_SECOND`];
+/// reports what it finds to `pipeline`. A stop ends it between two segments.
+fn spawn_verifier(journal_dir: PathBuf, pipeline: Pipeline, halt: watch::Receiver<bool>) {
+    let stopped = move || *halt.borrow();
+    let verify = move || {
+        while !pipeline.is_ready() {
+            if stopped() || pipeline.failure().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let started = Instant::now();
+        let mut verified = 0u64;
+        let counters = pipeline.counters();
+        let paced = verify_sealed_segments(&journal_dir, |bytes| {
+            verified += bytes;
+            counters.log_bytes_verified.fetch_add(bytes, Ordering::Relaxed);
+            let due = Duration::from_secs_f64(verified as f64 / VERIFY_BYTES_PER_SECOND as f64);
+            std::thread::sleep(due.saturating_sub(started.elapsed()));
+            if stopped() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        match paced {
+            Ok(damage) if damage.is_empty() => {
+                tracing::info!(bytes = verified, elapsed = ?started.elapsed(), "sealed journal segments verified: no damage");
+            }
+            Ok(damage) => {
+                for error in damage {
+                    pipeline.report_damage(error.to_string());
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot verify the journal's sealed segments"),
+        }
+    };
+    if let Err(error) = std::thread::Builder::new().name("verifier".into()).spawn(verify) {
+        tracing::warn!(%error, "cannot start verifying the journal's sealed segments");
+    }
 }
