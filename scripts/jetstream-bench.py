@@ -13,12 +13,15 @@ itself. Measures, each over an 8-second window after a 2-second warm-up:
    next event is visible on a follower, five times;
 5. on the stream (3) built: a replica restarted on its data directory (time until it serves
    from its checkpoint, and until it has caught up), and a new replica with an empty one
-   (events/s until it has folded everything the stream held).
+   (events/s until it has folded everything the stream held);
+6. NATS faults at 1,000 events/s, three replicas on R3: the node leading the stream killed
+   (SIGKILL, then started again), three times, and every node killed for 10 s, twice: the
+   stall, from the fault until the next event is visible on every replica.
 
 CPU-seconds (user + system, from /proc) of the scores processes and of the nats-servers are
 printed beside each figure. Usage: python3 scripts/jetstream-bench.py [BINARY]
 (default: this tree's release build, built first); PARTS=1,3 runs some parts only (default
-1,2,3,4; 5 comes with 3). Needs nats-server 2.10+ on the PATH.
+1,2,3,4,6; 5 comes with 3). Needs nats-server 2.10+ on the PATH.
 """
 
 import json
@@ -101,6 +104,8 @@ def wait_port(port, within=20):
 class Run:
     def __init__(self, binary, scratch):
         self.binary, self.scratch, self.procs, self.clusters = binary, scratch, [], 0
+        # The last cluster's nodes: (name, config path, monitor port, process).
+        self.nodes = []
 
     def start(self, args, log):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
@@ -130,6 +135,7 @@ class Run:
         routes = [free_port() for _ in range(n)]
         monitors = [free_port() for _ in range(n)]
         procs = []
+        self.nodes = []
         # Stores of their own: a node that joins a cluster with another run's stream of the same
         # name in its store serves that stream's messages to direct gets.
         self.clusters += 1
@@ -143,6 +149,7 @@ class Run:
             path = os.path.join(self.scratch, f"nats{self.clusters}-{i}.conf")
             open(path, "w").write("\n".join(config) + "\n")
             procs.append(self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"nats{self.clusters}-{i}.log")))
+            self.nodes.append([f"n{i}", path, monitors[i], procs[-1]])
         # Every server healthy (for a cluster member: it knows the meta leader) before any client
         # comes.
         for monitor in monitors:
@@ -152,6 +159,33 @@ class Run:
                     sys.exit(f"nats-server (monitor port {monitor}) is not healthy within 30 s")
                 time.sleep(0.1)
         return "nats://" + ",".join(f"127.0.0.1:{p}" for p in ports), procs
+
+    def restart_node(self, node):
+        """Starts a killed node of the last cluster again, on its store, and waits until healthy."""
+        name, path, monitor, _ = node
+        node[3] = self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"{name}-again.log"))
+        deadline = time.time() + 60
+        while not healthy(monitor):
+            if time.time() > deadline:
+                sys.exit(f"nats-server {name} is not healthy again within 60 s")
+            time.sleep(0.1)
+
+    def stream_leader(self, stream="scores"):
+        """The node of the last cluster that leads `stream`, as its monitoring port says."""
+        for name, _, monitor, proc in self.nodes:
+            if proc.poll() is not None:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{monitor}/jsz?streams=true", timeout=2) as r:
+                    jsz = json.load(r)
+            except (OSError, ValueError):
+                continue
+            for account in jsz.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    leader = (detail.get("cluster") or {}).get("leader")
+                    if detail.get("name") == stream and leader:
+                        return next(node for node in self.nodes if node[0] == leader)
+        return None
 
     def stop(self):
         for proc in self.procs:
@@ -186,7 +220,7 @@ def main():
     print(f"workload: simulate --rate max --ids, {STUDENTS} students x {EXAMS} exams; windows of {WINDOW:.0f} s")
     scratch = tempfile.mkdtemp()
     run = Run(binary, scratch)
-    parts = os.environ.get("PARTS", "1,2,3,4").split(",")
+    parts = os.environ.get("PARTS", "1,2,3,4,6").split(",")
     try:
         # 1. The file journal.
         if "1" in parts:
@@ -305,6 +339,51 @@ def main():
                 time.sleep(2)
             print("failover (SIGKILL to the next event visible on a follower), lease TTL 3 s: "
                   + ", ".join(f"{t:.2f}" for t in times) + " s")
+            run.stop()
+
+        # 6. NATS faults at a realistic rate: the stall until every replica shows a new event.
+        if "6" in parts:
+            url, servers = run.nats(3)
+            sim = run.simulator("1000")
+            replicas = [run.serve(f"nf-{i}", sim, ["--log", url, "--stream-replicas", "3"]) for i in range(3)]
+            ports = [p for p, _ in replicas]
+            time.sleep(5)
+
+            def stall(fault, within=120):
+                """Seconds from `fault()` until every replica shows an event stored after it."""
+                end = max(seq(p) + (get(p, "/readyz") or {}).get("lag", 0) for p in ports)
+                cpu0 = sum(cpu_seconds(proc.pid) for _, proc in replicas)
+                t0 = time.time()
+                fault()
+                while min(seq(p) for p in ports) <= end and time.time() - t0 < within:
+                    time.sleep(0.02)
+                return time.time() - t0, sum(cpu_seconds(proc.pid) for _, proc in replicas) - cpu0
+
+            leader_losses = []
+            for _ in range(3):
+                leader = run.stream_leader()
+                if leader is None:
+                    sys.exit("no stream leader found")
+                leader_losses.append(stall(lambda: (leader[3].kill(), leader[3].wait())))
+                run.restart_node(leader)
+                time.sleep(5)
+            print("the stream leader's node killed (to the next event on every replica): "
+                  + ", ".join(f"{t:.2f} s ({cpu:.1f} CPU-s)" for t, cpu in leader_losses))
+            outages = []
+            for _ in range(2):
+                def outage():
+                    for node in run.nodes:
+                        node[3].kill()
+                        node[3].wait()
+                    time.sleep(10)
+                    for node in run.nodes:
+                        name, path, _, _ = node
+                        node[3] = run.start(["nats-server", "-c", path],
+                                            os.path.join(run.scratch, f"{name}-again.log"))
+                outages.append(stall(outage))
+                time.sleep(5)
+            print("every node killed for 10 s (to the next event on every replica, the 10 s included): "
+                  + ", ".join(f"{t:.2f} s ({cpu:.1f} CPU-s)" for t, cpu in outages))
     except SystemExit:
         # A process that died says why in its log.
         for name in sorted(os.listdir(scratch)):

@@ -375,6 +375,39 @@ async fn every_endpoint_matches_the_model_of_the_events_sent() {
     service.stop().await;
 }
 
+/// One event of 50,000 `[` overflowed the JSON5 fallback's stack and took the service down
+/// (and every replica after it); a 500 KB id was stored and sent back until the upstream
+/// refused it. Now each is a counted rejection and the next good event is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_events_are_rejected_and_the_next_good_one_is_visible() {
+    let mut model = Model::default();
+    let mut chunks = events(1..=5, &mut model);
+    chunks.push(format!("event: score\ndata: {}\n\n", "[".repeat(50_000)));
+    chunks.push(format!("event: score\ndata: {}\n\n", "{a:".repeat(50_000)));
+    let valid = r#"{"studentId":"Long.Id","exam":1,"score":0.5}"#;
+    chunks.push(format!("id: {}\nevent: score\ndata: {valid}\n\n", "7".repeat(500_000)));
+    chunks.extend(events(6..=10, &mut model));
+    let harness = Harness::new(Plan::Stream(chunks, End::Hang)).await;
+    let service = harness.service().await;
+    service.wait_for_seq(10).await;
+    check_against_model(&service, &model).await;
+    let rejected = |reason: &str| format!(r#"scores_events_rejected_total{{reason="{reason}"}}"#);
+    assert_eq!(service.metric(&rejected("too_deep")).await, Some(2));
+    assert_eq!(service.metric(&rejected("id_too_long")).await, Some(1));
+    service.stop().await;
+    // The id the service resumes from is the last good event's, never the long one.
+    let connections = harness.script.last_event_ids().len();
+    let service = harness.service().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while harness.script.last_event_ids().len() == connections {
+        assert!(Instant::now() < deadline, "the restarted service never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ids = harness.script.last_event_ids();
+    assert_eq!(ids.last().unwrap().as_deref(), Some("10"), "{:?}", ids.len());
+    service.stop().await;
+}
+
 /// On SIGTERM the listener closed at once: a load balancer still sending requests for a
 /// moment had them refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
