@@ -21,7 +21,7 @@ itself. Measures, each over an 8-second window after a 2-second warm-up:
 CPU-seconds (user + system, from /proc) of the scores processes and of the nats-servers are
 printed beside each figure. Usage: python3 scripts/jetstream-bench.py [BINARY]
 (default: this tree's release build, built first); PARTS=1,3 runs some parts only (default
-1,2,3,4,6; 5 comes with 3). Needs nats-server 2.10+ on the PATH.
+1,2,3,4,6; 5 comes with 3); KEEP=1 keeps the logs (RUST_LOG, default warn, sets their level). Needs nats-server 2.10+ on the PATH.
 """
 
 import json
@@ -109,7 +109,7 @@ class Run:
 
     def start(self, args, log):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(log, "ab"),
-                                env={**os.environ, "RUST_LOG": "warn"})
+                                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")})
         self.procs.append(proc)
         return proc
 
@@ -393,7 +393,10 @@ def main():
         raise
     finally:
         run.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
+        if os.environ.get("KEEP"):
+            print(f"logs kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,14 @@ pub(crate) async fn pull_feed(
     }
 }
 
+/// The pause before the first retry of a refused append: short, since a shared log refuses
+/// while its stream elects a leader, which takes seconds, and each wait for that adds to the
+/// stall. It doubles each retry up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest pause between two retries of a refused append (a full disk, NATS away).
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
 /// Appends `batch`, retrying with a pause while the log refuses (a full disk, say): the feed
 /// waits behind the channel meanwhile, and nothing is dropped. A log that cannot take appends any more stops the pipeline rather than risk the
 /// log; so does a request to stop while appends fail, since retrying would never end.
@@ -232,6 +240,7 @@ fn append_until_durable(
 ) -> Result<u64, PipelineError> {
     let counters = pipeline.counters();
     let mut refused = false;
+    let mut pause = FIRST_RETRY;
     loop {
         match log.append(batch) {
             Ok(last_seq) => {
@@ -252,14 +261,13 @@ fn append_until_durable(
                 if *stop.borrow() {
                     return Err(PipelineError::StoppedWhileRefused(error));
                 }
-                tracing::error!(%error, "log append failed; retrying in 1 s");
+                tracing::error!(%error, ?pause, "log append failed; retrying");
                 // In steps, so that a request to stop is seen within a tenth of a second.
-                for _ in 0..10 {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                let until = std::time::Instant::now() + pause;
+                while !*stop.borrow() && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100).min(pause));
                 }
+                pause = (pause * 2).min(LAST_RETRY);
             }
         }
     }
@@ -365,7 +373,7 @@ mod tests {
         let (stop, stop_rx) = watch::channel(false);
         let pipeline = Pipeline::new(None);
         let stopper = std::thread::spawn(move || {
-            // After the first retry (one second after the first refusal).
+            // After the first retries (a tenth of a second after the first refusal, then more).
             std::thread::sleep(Duration::from_millis(1_500));
             stop.send(true).unwrap();
         });

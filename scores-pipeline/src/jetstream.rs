@@ -69,6 +69,27 @@ impl JetStreamConfig {
     }
 }
 
+/// How long a JetStream request or a publish's acknowledgement may take before it is retried
+/// (async-nats waits 5 s). A stream's replicas acknowledge in milliseconds; while the stream has
+/// no leader (one is being elected after a node was lost) a request goes unanswered, and a
+/// shorter wait retries sooner once a leader is there. A retried publish is stored once: its
+/// message id is deduplicated.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the client pings its server: a server that stopped answering (a host paused or
+/// cut off, where no connection reset tells) is given up after two unanswered pings, and
+/// another tried. async-nats pings every 60 s.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The wait before reconnection attempt `attempts`: at once, then doubling from 100 ms to at
+/// most 1 s, so that the client is back within a second of NATS (async-nats waits up to 4 s).
+fn reconnect_delay(attempts: usize) -> Duration {
+    match attempts {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(100 << (n - 2).min(4)).min(Duration::from_secs(1)),
+    }
+}
+
 /// How long the tail watcher waits for a new message before it asks the stream how it is.
 const QUIET_CHECK: Duration = Duration::from_secs(2);
 
@@ -108,12 +129,15 @@ impl JetStream {
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(reconnect_delay)
+            .ping_interval(PING_INTERVAL)
             .connect(config.servers.clone())
             .await
             .map_err(|error| {
                 LogError::Nats(format!("connecting to {:?}: {error}", config.servers))
             })?;
-        let context = jetstream::new(client);
+        let mut context = jetstream::new(client);
+        context.set_timeout(REQUEST_TIMEOUT);
         let (tail_tx, tail) = watch::channel(Tail::default());
         let subject = config.subject();
         let (problem, last_heard) = (Arc::default(), Arc::default());
