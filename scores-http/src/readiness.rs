@@ -57,10 +57,10 @@ pub(crate) async fn readiness(
     }
     let role = pipeline.role();
     let staleness = role.and(pipeline.staleness());
-    if let Some(max) = max_staleness.filter(|_| role.is_some()) {
-        if staleness.is_none_or(|staleness| staleness > max) {
-            return ApiError::Stale { staleness, max }.into_response();
-        }
+    if let Some(max) = max_staleness.filter(|_| role.is_some())
+        && staleness.is_none_or(|staleness| staleness > max)
+    {
+        return ApiError::Stale { staleness, max }.into_response();
     }
     let problem = pipeline.log_refusal();
     let body = Readiness {
