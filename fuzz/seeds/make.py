@@ -9,6 +9,7 @@ repository's own test data and writes deterministic files (same input, same seed
   cut short, and with a byte flipped; the target adds the 16-byte segment header itself.
 - hostile inputs, as large as `scripts/fuzz.sh` lets inputs grow (1 MiB): deep nesting for
   decode (JSON and JSON5), and for sse_parser an overlong id and a line that never ends.
+- every input the fuzzer ever found, as it found it.
 - fold: a few fixed byte strings (the target reads them as (student, exam, score, publish)
   steps).
 """
@@ -65,6 +66,9 @@ def main() -> None:
     write("decode", "deep-field", b"score\x00" + event[:-1] + b',"x":' + b"[" * 200 + b"]" * 200 + b"}")
     write("sse_parser", "long-id", b"\x40id: " + b"7" * 500_000 + b"\ndata: " + event + b"\n\n")
     write("sse_parser", "endless-line", b"\xff" + b"data: " + b"x" * 1_000_000)
+    # Inputs the fuzzer found, kept as seeds (each is a unit test too): an id of bytes that are
+    # not UTF-8, within the limit as bytes and over it once decoded.
+    write("sse_parser", "found-invalid-utf8-id", bytes.fromhex("0d7265742a793a313030300a646174613a7448737474657374310a0a69643affffffffffffff793a313030300a646174613a7448737474657374310a0a69643affffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff3030300a646174613a7448737474657374310a0a69643affffffffffffff793a313030300a646174613a7448737474ffffffffffffffffffffffffffff746573740a646174613a74657374320a"))
 
     seq, body = 1, b""
     for batch_index in range(4):

@@ -430,20 +430,17 @@ impl Parser {
                 self.event_type.clear();
                 push_utf8_lossy(&mut self.event_type, value);
             }
-            b"id" if value.len() > self.limits.max_id_len => {
-                if !self.dropping_event {
-                    on_item(Err(ParseError::IdTooLong {
-                        limit: self.limits.max_id_len,
-                        line: self.event_line,
-                    }));
-                    self.dropping_event = true;
-                    self.data.clear();
-                }
-            }
+            b"id" if value.len() > self.limits.max_id_len => self.id_too_long(on_item),
             // An id containing NUL is ignored entirely, as WHATWG requires.
             b"id" if memchr(0, value).is_none() => {
-                self.id_buffer.clear();
-                push_utf8_lossy(&mut self.id_buffer, value);
+                // Measured once decoded: each byte that is not UTF-8 becomes three.
+                let id = String::from_utf8_lossy(value);
+                if id.len() > self.limits.max_id_len {
+                    self.id_too_long(on_item);
+                } else {
+                    self.id_buffer.clear();
+                    self.id_buffer.push_str(&id);
+                }
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 let millis = value.iter().fold(0u64, |n, digit| {
@@ -453,6 +450,18 @@ impl Parser {
             }
             b"data" | b"id" | b"retry" => {}
             _ => self.unknown_fields += 1,
+        }
+    }
+
+    /// Drops the current event for an id over the limit, keeping the last id as it was.
+    fn id_too_long(&mut self, on_item: &mut impl FnMut(Result<ItemRef<'_>, ParseError>)) {
+        if !self.dropping_event {
+            on_item(Err(ParseError::IdTooLong {
+                limit: self.limits.max_id_len,
+                line: self.event_line,
+            }));
+            self.dropping_event = true;
+            self.data.clear();
         }
     }
 
@@ -594,6 +603,19 @@ mod tests {
         assert_eq!(parser.last_event_id(), "1");
         let at_the_limit = format!("id: {}\ndata: d\n\n", &long_id[1..]);
         assert_eq!(events(&parse_all(&mut parser, &[at_the_limit.as_bytes()]))[0].2, long_id[1..]);
+    }
+
+    /// Found by the fuzzer: an id of bytes that are not UTF-8, within the limit as bytes, grew
+    /// past it once each byte became U+FFFD (three bytes).
+    #[test]
+    fn an_id_over_the_limit_once_decoded_drops_its_event() {
+        let limits = Limits { max_id_len: 8, ..Limits::default() };
+        let mut parser = Parser::new(limits);
+        let items = parse_all(&mut parser, &[b"id: \xff\xff\xff\ndata: a\n\nid: ok\ndata: b\n\n"]);
+        assert_eq!(items[0], Err(ParseError::IdTooLong { limit: 8, line: 1 }));
+        assert_eq!(events(&items), [("message".into(), "b".into(), "ok".into())]);
+        let items = parse_all(&mut parser, &[b"id: \xff\xff\ndata: c\n\n"]);
+        assert_eq!(events(&items), [("message".into(), "c".into(), "\u{FFFD}\u{FFFD}".into())]);
     }
 
     #[test]
