@@ -98,6 +98,27 @@ fn standard_input_replays_like_a_file() {
     assert!(stderr(&output).starts_with("<stdin>:21: rejected:"), "{}", stderr(&output));
 }
 
+/// `scores replay` aborted (a stack overflow) at an event of 100,000 `[`.
+#[test]
+fn replay_rejects_deep_nesting_and_goes_on() {
+    let capture = format!(
+        "data: {}\n\ndata: {{\"studentId\":\"a\",\"exam\":1,\"score\":0.5}}\n\n",
+        "[".repeat(100_000)
+    );
+    let mut child = scores()
+        .args(["replay", "-", "students"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(capture.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "{\"students\":[\"a\"],\"total\":1}\n");
+    assert!(stderr(&output).contains("deeper than 128"), "{}", stderr(&output));
+}
+
 /// `scores simulate` with `--ids`, ending after `count` events (then answering 204).
 fn simulate(count: u64, extra: &[&str]) -> (Running, String) {
     let address = free_address();
