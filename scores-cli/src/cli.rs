@@ -261,9 +261,14 @@ pub(crate) struct SimulateArgs {
     /// Make every n-th event malformed JSON.
     #[arg(long, value_name = "N")]
     pub(crate) bad_every: Option<u64>,
-    /// Close the connection after every n events.
-    #[arg(long, value_name = "N")]
+    /// Close the connection after every n events (not with `--broadcast`).
+    #[arg(long, value_name = "N", conflicts_with = "broadcast")]
     pub(crate) drop_every: Option<u64>,
+    /// One sequence sent as time goes, every connection getting what is sent from when it
+    /// connects (a live upstream without resumption); `--ids` then numbers the events but
+    /// `Last-Event-ID` is not read.
+    #[arg(long)]
+    pub(crate) broadcast: bool,
 }
 
 fn parse_feed_url(text: &str) -> Result<String, String> {

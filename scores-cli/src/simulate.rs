@@ -16,13 +16,22 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<()> {
         ids: args.ids,
         bad_every: args.bad_every,
         drop_every: args.drop_every,
+        broadcast: args.broadcast,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!("simulated feed at http://{}/scores ({config:?})", args.listen);
+        tracing::info!(
+            rate = ?config.rate,
+            students = config.students,
+            exams = config.exams,
+            ids = config.ids,
+            broadcast = config.broadcast,
+            "simulated feed at http://{}/scores",
+            args.listen
+        );
         let stopped = async {
             let _ = tokio::signal::ctrl_c().await;
         };

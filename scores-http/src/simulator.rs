@@ -3,9 +3,14 @@
 //! ids, 5-digit exams, full-precision scores), deterministic from a seed.
 //!
 //! Every connection replays the same sequence from its start, or, with [`SimulatorConfig::ids`],
-//! from after the `Last-Event-ID` it sends; a finished stream answers reconnects with 204.
+//! from after the `Last-Event-ID` it sends; a finished stream answers reconnects with 204. With
+//! [`SimulatorConfig::broadcast`] there is one sequence instead, sent as time goes whether anyone
+//! listens or not, and every connection gets what is sent from the moment it connects, as a live
+//! upstream without resumption does (`Last-Event-ID` is not read then).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use tokio::sync::broadcast;
 
 /// How fast the simulator sends.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,6 +54,8 @@ pub struct SimulatorConfig {
     pub bad_every: Option<u64>,
     /// Close the connection after every n events sent on it.
     pub drop_every: Option<u64>,
+    /// One sequence for every connection, each getting what is sent from when it connects.
+    pub broadcast: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -62,13 +70,61 @@ impl Default for SimulatorConfig {
             ids: false,
             bad_every: None,
             drop_every: None,
+            broadcast: false,
         }
     }
 }
 
-/// A router with the simulated feed at `GET /scores`.
+/// A router with the simulated feed at `GET /scores`. With [`SimulatorConfig::broadcast`] the
+/// sequence starts at once, on a task of the current tokio runtime.
 pub fn router(config: SimulatorConfig) -> Router {
-    Router::new().route("/scores", get(feed)).with_state(config)
+    let broadcast = config.broadcast.then(|| {
+        let (sender, _) = broadcast::channel(BROADCAST_CHUNKS);
+        let ended = Arc::new(AtomicBool::new(false));
+        tokio::spawn(broadcast_all(config.clone(), sender.clone(), ended.clone()));
+        Broadcast { sender, ended }
+    });
+    Router::new().route("/scores", get(feed)).with_state(Feed { config, broadcast })
+}
+
+/// The router's state: the sequence's description, and the broadcast it is sent on, if any.
+#[derive(Clone)]
+struct Feed {
+    config: SimulatorConfig,
+    broadcast: Option<Broadcast>,
+}
+
+#[derive(Clone)]
+struct Broadcast {
+    /// Chunks of SSE text as they are sent; an empty chunk ends the sequence.
+    sender: broadcast::Sender<Bytes>,
+    /// The sequence has ended: new connections get 204.
+    ended: Arc<AtomicBool>,
+}
+
+/// How many chunks a broadcast connection may fall behind before it is closed (its client
+/// reconnects, having missed what was sent meanwhile, as from a real broadcast upstream).
+const BROADCAST_CHUNKS: usize = 1024;
+
+/// Sends the sequence on `sender` as time goes, listened to or not, then an empty chunk.
+async fn broadcast_all(
+    config: SimulatorConfig,
+    sender: broadcast::Sender<Bytes>,
+    ended: Arc<AtomicBool>,
+) {
+    let names: Vec<String> = (0..config.students.max(1)).map(student_name).collect();
+    let config = SimulatorConfig { drop_every: None, ..config };
+    let mut stream = Stream { config, names, next: 0, sent_here: 0 };
+    while let Some((Ok(chunk), next)) = stream.next_chunk().await {
+        stream = next;
+        // Nobody listening is no error: what is sent then is missed by everyone.
+        let _ = sender.send(chunk);
+        if stream.config.rate == Rate::Max {
+            tokio::task::yield_now().await;
+        }
+    }
+    ended.store(true, Ordering::Release);
+    let _ = sender.send(Bytes::new());
 }
 
 /// Serves the simulated feed at `GET /scores` on `listener` until `shutdown` completes.
@@ -154,7 +210,21 @@ pub fn write_event(config: &SimulatorConfig, names: &[String], index: u64, out: 
     }
 }
 
-async fn feed(State(config): State<SimulatorConfig>, headers: HeaderMap) -> Response {
+async fn feed(State(Feed { config, broadcast }): State<Feed>, headers: HeaderMap) -> Response {
+    if let Some(broadcast) = broadcast {
+        if broadcast.ended.load(Ordering::Acquire) {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        let receiver = broadcast.sender.subscribe();
+        let body =
+            Body::from_stream(futures_util::stream::unfold(receiver, |mut receiver| async {
+                // A connection that fell behind is closed; the end of the sequence ends it too.
+                let chunk = receiver.recv().await.ok().filter(|chunk| !chunk.is_empty())?;
+                Some((Ok::<_, std::io::Error>(chunk), receiver))
+            }));
+        return ([(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-cache")], body)
+            .into_response();
+    }
     let resume_after = if config.ids {
         let id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
         id.and_then(|id| id.trim().parse::<u64>().ok()).unwrap_or(0)
@@ -242,6 +312,42 @@ mod tests {
         assert_eq!(ids, [(u64::MAX - 1).to_string(), u64::MAX.to_string()]);
         let response = resume(u64::MAX).await.expect("an answer");
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
+    /// Two connections to a broadcast at different times get one sequence: the later one's
+    /// events are the earlier one's from some point on, whatever `Last-Event-ID` says.
+    #[tokio::test]
+    async fn a_broadcast_sends_one_sequence_to_every_connection_from_when_it_connects() {
+        use tower::ServiceExt as _;
+
+        let config = SimulatorConfig {
+            rate: Rate::PerSecond(2_000.0),
+            burst: 10,
+            count: Some(600),
+            broadcast: true,
+            ..SimulatorConfig::default()
+        };
+        let app = router(config);
+        let connect = |id: &str| {
+            let request = axum::http::Request::get("/scores").header("last-event-id", id);
+            app.clone().oneshot(request.body(Body::empty()).expect("a request"))
+        };
+        let early = connect("").await.expect("an answer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let late = connect("5").await.expect("an answer");
+        let read = |response: Response| async move {
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+            let text = String::from_utf8(body.to_vec()).expect("UTF-8");
+            text.lines()
+                .filter(|line| line.starts_with("data: "))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let (early, late) = (read(early).await, read(late).await);
+        assert!(!late.is_empty() && late.len() < early.len(), "{} {}", early.len(), late.len());
+        assert_eq!(late[..], early[early.len() - late.len()..]);
+        let after = connect("").await.expect("an answer");
+        assert_eq!(after.status(), StatusCode::NO_CONTENT, "the sequence has ended");
     }
 
     #[test]
