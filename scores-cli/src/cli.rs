@@ -188,6 +188,13 @@ pub(crate) struct ServeArgs {
     /// over within about this long after the ingester is lost.
     #[arg(long, env = "SCORES_LEASE_TTL", default_value = "3s", value_parser = parse_duration, requires = "log")]
     pub(crate) lease_ttl: Duration,
+    /// With `--log` and an upstream: the most events this replica keeps from its own upstream
+    /// connection while another replica ingests, to take over where the stream ends.
+    #[arg(long, env = "SCORES_STANDBY_EVENTS", default_value_t = 60_000, requires = "log")]
+    pub(crate) standby_events: usize,
+    /// With `--log` and an upstream: how long such events are kept.
+    #[arg(long, env = "SCORES_STANDBY_AGE", default_value = "60s", value_parser = parse_duration, requires = "log")]
+    pub(crate) standby_age: Duration,
     /// How long a query with `X-Scores-Min-Seq: N` waits for this replica to fold event N
     /// before it is answered 503 `not_caught_up`.
     #[arg(long, env = "SCORES_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]

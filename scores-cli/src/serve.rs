@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use scores_http::ConnectionLimits;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
-use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig};
+use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig, StandbyLimits};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -34,6 +34,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             stream: args.stream,
             replicas: args.stream_replicas,
             lease_ttl: args.lease_ttl,
+            standby: StandbyLimits { max_events: args.standby_events, max_age: args.standby_age },
             ..JetStreamConfig::new(servers.0)
         });
         let connections = ConnectionLimits {

@@ -241,6 +241,16 @@ impl Collector for PipelineCollector {
                     "Publishes refused because another ingester had taken over",
                     load(&c.fenced_publishes),
                 ),
+                (
+                    "scores_standby_dropped_events",
+                    "Events that gave way in this replica's standby buffer, past its limits",
+                    load(&c.standby_dropped),
+                ),
+                (
+                    "scores_takeover_skipped_events",
+                    "Buffered events not published at a takeover whose alignment was refused",
+                    load(&c.takeover_skipped),
+                ),
             ]);
             gauges.extend([
                 (
@@ -253,10 +263,31 @@ impl Collector for PipelineCollector {
                     "Events the stream holds that the published snapshot does not",
                     lag,
                 ),
+                (
+                    "scores_standby_buffered_events",
+                    "Events this replica's standby buffer holds from its own upstream connection",
+                    load(&c.standby_buffered),
+                ),
             ]);
         }
         for (name, help, value) in counters {
             counter(&mut encoder, name, help, value)?;
+        }
+        if self.0.role().is_some() {
+            let mut family = encoder.encode_descriptor(
+                "scores_takeovers",
+                "Takeovers of the ingester's lease, by how the standby buffer aligned after the stream's end.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, n) in [
+                ("aligned", &c.takeovers_aligned),
+                ("not_found", &c.takeovers_not_found),
+                ("ambiguous", &c.takeovers_ambiguous),
+            ] {
+                ConstCounter::new(load(n))
+                    .encode(family.encode_family(&[("outcome", outcome)])?)?;
+            }
         }
         for (name, help, value) in gauges {
             gauge(&mut encoder, name, help, value)?;

@@ -38,6 +38,18 @@ pub struct Counters {
     pub log_bytes_verified: AtomicU64,
     /// Publishes refused because another ingester had taken over (a shared log).
     pub fenced_publishes: AtomicU64,
+    /// Events a standby replica's buffer holds (a shared log, with an upstream).
+    pub standby_buffered: AtomicU64,
+    /// Events that gave way in a standby's buffer, past its limits.
+    pub standby_dropped: AtomicU64,
+    /// Takeovers whose buffer was aligned after the stream's end.
+    pub takeovers_aligned: AtomicU64,
+    /// Takeovers whose buffer could not be aligned: the stream's end was not found in it.
+    pub takeovers_not_found: AtomicU64,
+    /// Takeovers whose buffer could not be aligned: the stream's end was found more than once.
+    pub takeovers_ambiguous: AtomicU64,
+    /// Buffered events not published at a takeover because the alignment was refused.
+    pub takeover_skipped: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 

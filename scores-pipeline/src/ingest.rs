@@ -4,6 +4,7 @@
 //! appends the appender retries, the channel fills and the feed waits: nothing is read that
 //! cannot be stored.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::error::PipelineError;
 use crate::fold::Folding;
 use crate::handle::Pipeline;
 use crate::log::{Entry, Log};
+use crate::standby::Standby;
 
 /// The writer stops gathering events for one log append once it has this many.
 const MAX_BATCH: usize = 65_536;
@@ -161,10 +163,11 @@ fn next_batch(events: &mut mpsc::Receiver<Vec<Entry>>, batch: &mut Vec<Entry>) -
 /// already parsed from the same chunk, as one message.
 pub(crate) async fn pull_feed(
     mut feed: Feed,
-    events: mpsc::Sender<Vec<Entry>>,
+    events: impl Into<Sink>,
     pipeline: Pipeline,
     mut stop: watch::Receiver<bool>,
 ) {
+    let events = events.into();
     let counters = pipeline.counters();
     let mut attempts = 0u64;
     // One future for the whole loop, rather than one registered and dropped per item.
@@ -210,13 +213,38 @@ pub(crate) async fn pull_feed(
             }
         }
         if !batch.is_empty() {
-            counters.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            // While the journal refuses appends the channel stays full and this waits; on a
-            // stop the writer gives up and closes the channel, which ends the wait.
-            if events.send(std::mem::take(&mut batch)).await.is_err() {
-                return;
+            match &events {
+                Sink::Log(events) => {
+                    counters.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    // While the journal refuses appends the channel stays full and this waits;
+                    // on a stop the writer gives up and closes the channel, ending the wait.
+                    if events.send(std::mem::take(&mut batch)).await.is_err() {
+                        return;
+                    }
+                }
+                Sink::Standby(standby) => standby.push(std::mem::take(&mut batch), counters),
             }
         }
+    }
+}
+
+/// Where [`pull_feed`] hands the events on.
+pub(crate) enum Sink {
+    /// Straight to the log's appender.
+    Log(mpsc::Sender<Vec<Entry>>),
+    /// Into a replica's standby buffer, whether or not it ingests.
+    Standby(Arc<Standby>),
+}
+
+impl From<mpsc::Sender<Vec<Entry>>> for Sink {
+    fn from(events: mpsc::Sender<Vec<Entry>>) -> Sink {
+        Sink::Log(events)
+    }
+}
+
+impl From<Arc<Standby>> for Sink {
+    fn from(standby: Arc<Standby>) -> Sink {
+        Sink::Standby(standby)
     }
 }
 

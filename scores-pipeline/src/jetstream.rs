@@ -32,7 +32,9 @@ use scores_journal::batch;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::align::ALIGN_RUN;
 use crate::log::{Closed, Cursor, Entry, Log, LogError, LogRead, Record};
+use crate::standby::StandbyLimits;
 
 /// Where the stream is and how it is made. [`JetStreamConfig::new`] gives the defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,16 +48,20 @@ pub struct JetStreamConfig {
     /// How long the ingester's lease lasts unless renewed (it is renewed every third of it):
     /// after an ingester is lost, another takes over within about this long.
     pub lease_ttl: Duration,
+    /// What a replica with an upstream keeps of it while another ingests (see
+    /// [`StandbyLimits`]).
+    pub standby: StandbyLimits,
 }
 
 impl JetStreamConfig {
-    /// A stream named `scores`, one replica, a 3-second lease.
+    /// A stream named `scores`, one replica, a 3-second lease, [`StandbyLimits::default`].
     pub fn new(servers: Vec<String>) -> JetStreamConfig {
         JetStreamConfig {
             servers,
             stream: "scores".to_owned(),
             replicas: 1,
             lease_ttl: Duration::from_secs(3),
+            standby: StandbyLimits::default(),
         }
     }
 
@@ -250,6 +256,48 @@ impl JetStream {
             }
             Err(error) => Err(LogError::Nats(format!("reading message {sequence}: {error}"))),
         }
+    }
+
+    /// The stream's last events from the upstream, oldest first, at most [`ALIGN_RUN`]: read
+    /// back from `last` (message `last_seq`) to the last fence after which the stream holds
+    /// any, so that they are one ingester's, consecutive as the upstream sent them.
+    async fn read_run<I>(
+        &self,
+        stream: &Stream<I>,
+        mut last: Option<Message>,
+        mut last_seq: u64,
+    ) -> Result<Vec<Entry>, LogError> {
+        let mut run = Vec::new();
+        while let Some(message) = last {
+            match message {
+                Message::Batch(records) => {
+                    for record in records.into_iter().rev().take(ALIGN_RUN - run.len()) {
+                        run.push(Entry { event: record.event, upstream_id: record.upstream_id });
+                    }
+                }
+                Message::Fence { .. } if !run.is_empty() => break,
+                Message::Fence { .. } => {}
+            }
+            if run.len() >= ALIGN_RUN || last_seq <= 1 {
+                break;
+            }
+            last_seq -= 1;
+            last = self.message_from_leader(stream, last_seq).await?;
+        }
+        run.reverse();
+        Ok(run)
+    }
+
+    /// Where the stream ends, the upstream id stored last, and the run of events before it
+    /// (see [`read_run`](Self::read_run)).
+    async fn read_end<I>(
+        &self,
+        stream: &Stream<I>,
+    ) -> Result<(Tail, String, Vec<Entry>), LogError> {
+        let (tail, last) = self.read_tail(stream).await?;
+        let last_upstream_id = last.as_ref().map_or("", Message::last_upstream_id).to_owned();
+        let run = self.read_run(stream, last, tail.message).await?;
+        Ok((tail, last_upstream_id, run))
     }
 
     /// The tail as the stream reports it now.
@@ -572,9 +620,18 @@ pub struct JetStreamLog {
     /// many of its entries are stored. A retry with the same batch stores only the rest.
     in_flight: Option<(usize, Entry, usize)>,
     n_appends: u64,
+    /// The stream's last events from the upstream when this writer opened it: where a standby
+    /// aligns.
+    run: Vec<Entry>,
 }
 
 impl JetStreamLog {
+    /// The stream's last events from the upstream (at most [`ALIGN_RUN`], oldest first) as
+    /// they were when this writer opened it, before its fence.
+    pub(crate) fn run(&self) -> &[Entry] {
+        &self.run
+    }
+
     /// Connects to the stream `config` names (creating it if it is missing) and opens it for
     /// appends under `term`, which must be unique to this writer (the ingester's lease
     /// revision): the writer publishes a fence under it first, after which no writer opened
@@ -594,17 +651,15 @@ impl JetStreamLog {
         term: u64,
         folded: u64,
     ) -> Result<JetStreamLog, LogError> {
-        let (tail, last) = if folded == 0 {
-            let stream = js.stream().await?;
-            js.read_tail(&stream).await?
+        // The stream's end, its last message's upstream id, and the run of events before it.
+        let (tail, last_upstream_id, run) = if folded == 0 {
+            js.read_end(&js.stream().await?).await?
         } else {
-            let stream = js.existing_stream().await?;
-            js.read_tail(&stream).await?
+            js.read_end(&js.existing_stream().await?).await?
         };
         if tail.event < folded {
             return Err(LogError::Diverged { stream_end: tail.event, folded });
         }
-        let last_upstream_id = last.as_ref().map_or("", Message::last_upstream_id).to_owned();
         let mut writer = JetStreamLog {
             js,
             next_seq: tail.event + 1,
@@ -612,6 +667,7 @@ impl JetStreamLog {
             last_upstream_id,
             in_flight: None,
             n_appends: 0,
+            run,
         };
         let mut headers = HeaderMap::new();
         headers.insert(SEQ, HeaderValue::from(writer.next_seq));

@@ -12,6 +12,7 @@
 //! An event becomes visible only once the log holds it durably; a snapshot is the fold of the
 //! log up to its sequence number, and every answer drawn from one reflects that number.
 
+mod align;
 mod checkpointer;
 mod config;
 mod counters;
@@ -24,6 +25,7 @@ mod lease;
 pub mod log;
 mod replica;
 mod run;
+mod standby;
 mod supervise;
 
 pub use crate::config::PipelineConfig;
@@ -34,6 +36,7 @@ pub use crate::handle::{Pipeline, Role};
 pub use crate::jetstream::{JetStreamConfig, JetStreamLog, open_reader};
 pub use crate::log::{Cursor, Log, LogError, LogRead};
 pub use crate::run::start;
+pub use crate::standby::StandbyLimits;
 pub use crate::supervise::Running;
 pub use scores_journal::{FsyncPolicy, Options as JournalOptions};
 pub use scores_sse::FeedConfig;

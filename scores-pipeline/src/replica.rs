@@ -2,8 +2,8 @@
 //! for the lease and ingests while it holds it.
 //!
 //! ```text
-//!                   ┌─ lease holder only ─────────────────────────────────┐
-//! upstream ─► feed task ─Vec<Entry>─► writer thread (JetStreamLog, fenced) ─► stream
+//!                                  ┌─ lease holder only ────────────────────────────────────┐
+//! upstream ─► feed task ─► Standby ─► pump ─Vec<Entry>─► writer thread (JetStreamLog, fenced) ─► stream
 //!                                                                               │
 //!   every replica: stream-reader thread (reads the stream after the checkpoint) ◄┘
 //!                  └─Vec<Entry>─► folder thread ─Changes─► publisher thread
@@ -16,6 +16,14 @@
 //! stream's end; `Pipeline::lag` says how far behind that end it is while it catches up, and
 //! `Pipeline::staleness` how long ago it last heard from the stream. While NATS cannot be reached, every replica
 //! serves its last snapshot, the log's status says why, and the ingester's feed waits.
+//!
+//! Every replica with an upstream keeps its own connection to it (a hot standby), buffering what
+//! arrives in its [`Standby`] while another replica ingests. A replica that takes the lease
+//! aligns its buffer after the stream's last events and publishes exactly what follows them, so
+//! an upstream that cannot resume (no event ids) loses nothing across a takeover; when the
+//! buffer cannot be aligned it publishes none of it, says so, and goes on with live events. With
+//! ids, a buffer that does not reach back to the stream's end is replaced by a connection that
+//! resumes after the stream's last id.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +35,7 @@ use scores_journal::DataDir;
 use scores_sse::{Feed, FeedConfig};
 use tokio::sync::{mpsc, watch};
 
+use crate::align::{Alignment, Refusal};
 use crate::config::PipelineConfig;
 use crate::error::PipelineError;
 use crate::fold::{Folder, Folding, Restore};
@@ -35,6 +44,7 @@ use crate::ingest::{QUEUED_BATCHES, append_only, pull_feed};
 use crate::jetstream::{JetStream, JetStreamConfig, JetStreamLog, JetStreamReader};
 use crate::lease::{Lease, LeaseBucket};
 use crate::log::{Entry, Log, LogError, LogRead};
+use crate::standby::Standby;
 use crate::supervise::{Running, halt_on, spawn_thread, supervise};
 
 /// Records folded at a time while following the stream.
@@ -82,10 +92,20 @@ pub(crate) async fn start(
     let following = spawn_thread("follower", move || {
         folder.run(restore, |folding| follow(&reader, folding, &follow_halt, &follow_pipeline))
     })?;
-    let ingesting = config.upstream.map(|url| {
-        let feed = FeedConfig { url, ..config.feed };
-        tokio::spawn(ingest_while_leased(js.clone(), feed, pipeline.clone(), halt.clone()))
-    });
+    let ingesting = match config.upstream {
+        Some(url) => {
+            let standby = Arc::new(Standby::new(js.config().standby));
+            let feed = FeedConfig { url, ..config.feed };
+            let upstream = Upstream::connect(feed, standby, &pipeline, &halt)?;
+            Some(tokio::spawn(ingest_while_leased(
+                js.clone(),
+                upstream,
+                pipeline.clone(),
+                halt.clone(),
+            )))
+        }
+        None => None,
+    };
 
     let running =
         supervise(("follower", following), ingesting.map(|task| ("ingester", task)), halt_tx);
@@ -345,10 +365,53 @@ enum TermEnd {
     Failed(PipelineError),
 }
 
+/// A replica's connection to the upstream, kept for its whole life: the feed task that fills
+/// the standby buffer, and how to start it again elsewhere in the upstream.
+struct Upstream {
+    feed: FeedConfig,
+    standby: Arc<Standby>,
+    pipeline: Pipeline,
+    halt: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Connects to the upstream from where it starts a new connection.
+    fn connect(
+        feed: FeedConfig,
+        standby: Arc<Standby>,
+        pipeline: &Pipeline,
+        halt: &watch::Receiver<bool>,
+    ) -> Result<Upstream, PipelineError> {
+        let connection = Feed::new(feed.clone())?;
+        let task =
+            tokio::spawn(pull_feed(connection, standby.clone(), pipeline.clone(), halt.clone()));
+        Ok(Upstream { feed, standby, pipeline: pipeline.clone(), halt: halt.clone(), task })
+    }
+
+    /// Connects again, resuming after `last_event_id`, and forgets what the old connection
+    /// buffered.
+    fn resume_after(&mut self, last_event_id: &str) -> Result<(), PipelineError> {
+        let feed = FeedConfig { last_event_id: last_event_id.to_owned(), ..self.feed.clone() };
+        let connection = Feed::new(feed)?;
+        self.task.abort();
+        self.standby.clear(self.pipeline.counters());
+        let (standby, pipeline) = (self.standby.clone(), self.pipeline.clone());
+        self.task = tokio::spawn(pull_feed(connection, standby, pipeline, self.halt.clone()));
+        Ok(())
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Competes for the lease until a stop; while it holds it, reads the upstream into the stream.
 async fn ingest_while_leased(
     js: JetStream,
-    feed: FeedConfig,
+    mut upstream: Upstream,
     pipeline: Pipeline,
     halt: watch::Receiver<bool>,
 ) {
@@ -391,7 +454,7 @@ async fn ingest_while_leased(
         pipeline.set_log_refusal(None);
         pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(term, %holder, "took the ingester's lease: reading the upstream into the stream");
-        let ended = ingest_term(&js, lease, &feed, &pipeline, &halt).await;
+        let ended = ingest_term(&js, lease, &mut upstream, &pipeline, &halt).await;
         pipeline.set_role(Role::Follower);
         pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
         match ended {
@@ -429,12 +492,13 @@ async fn wait(pause: Duration, halt: &watch::Receiver<bool>) {
     }
 }
 
-/// One term as the ingester: fences the stream, resumes the upstream after the last id it
-/// holds, and appends until a stop, the lease is lost, or a publish is fenced.
+/// One term as the ingester: fences the stream, aligns the standby buffer after the stream's
+/// last events, and appends what follows until a stop, the lease is lost, or a publish is
+/// fenced.
 async fn ingest_term(
     js: &JetStream,
     mut lease: Lease,
-    feed: &FeedConfig,
+    upstream: &mut Upstream,
     pipeline: &Pipeline,
     halt: &watch::Receiver<bool>,
 ) -> TermEnd {
@@ -447,19 +511,15 @@ async fn ingest_term(
             return TermEnd::Failed(error.into());
         }
     };
-    let last_event_id = writer.last_upstream_id().to_owned();
-    tracing::info!(next_seq = writer.next_seq(), last_event_id = %last_event_id, "stream fenced; resuming the upstream");
-    let feed = match Feed::new(FeedConfig { last_event_id, ..feed.clone() }) {
-        Ok(feed) => feed,
-        Err(error) => {
-            lease.release().await;
-            return TermEnd::Failed(error.into());
-        }
-    };
+    if let Err(error) = take_over(&writer, upstream, pipeline) {
+        lease.release().await;
+        return TermEnd::Failed(error);
+    }
     // The term's own stop: a stop of the pipeline, a lost lease, or the writer ending.
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
-    let feeding = tokio::spawn(pull_feed(feed, events_tx, pipeline.clone(), term_stop.clone()));
+    let standby = upstream.standby.clone();
+    let feeding = tokio::spawn(pump(standby, events_tx, pipeline.clone(), term_stop.clone()));
     let (writer_pipeline, writer_stop) = (pipeline.clone(), term_stop.clone());
     let mut writing = tokio::task::spawn_blocking(move || {
         append_only(writer, events_rx, &writer_pipeline, &writer_stop)
@@ -503,5 +563,73 @@ async fn ingest_term(
         Ok(()) | Err(PipelineError::StoppedWhileRefused(_)) if *halt.borrow() => TermEnd::Stopped,
         Ok(()) => TermEnd::LeaseLost,
         Err(error) => TermEnd::Failed(error),
+    }
+}
+
+/// Aligns the standby buffer after the stream's last events, as `writer` found them, and says
+/// how it went. With ids, a buffer that does not reach back that far is replaced by a
+/// connection that resumes after the stream's last id.
+fn take_over(
+    writer: &JetStreamLog,
+    upstream: &mut Upstream,
+    pipeline: &Pipeline,
+) -> Result<(), PipelineError> {
+    let counters = pipeline.counters();
+    let (alignment, set_aside) = upstream.standby.take_over(writer.run(), counters);
+    let last_event_id = writer.last_upstream_id();
+    match alignment {
+        Alignment::From(_) => {
+            counters.takeovers_aligned.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                next_seq = writer.next_seq(),
+                already_stored = set_aside,
+                "stream fenced; publishing what the upstream sent after the stream's end"
+            );
+        }
+        Alignment::Refused(Refusal::NotFound) if !last_event_id.is_empty() => {
+            counters.takeovers_not_found.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(next_seq = writer.next_seq(), %last_event_id, "stream fenced; the standby buffer does not reach the stream's end: resuming the upstream after its last id");
+            upstream.resume_after(last_event_id)?;
+        }
+        Alignment::Refused(refusal) => {
+            let counter = match refusal {
+                Refusal::NotFound => &counters.takeovers_not_found,
+                Refusal::Ambiguous => &counters.takeovers_ambiguous,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            counters.takeover_skipped.fetch_add(set_aside as u64, Ordering::Relaxed);
+            tracing::warn!(
+                next_seq = writer.next_seq(),
+                reason = refusal.as_str(),
+                skipped = set_aside,
+                "stream fenced; the standby buffer cannot be aligned after the stream's end: publishing none of it, only what arrives from now on"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Hands what the standby buffers to the writer, as it arrives, until `stop`.
+async fn pump(
+    standby: Arc<Standby>,
+    events: mpsc::Sender<Vec<Entry>>,
+    pipeline: Pipeline,
+    mut stop: watch::Receiver<bool>,
+) {
+    let counters = pipeline.counters();
+    loop {
+        let batch = standby.drain(counters);
+        if batch.is_empty() {
+            tokio::select! {
+                () = standby.arrival() => continue,
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+        counters.events_received.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // While NATS refuses publishes the channel stays full and this waits, and the standby
+        // buffer fills behind it; the writer closing the channel ends the wait.
+        if events.send(batch).await.is_err() {
+            return;
+        }
     }
 }
