@@ -7,8 +7,9 @@
 //! holds each valid event once, in the upstream's order.
 //!
 //! And the same cluster fed by a broadcast upstream without event ids, as the original feed
-//! was: through kills, a pause and a rolling restart of the ingester, the stream holds every
-//! event the upstream sent after the first one stored, once each, in order.
+//! was: through kills, a pause and a rolling restart of the ingester, a NATS node lost and every
+//! node down for 10 s, the stream holds every event the upstream sent after the first one
+//! stored, once each, in order.
 //!
 //! Needs nats-server 2.10 or later (see `scores-pipeline/tests/support/nats.rs`).
 
@@ -543,10 +544,10 @@ fn record_broadcast(upstream: SocketAddr) -> Vec<String> {
 /// Without ids, a new ingester read the upstream from wherever a new connection starts: 2.6 to
 /// 3.4 s of the feed were lost at each kill, half a second at each rolling restart.
 #[test]
-fn a_cluster_fed_without_ids_loses_nothing_when_its_ingester_is_killed_paused_or_stopped() {
-    let Some(cluster) = nats::start_cluster(3) else { return };
+fn a_cluster_fed_without_ids_loses_nothing_through_its_ingesters_faults_and_natss() {
+    let Some(mut cluster) = nats::start_cluster(3) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (rate, seconds) = (200, 45);
+    let (rate, seconds) = (200, 100);
     let upstream = free_address();
     let _upstream = Running(
         scores()
@@ -585,7 +586,7 @@ fn a_cluster_fed_without_ids_loses_nothing_when_its_ingester_is_killed_paused_or
         replica.start();
     }
 
-    // Each fault, then the next ingester's first new event on a follower.
+    // Each fault of the ingester, then the next ingester's first new event on a follower.
     let faults = ["kill", "kill", "pause", "stop", "kill"];
     for fault in faults {
         let ingesting = ingester(&replicas, Duration::from_secs(20));
@@ -610,10 +611,34 @@ fn a_cluster_fed_without_ids_loses_nothing_when_its_ingester_is_killed_paused_or
             next_replica.seq() > before
         });
     }
+    // A NATS node lost, then every node down for 10 s: the replicas go on hearing the upstream
+    // meanwhile, and whoever ingests next publishes what it sent.
+    let ingest_resumes = |replicas: &[Replica], within: u64| {
+        let before = replicas[0].seq();
+        wait_until(Duration::from_secs(within), "ingest resumes", replicas, || {
+            replicas[0].seq() > before
+        });
+    };
+    cluster[0].kill();
+    ingest_resumes(&replicas, 30);
+    cluster[0].start();
+    cluster[0].wait_healthy(Duration::from_secs(30));
+    for node in &mut cluster {
+        node.kill();
+    }
+    sleep(Duration::from_secs(10));
+    for node in &mut cluster {
+        node.start();
+    }
+    ingest_resumes(&replicas, 40);
 
     // The upstream ends; every replica settles on one sequence number.
     let heard = recorder.join().unwrap();
     let mut settled = (0, Instant::now());
+    for replica in &replicas {
+        let dropped = replica.metric("scores_standby_dropped_events_total");
+        assert_eq!(dropped, Some(0), "{}", replica.log_tail());
+    }
     wait_until(Duration::from_secs(30), "the replicas settle", &replicas, || {
         let seqs: Vec<u64> = replicas.iter().map(Replica::seq).collect();
         if seqs.iter().any(|&seq| seq != seqs[0]) || seqs[0] != settled.0 {

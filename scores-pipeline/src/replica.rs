@@ -455,6 +455,7 @@ async fn ingest_while_leased(
         pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(term, %holder, "took the ingester's lease: reading the upstream into the stream");
         let ended = ingest_term(&js, lease, &mut upstream, &pipeline, &halt).await;
+        upstream.standby.step_down();
         pipeline.set_role(Role::Follower);
         pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
         match ended {
@@ -575,7 +576,7 @@ fn take_over(
     pipeline: &Pipeline,
 ) -> Result<(), PipelineError> {
     let counters = pipeline.counters();
-    let (alignment, set_aside) = upstream.standby.take_over(writer.run(), counters);
+    let (alignment, set_aside) = upstream.standby.take_over(writer.run());
     let last_event_id = writer.last_upstream_id();
     match alignment {
         Alignment::From(_) => {
@@ -618,7 +619,7 @@ async fn pump(
 ) {
     let counters = pipeline.counters();
     loop {
-        let batch = standby.drain(counters);
+        let batch = standby.hand_over();
         if batch.is_empty() {
             tokio::select! {
                 () = standby.arrival() => continue,

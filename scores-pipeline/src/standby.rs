@@ -3,10 +3,13 @@
 //! it does.
 //!
 //! Every replica started with an upstream keeps one connection to it for its whole life
-//! (`pull_feed` into [`Standby::push`]). While another replica holds the lease the buffer is
-//! bounded, by count and by age, and its oldest events give way. On taking the lease,
-//! [`Standby::take_over`] aligns the buffer after the stream's last events (see `align`) and
-//! keeps only what follows them; from then on the ingester drains the buffer into the log.
+//! (`pull_feed` into [`Standby::push`]). The buffer is a window on the upstream, bounded by
+//! count and by age: its oldest events give way. On taking the lease, [`Standby::take_over`]
+//! aligns the buffer after the stream's last events (see `align`); from then on the ingester
+//! hands on what follows ([`Standby::hand_over`]). Handed-on events stay in the window, so that
+//! the same replica can align again after a term that ended before they were stored (NATS away
+//! past the lease, say). An event that gives way before it was handed on, while this replica
+//! ingests, is lost, and counted.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -48,17 +51,23 @@ struct Buffer {
     entries: VecDeque<Entry>,
     /// When each entry arrived, in the same order.
     arrived: VecDeque<Instant>,
+    /// While this replica ingests, the index of the next entry to hand on.
+    next: Option<usize>,
 }
 
 impl Buffer {
-    fn pop_front(&mut self) {
+    /// Lets the oldest entry go; true when it had not been handed on while ingesting.
+    fn pop_front(&mut self) -> bool {
         self.entries.pop_front();
         self.arrived.pop_front();
-    }
-
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.arrived.clear();
+        match &mut self.next {
+            Some(0) => true,
+            Some(next) => {
+                *next -= 1;
+                false
+            }
+            None => false,
+        }
     }
 }
 
@@ -71,7 +80,8 @@ impl Standby {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `batch`, letting the oldest events give way past the limits (counted as dropped).
+    /// Keeps `batch`, letting the oldest events give way past the limits (counted as dropped
+    /// when this replica ingests and had not handed them on).
     pub(crate) fn push(&self, batch: Vec<Entry>, counters: &Counters) {
         let now = Instant::now();
         let mut buffer = self.buffer();
@@ -81,8 +91,7 @@ impl Standby {
         while buffer.entries.len() > self.limits.max_events
             || buffer.arrived.front().is_some_and(|at| now - *at > self.limits.max_age)
         {
-            buffer.pop_front();
-            dropped += 1;
+            dropped += u64::from(buffer.pop_front());
         }
         counters.standby_buffered.store(buffer.entries.len() as u64, Ordering::Relaxed);
         drop(buffer);
@@ -90,37 +99,41 @@ impl Standby {
         self.arrived.notify_one();
     }
 
-    /// Aligns the buffer after `run`, the stream's last events, and keeps only what follows
-    /// them; when they cannot be found once, keeps nothing. Returns the alignment and how many
-    /// events were set aside: those before the stream's end (already stored) or, when refused,
-    /// all of them.
-    pub(crate) fn take_over(&self, run: &[Entry], counters: &Counters) -> (Alignment, usize) {
+    /// Starts handing on what follows `run`, the stream's last events, in the buffer; when
+    /// they cannot be found there once, only what arrives from now on. Returns the alignment
+    /// and how many buffered events will not be handed on: those up to the stream's end
+    /// (already stored) or, when refused, all of them.
+    pub(crate) fn take_over(&self, run: &[Entry]) -> (Alignment, usize) {
         let mut buffer = self.buffer();
         let alignment = align(run, buffer.entries.make_contiguous());
-        let set_aside = match alignment {
+        let next = match alignment {
             Alignment::From(index) => index,
             Alignment::Refused(_) => buffer.entries.len(),
         };
-        for _ in 0..set_aside {
-            buffer.pop_front();
-        }
-        counters.standby_buffered.store(buffer.entries.len() as u64, Ordering::Relaxed);
-        (alignment, set_aside)
+        buffer.next = Some(next);
+        (alignment, next)
     }
 
-    /// Forgets everything buffered: the connection is to start again elsewhere.
+    /// Stops handing on: another replica ingests, or will.
+    pub(crate) fn step_down(&self) {
+        self.buffer().next = None;
+    }
+
+    /// Forgets everything buffered: the connection starts again elsewhere in the upstream.
     pub(crate) fn clear(&self, counters: &Counters) {
-        self.buffer().clear();
+        let mut buffer = self.buffer();
+        buffer.entries.clear();
+        buffer.arrived.clear();
+        buffer.next = buffer.next.map(|_| 0);
         counters.standby_buffered.store(0, Ordering::Relaxed);
     }
 
-    /// Everything buffered, oldest first, leaving the buffer empty.
-    pub(crate) fn drain(&self, counters: &Counters) -> Vec<Entry> {
+    /// While ingesting, the events not handed on yet, oldest first; they stay buffered.
+    pub(crate) fn hand_over(&self) -> Vec<Entry> {
         let mut buffer = self.buffer();
-        buffer.arrived.clear();
-        let entries = buffer.entries.drain(..).collect();
-        counters.standby_buffered.store(0, Ordering::Relaxed);
-        entries
+        let (len, Some(next)) = (buffer.entries.len(), buffer.next) else { return Vec::new() };
+        buffer.next = Some(len);
+        buffer.entries.range(next..).cloned().collect()
     }
 
     /// Completes once events arrive (at once, if some arrived since the last wait).
@@ -150,22 +163,35 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_events_give_way_past_the_count_and_a_take_over_keeps_what_follows() {
+    fn the_oldest_events_give_way_and_a_take_over_hands_on_what_follows_the_stream() {
         let counters = Counters::default();
         let standby = Standby::new(StandbyLimits { max_events: 10, ..StandbyLimits::default() });
         standby.push(entries(0..8), &counters);
         standby.push(entries(8..14), &counters);
-        assert_eq!(counters.standby_dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(counters.standby_dropped.load(Ordering::Relaxed), 0, "following: not lost");
         assert_eq!(counters.standby_buffered.load(Ordering::Relaxed), 10);
         // The stream ends at exam 9: 10..14 follow.
         let run = entries(7..10);
-        assert_eq!(standby.take_over(&run, &counters), (Alignment::From(6), 6));
-        assert_eq!(standby.drain(&counters), entries(10..14));
-        // The stream ends before what is buffered: nothing is kept.
-        standby.push(entries(20..25), &counters);
-        let refused = standby.take_over(&entries(15..18), &counters);
-        assert_eq!(refused, (Alignment::Refused(Refusal::NotFound), 5));
-        assert!(standby.drain(&counters).is_empty());
+        assert_eq!(standby.take_over(&run), (Alignment::From(6), 6));
+        assert_eq!(standby.hand_over(), entries(10..14));
+        assert!(standby.hand_over().is_empty());
+        standby.push(entries(14..16), &counters);
+        assert_eq!(standby.hand_over(), entries(14..16));
+        // While ingesting, an event that gives way before it was handed on is lost.
+        standby.push(entries(16..28), &counters);
+        assert_eq!(counters.standby_dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(standby.hand_over(), entries(18..28));
+        // A term that ended before its events were stored: the next aligns again on them.
+        standby.step_down();
+        assert_eq!(standby.take_over(&entries(20..23)), (Alignment::From(5), 5));
+        assert_eq!(standby.hand_over(), entries(23..28));
+        // The stream ends before what is buffered: nothing buffered is handed on.
+        standby.step_down();
+        let refused = standby.take_over(&entries(5..8));
+        assert_eq!(refused, (Alignment::Refused(Refusal::NotFound), 10));
+        assert!(standby.hand_over().is_empty());
+        standby.push(entries(28..29), &counters);
+        assert_eq!(standby.hand_over(), entries(28..29));
     }
 
     #[test]
@@ -175,7 +201,9 @@ mod tests {
         standby.push(entries(0..5), &counters);
         std::thread::sleep(Duration::from_millis(5));
         standby.push(entries(5..7), &counters);
-        assert_eq!(standby.drain(&counters), entries(5..7));
-        assert_eq!(counters.standby_dropped.load(Ordering::Relaxed), 5);
+        assert_eq!(standby.take_over(&[]), (Alignment::From(0), 0));
+        assert_eq!(standby.hand_over(), entries(5..7));
+        // Following, events that give way are not lost: they are another replica's to store.
+        assert_eq!(counters.standby_dropped.load(Ordering::Relaxed), 0);
     }
 }
