@@ -16,12 +16,15 @@ itself. Measures, each over an 8-second window after a 2-second warm-up:
    (events/s until it has folded everything the stream held);
 6. NATS faults at 1,000 events/s, three replicas on R3: the node leading the stream killed
    (SIGKILL, then started again), three times, and every node killed for 10 s, twice: the
-   stall, from the fault until the next event is visible on every replica.
+   stall, from the fault until the next event is visible on every replica;
+7. what a hot standby costs: three replicas with an upstream (`simulate --broadcast`, no ids) and
+   a fourth with `--follow-only`, on R3, at 200 events/s and at full speed: CPU-seconds over a
+   10-second window and resident memory of a standby beside the replica without an upstream.
 
 CPU-seconds (user + system, from /proc) of the scores processes and of the nats-servers are
 printed beside each figure. Usage: python3 scripts/jetstream-bench.py [BINARY]
 (default: this tree's release build, built first); PARTS=1,3 runs some parts only (default
-1,2,3,4,6; 5 comes with 3); KEEP=1 keeps the logs (RUST_LOG, default warn, sets their level). Needs nats-server 2.10+ on the PATH.
+1,2,3,4,6; 5 comes with 3; 7 only when asked); KEEP=1 keeps the logs (RUST_LOG, default warn, sets their level). Needs nats-server 2.10+ on the PATH.
 """
 
 import json
@@ -194,6 +197,16 @@ class Run:
         for proc in self.procs:
             proc.wait()
         self.procs = []
+
+
+def rss_mb(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def window(ports, pids):
@@ -384,6 +397,28 @@ def main():
                 time.sleep(5)
             print("every node killed for 10 s (to the next event on every replica, the 10 s included): "
                   + ", ".join(f"{t:.2f} s ({cpu:.1f} CPU-s)" for t, cpu in outages))
+        # 7. What a hot standby costs, beside a replica without an upstream.
+        if "7" in parts:
+            for rate in ["200", "max"]:
+                url, servers = run.nats(3)
+                port = free_port()
+                run.start([run.binary, "simulate", "--listen", f"127.0.0.1:{port}", "--rate", rate, "--broadcast"],
+                          os.path.join(run.scratch, "simulate.log"))
+                wait_port(port)
+                replicas = [run.serve(f"sb{rate}-{i}", port, ["--log", url, "--stream-replicas", "3"]) for i in range(3)]
+                follower = run.serve(f"sb{rate}-f", None, ["--log", url])
+                time.sleep(5)
+                roles = [(get(p, "/readyz") or {}).get("role") for p, _ in replicas]
+                standby = next(proc for (p, proc), role in zip(replicas, roles) if role == "follower")
+                pids = {"standby": standby.pid, "follow-only": follower[1].pid}
+                cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                t0 = time.time()
+                time.sleep(10)
+                elapsed = time.time() - t0
+                figures = ", ".join(f"{name} {cpu_seconds(pid) - cpu0[name]:.2f} CPU-s, RSS {rss_mb(pid):.0f} MB"
+                                    for name, pid in pids.items())
+                print(f"standby cost at {rate} events/s over {elapsed:.1f} s (seq {seq(follower[0])}): {figures}")
+                run.stop()
     except SystemExit:
         # A process that died says why in its log.
         for name in sorted(os.listdir(scratch)):
