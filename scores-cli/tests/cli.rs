@@ -81,9 +81,8 @@ fn failed_queries_print_the_api_error_and_exit_1_and_usage_errors_exit_2() {
     }
 }
 
-#[test]
-fn standard_input_replays_like_a_file() {
-    let sample = std::fs::read(replay_dir().join("sample.sse")).unwrap();
+/// `scores replay - students` with `input` on its standard input.
+fn replay_students_of(input: &[u8]) -> Output {
     let mut child = scores()
         .args(["replay", "-", "students"])
         .stdin(Stdio::piped())
@@ -91,8 +90,14 @@ fn standard_input_replays_like_a_file() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&sample).unwrap();
-    let output = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn standard_input_replays_like_a_file() {
+    let sample = std::fs::read(replay_dir().join("sample.sse")).unwrap();
+    let output = replay_students_of(&sample);
     assert!(output.status.success());
     assert_eq!(stdout(&output), expected("students.json"));
     assert!(stderr(&output).starts_with("<stdin>:21: rejected:"), "{}", stderr(&output));
@@ -105,15 +110,7 @@ fn replay_rejects_deep_nesting_and_goes_on() {
         "data: {}\n\ndata: {{\"studentId\":\"a\",\"exam\":1,\"score\":0.5}}\n\n",
         "[".repeat(100_000)
     );
-    let mut child = scores()
-        .args(["replay", "-", "students"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(capture.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = replay_students_of(capture.as_bytes());
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "{\"students\":[\"a\"],\"total\":1}\n");
     assert!(stderr(&output).contains("deeper than 128"), "{}", stderr(&output));

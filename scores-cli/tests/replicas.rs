@@ -229,6 +229,33 @@ fn percent(id: &str) -> String {
         .collect()
 }
 
+/// Three replicas on `cluster` (a stream of three copies, a 2-second lease) fed by `upstream`,
+/// started, each with a data directory and a log in `dir`.
+fn start_replicas(
+    cluster: &[nats::Server],
+    dir: &std::path::Path,
+    upstream: &str,
+    extra: &[&str],
+) -> Vec<Replica> {
+    let urls = nats::urls(cluster);
+    let args =
+        ["--log", &urls, "--stream-replicas", "3", "--lease-ttl", "2s", "--upstream", upstream];
+    let args: Vec<String> = args.iter().chain(extra).map(|arg| (*arg).to_owned()).collect();
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            address: free_address(),
+            data_dir: dir.join(format!("replica{i}")),
+            log: dir.join(format!("replica{i}.log")),
+            args: args.clone(),
+            process: None,
+        })
+        .collect();
+    for replica in &mut replicas {
+        replica.start();
+    }
+    replicas
+}
+
 /// The events a replica's `GET /scores` sends, up to `n`, as (id, data).
 fn stream_of(replica: &Replica, n: u64) -> Vec<(String, String)> {
     let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
@@ -275,33 +302,9 @@ fn replicas_on_a_cluster_agree_through_failovers_pauses_a_lost_node_and_a_lost_c
             .unwrap(),
     );
     wait_for_port(model_feed);
-    let args: Vec<String> = [
-        "--log",
-        &nats::urls(&cluster),
-        "--stream-replicas",
-        "3",
-        "--lease-ttl",
-        "2s",
-        "--checkpoint-every",
-        "5000",
-        "--upstream",
-        &format!("http://{simulator}/scores"),
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica {
-            address: free_address(),
-            data_dir: dir.path().join(format!("replica{i}")),
-            log: dir.path().join(format!("replica{i}.log")),
-            args: args.clone(),
-            process: None,
-        })
-        .collect();
-    for replica in &mut replicas {
-        replica.start();
-    }
+    let upstream = format!("http://{simulator}/scores");
+    let mut replicas =
+        start_replicas(&cluster, dir.path(), &upstream, &["--checkpoint-every", "5000"]);
 
     // Kill the ingester five times, at moments drawn from a fixed seed; each time another
     // takes over, and the killed replica comes back as a follower.
@@ -560,31 +563,8 @@ fn a_cluster_fed_without_ids_loses_nothing_through_its_ingesters_faults_and_nats
     wait_for_port(upstream);
     // Connected before any replica: it hears every event a replica can.
     let recorder = std::thread::spawn(move || record_broadcast(upstream));
-    let args: Vec<String> = [
-        "--log",
-        &nats::urls(&cluster),
-        "--stream-replicas",
-        "3",
-        "--lease-ttl",
-        "2s",
-        "--upstream",
-        &format!("http://{upstream}/scores"),
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let mut replicas: Vec<Replica> = (0..3)
-        .map(|i| Replica {
-            address: free_address(),
-            data_dir: dir.path().join(format!("replica{i}")),
-            log: dir.path().join(format!("replica{i}.log")),
-            args: args.clone(),
-            process: None,
-        })
-        .collect();
-    for replica in &mut replicas {
-        replica.start();
-    }
+    let mut replicas =
+        start_replicas(&cluster, dir.path(), &format!("http://{upstream}/scores"), &[]);
 
     // Each fault of the ingester, then the next ingester's first new event on a follower.
     let faults = ["kill", "kill", "pause", "stop", "kill"];

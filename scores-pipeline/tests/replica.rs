@@ -283,13 +283,8 @@ async fn a_replica_that_never_reached_its_log_is_not_ready_until_it_has_read_it(
     let Some(mut server) = nats::not_started() else { return };
     let config = JetStreamConfig::new(vec![server.url()]);
     let dir = tempfile::tempdir().unwrap();
-    let pipeline_config = PipelineConfig {
-        upstream: None,
-        jetstream: Some(config.clone()),
-        ..PipelineConfig::new("", dir.path())
-    };
-    let (stop, stopped) = watch::channel(false);
-    let (pipeline, running) = scores_pipeline::start(pipeline_config, stopped).await.unwrap();
+    let replica = Replica::start(&config, dir.path()).await;
+    let pipeline = &replica.pipeline;
     // Restored (from no checkpoint), and not ready for want of the log.
     let says_why = |reason: Option<String>| {
         reason.is_some_and(|reason| {
@@ -326,7 +321,5 @@ async fn a_replica_that_never_reached_its_log_is_not_ready_until_it_has_read_it(
     })
     .await;
     assert!(pipeline.is_ready());
-
-    stop.send(true).unwrap();
-    tokio::time::timeout(PATIENCE, running.wait()).await.unwrap().unwrap();
+    replica.stop().await;
 }
