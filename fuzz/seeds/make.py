@@ -68,6 +68,8 @@ def main() -> None:
     write("sse_parser", "endless-line", b"\xff" + b"data: " + b"x" * 1_000_000)
     # Inputs the fuzzer found, kept as seeds (each is a unit test too): an id of bytes that are
     # not UTF-8, within the limit as bytes and over it once decoded.
+    # ... and a batch header whose checksum holds, claiming 3.4 GB of records.
+    write("journal_reader", "found-huge-batch", bytes.fromhex("534a4231003800ce1053534afe2f71bd"))
     write("sse_parser", "found-invalid-utf8-id", bytes.fromhex("0d7265742a793a313030300a646174613a7448737474657374310a0a69643affffffffffffff793a313030300a646174613a7448737474657374310a0a69643affffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff3030300a646174613a7448737474657374310a0a69643affffffffffffff793a313030300a646174613a7448737474ffffffffffffffffffffffffffff746573740a646174613a74657374320a"))
 
     seq, body = 1, b""

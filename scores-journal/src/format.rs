@@ -11,6 +11,7 @@
 //! `records_crc` all of the batch's records. One `append` writes one batch, so a crash can tear
 //! only the last batch, and a torn batch never passes its checksums.
 
+use std::io::Read;
 use std::sync::Arc;
 
 use scores_core::{ExamId, Score, ScoreEvent, StudentId};
@@ -141,6 +142,19 @@ impl BatchHeader {
             Err(Corruption::BatchChecksum)
         }
     }
+}
+
+/// Reads the `len` bytes of a batch's records from `source` into `records` (replacing what it
+/// held), growing it only as bytes arrive: a length from a damaged header (up to 4 GiB) never
+/// allocates more than the source holds. Returns how many bytes were read; fewer than `len` is
+/// a batch cut short.
+pub(crate) fn read_records(
+    source: &mut impl Read,
+    len: usize,
+    records: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    records.clear();
+    source.take(len as u64).read_to_end(records)
 }
 
 /// Decodes the records of a batch whose checksum has been verified, checking that they are

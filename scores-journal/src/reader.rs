@@ -12,7 +12,7 @@ use crate::data_dir::segment_files;
 use crate::error::JournalError;
 use crate::format::{
     BATCH_HEADER_LEN, Corruption, Record, SEGMENT_HEADER_LEN, decode_record, parse_batch_header,
-    parse_segment_header,
+    parse_segment_header, read_records,
 };
 
 pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
@@ -255,8 +255,7 @@ impl Reader {
             };
             let batch_header =
                 parse_batch_header(&header).map_err(|c| corrupt(segment, segment.offset, c))?;
-            self.batch.resize(batch_header.records_len, 0);
-            let n_read = read_full(&mut segment.file, &mut self.batch)
+            let n_read = read_records(&mut segment.file, batch_header.records_len, &mut self.batch)
                 .map_err(|e| JournalError::io("reading journal segment", &segment.path, e))?;
             if n_read < batch_header.records_len {
                 return Err(JournalError::TornTail {

@@ -14,7 +14,7 @@ use crate::data_dir::{SegmentFile, segment_files};
 use crate::error::JournalError;
 use crate::format::{
     BATCH_HEADER_LEN, Corruption, SEGMENT_HEADER_LEN, decode_records, parse_batch_header,
-    parse_segment_header,
+    parse_segment_header, read_records,
 };
 
 /// Verifies every sealed segment of journal directory `dir` (all but the last), in order:
@@ -74,8 +74,9 @@ fn verify_segment(segment: &SegmentFile) -> Result<u64, JournalError> {
             _ => return Err(JournalError::TornTail { segment: path.clone(), offset }),
         }
         let batch = parse_batch_header(&batch_header).map_err(|c| corrupt(offset, c))?;
-        records.resize(batch.records_len, 0);
-        if read_full(&mut reader, &mut records).map_err(io)? < batch.records_len {
+        if read_records(&mut reader, batch.records_len, &mut records).map_err(io)?
+            < batch.records_len
+        {
             return Err(JournalError::TornTail { segment: path.clone(), offset });
         }
         batch.verify(&records).map_err(|c| corrupt(offset, c))?;
