@@ -8,6 +8,8 @@
 //! (`?max_staleness=5s`), which lets a load balancer prefer replicas that hear their log. 503
 //! `draining` once a shutdown has begun, while the rest of the API still answers.
 
+use std::sync::atomic::Ordering;
+
 use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -35,6 +37,10 @@ struct Readiness {
     /// Where the log was found damaged: answers stay right, but those events cannot be read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     damage: Vec<String>,
+    /// Events this replica, ingesting, let go from its standby window before it could store
+    /// them: the log was away longer than the window holds.
+    #[serde(rename = "droppedEvents", skip_serializing_if = "Option::is_none")]
+    dropped_events: Option<u64>,
 }
 
 pub(crate) async fn readiness(
@@ -75,6 +81,8 @@ pub(crate) async fn readiness(
             .map(|refusal| format!("refusing appends: {refusal}")),
         log: problem.filter(|_| role.is_some()),
         damage: pipeline.damage(),
+        dropped_events: Some(pipeline.counters().standby_dropped.load(Ordering::Relaxed))
+            .filter(|&dropped| dropped > 0),
     };
     ([(CONTENT_TYPE, JSON)], serde_json::to_vec(&body).unwrap_or_default()).into_response()
 }

@@ -95,7 +95,13 @@ impl Standby {
         }
         counters.standby_buffered.store(buffer.entries.len() as u64, Ordering::Relaxed);
         drop(buffer);
-        counters.standby_dropped.fetch_add(dropped, Ordering::Relaxed);
+        if dropped > 0 && counters.standby_dropped.fetch_add(dropped, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                max_events = self.limits.max_events,
+                max_age = ?self.limits.max_age,
+                "the ingester's standby window is full while the log cannot take its events: the oldest are dropped (scores_standby_dropped_events_total)"
+            );
+        }
         self.arrived.notify_one();
     }
 
