@@ -673,7 +673,11 @@ impl JetStreamLog {
         headers.insert(SEQ, HeaderValue::from(writer.next_seq));
         headers.insert(FENCE, HeaderValue::from(term));
         let payload = bytes::Bytes::from(writer.last_upstream_id.clone().into_bytes());
-        writer.publish(headers, payload, format!("f{term}")).await?;
+        // The term alone would repeat when the lease's bucket is made again (its revisions
+        // start over), and within the duplicate window the stream would answer a new fence
+        // with an old one's acknowledgement. With the position too, only a retry of this very
+        // fence is a duplicate.
+        writer.publish(headers, payload, format!("f{term}-{}", writer.next_seq)).await?;
         Ok(writer)
     }
 

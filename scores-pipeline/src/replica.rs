@@ -391,10 +391,14 @@ impl Upstream {
 
     /// Connects again, resuming after `last_event_id`, and forgets what the old connection
     /// buffered.
-    fn resume_after(&mut self, last_event_id: &str) -> Result<(), PipelineError> {
+    async fn resume_after(&mut self, last_event_id: &str) -> Result<(), PipelineError> {
         let feed = FeedConfig { last_event_id: last_event_id.to_owned(), ..self.feed.clone() };
         let connection = Feed::new(feed)?;
+        // Ended before the window is cleared: a task aborted while it runs goes on to its next
+        // await, and a batch of the old connection pushed after the clearing would be handed
+        // on before the new connection's, out of order.
         self.task.abort();
+        let _ = (&mut self.task).await;
         self.standby.clear(self.pipeline.counters());
         let (standby, pipeline) = (self.standby.clone(), self.pipeline.clone());
         self.task = tokio::spawn(pull_feed(connection, standby, pipeline, self.halt.clone()));
@@ -512,7 +516,7 @@ async fn ingest_term(
             return TermEnd::Failed(error.into());
         }
     };
-    if let Err(error) = take_over(&writer, upstream, pipeline) {
+    if let Err(error) = take_over(&writer, upstream, pipeline).await {
         lease.release().await;
         return TermEnd::Failed(error);
     }
@@ -570,7 +574,7 @@ async fn ingest_term(
 /// Aligns the standby buffer after the stream's last events, as `writer` found them, and says
 /// how it went. With ids, a buffer that does not reach back that far is replaced by a
 /// connection that resumes after the stream's last id.
-fn take_over(
+async fn take_over(
     writer: &JetStreamLog,
     upstream: &mut Upstream,
     pipeline: &Pipeline,
@@ -590,7 +594,7 @@ fn take_over(
         Alignment::Refused(Refusal::NotFound) if !last_event_id.is_empty() => {
             counters.takeovers_not_found.fetch_add(1, Ordering::Relaxed);
             tracing::info!(next_seq = writer.next_seq(), %last_event_id, "stream fenced; the standby buffer does not reach the stream's end: resuming the upstream after its last id");
-            upstream.resume_after(last_event_id)?;
+            upstream.resume_after(last_event_id).await?;
         }
         Alignment::Refused(refusal) => {
             let counter = match refusal {
