@@ -1,12 +1,15 @@
 //! The command line: subcommands, options, their defaults and environment variables.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use percent_encoding::percent_decode_str;
 use scores_http::simulator::Rate;
 use scores_journal::FsyncPolicy;
+use scores_pipeline::{NatsAuth, NatsTls};
 
 /// Live exam scores you can trust: ingest an SSE feed durably and serve it.
 #[derive(Debug, Parser)]
@@ -43,7 +46,7 @@ pub(crate) enum Command {
         scores serve --upstream http://host/scores     # a real feed\n  \
         scores serve --simulate-count 40 --simulate-rate max   # a fixed board of 40 events\n  \
         scores serve --data-dir /var/lib/scores --fsync 10ms")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Serve a simulated upstream feed, like the original's, for testing.
     #[command(after_help = "Examples:\n  \
         scores simulate                                # bursts of 20 events every 5 s on 127.0.0.1:8001/scores\n  \
@@ -144,6 +147,8 @@ pub(crate) struct ReplayArgs {
     /// For a `nats://HOST:PORT[,…]` input: the JetStream stream to read.
     #[arg(long, default_value = "scores", value_parser = parse_stream_name)]
     pub(crate) stream: String,
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
 }
 
 /// `scores probe`'s options.
@@ -174,10 +179,14 @@ pub(crate) struct ServeArgs {
     /// checkpoint only).
     #[arg(long, env = "SCORES_DATA_DIR", default_value = "scores-data")]
     pub(crate) data_dir: PathBuf,
-    /// The log: `nats://HOST:PORT[,HOST:PORT…]` for a NATS JetStream stream shared by replicas;
-    /// without it, the file journal in `--data-dir`.
+    /// The log: `nats://HOST:PORT[,HOST:PORT…]` for a NATS JetStream stream shared by replicas
+    /// (`tls://` for TLS; `USER:PASSWORD@` or `TOKEN@` before the host for credentials, though
+    /// the `--nats-*` files keep them off the command line); without it, the file journal in
+    /// `--data-dir`.
     #[arg(long, env = "SCORES_LOG", value_name = "nats://HOST:PORT[,…]", value_parser = parse_log)]
     pub(crate) log: Option<NatsServers>,
+    #[command(flatten)]
+    pub(crate) nats: NatsArgs,
     /// With `--log`: the stream's name (its lease bucket is `NAME-lease`).
     #[arg(long, env = "SCORES_STREAM", default_value = "scores", requires = "log", value_parser = parse_stream_name)]
     pub(crate) stream: String,
@@ -195,6 +204,11 @@ pub(crate) struct ServeArgs {
     /// With `--log` and an upstream: how long such events are kept.
     #[arg(long, env = "SCORES_STANDBY_AGE", default_value = "60s", value_parser = parse_duration, requires = "log")]
     pub(crate) standby_age: Duration,
+    /// With `--log` and an upstream: the most this replica keeps, spooled in
+    /// `--data-dir`/standby, of events no log has yet (while NATS is away, say), past the
+    /// limits above: e.g. `64MiB`, `1GB`. Past it the oldest are dropped, counted.
+    #[arg(long, env = "SCORES_STANDBY_SIZE", default_value = "64MiB", value_parser = parse_size, requires = "log")]
+    pub(crate) standby_size: u64,
     /// How long a query with `X-Scores-Min-Seq: N` waits for this replica to fold event N
     /// before it is answered 503 `not_caught_up`.
     #[arg(long, env = "SCORES_MIN_SEQ_WAIT", default_value = "1s", value_parser = parse_duration)]
@@ -294,26 +308,180 @@ pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     addresses.next().ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
-/// The NATS servers of `--log`.
+/// The NATS servers of `--log`, and what their URLs carry besides: credentials, and whether
+/// they are `tls://`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct NatsServers(pub(crate) Vec<String>);
+pub(crate) struct NatsServers {
+    /// `nats://HOST:PORT` or `tls://HOST:PORT`, without credentials: safe to print.
+    pub(crate) servers: Vec<String>,
+    /// Credentials given in the URLs (`USER:PASSWORD@` or `TOKEN@`).
+    pub(crate) auth: NatsAuth,
+    /// The URLs are `tls://`.
+    pub(crate) tls: bool,
+}
 
+/// `nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT…]`, or `tls://…`. Later servers may
+/// leave out the scheme and credentials; given, they must be the first's.
 pub(crate) fn parse_log(text: &str) -> Result<NatsServers, String> {
-    let expected = || format!("expected nats://HOST:PORT[,HOST:PORT…], got {text:?}");
-    let rest = text.strip_prefix("nats://").ok_or_else(expected)?;
-    let servers = rest
-        .split(',')
-        .map(|server| {
-            let server = server.trim().trim_start_matches("nats://");
-            match server.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(format!("nats://{server}"))
-                }
-                _ => Err(expected()),
+    let expected = || {
+        format!(
+            "expected nats://[USER:PASSWORD@|TOKEN@]HOST:PORT[,HOST:PORT…] (or tls://…), got {}",
+            redact_userinfo(text)
+        )
+    };
+    let (scheme, _) = text.split_once("://").ok_or_else(expected)?;
+    if scheme != "nats" && scheme != "tls" {
+        return Err(expected());
+    }
+    let mut auth = None;
+    let mut servers = Vec::new();
+    for server in text.split(',') {
+        let server = server.trim();
+        let server = match server.split_once("://") {
+            Some((this, rest)) if this == scheme => rest,
+            Some(_) => {
+                return Err(format!(
+                    "every server of {} must be {scheme}://",
+                    redact_userinfo(text)
+                ));
             }
+            None => server,
+        };
+        let (userinfo, address) = match server.rsplit_once('@') {
+            Some((userinfo, address)) => (Some(userinfo), address),
+            None => (None, server),
+        };
+        if let Some(userinfo) = userinfo {
+            let decode = |part: &str| percent_decode_str(part).decode_utf8_lossy().into_owned();
+            let this = match userinfo.split_once(':') {
+                Some((user, password)) => {
+                    NatsAuth::UserPassword { user: decode(user), password: decode(password) }
+                }
+                None => NatsAuth::Token(decode(userinfo)),
+            };
+            if auth.as_ref().is_some_and(|first| *first != this) {
+                return Err("every server of --log must carry the same credentials".into());
+            }
+            auth = Some(this);
+        }
+        match address.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                servers.push(format!("{scheme}://{address}"));
+            }
+            _ => return Err(expected()),
+        }
+    }
+    Ok(NatsServers { servers, auth: auth.unwrap_or_default(), tls: scheme == "tls" })
+}
+
+/// `text` with what stands before an `@` in each URL hidden, for error messages.
+fn redact_userinfo(text: &str) -> String {
+    text.split(',')
+        .map(|server| match (server.split_once("://"), server.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, address))) => format!("{scheme}://…@{address}"),
+            (None, Some((_, address))) => format!("…@{address}"),
+            _ => server.to_owned(),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(NatsServers(servers))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How to reach NATS securely, for `serve --log` and `replay nats://…`. Secrets come from
+/// files (or the URL, or the environment), never from the command line itself.
+#[derive(Debug, Default, Args)]
+pub(crate) struct NatsArgs {
+    /// NATS: a `.creds` file (a user JWT and its nkey seed), for servers run with operator JWTs.
+    #[arg(long, env = "SCORES_NATS_CREDS", value_name = "FILE", conflicts_with_all = ["nats_nkey", "nats_token_file", "nats_user"])]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// NATS: a file holding an nkey seed (`SU…`).
+    #[arg(long, env = "SCORES_NATS_NKEY", value_name = "FILE", conflicts_with_all = ["nats_token_file", "nats_user"])]
+    pub(crate) nats_nkey: Option<PathBuf>,
+    /// NATS: a file holding a token.
+    #[arg(long, env = "SCORES_NATS_TOKEN_FILE", value_name = "FILE", conflicts_with = "nats_user")]
+    pub(crate) nats_token_file: Option<PathBuf>,
+    /// NATS: a user, with `--nats-password-file`.
+    #[arg(long, env = "SCORES_NATS_USER", requires = "nats_password_file")]
+    pub(crate) nats_user: Option<String>,
+    /// NATS: a file holding `--nats-user`'s password.
+    #[arg(long, env = "SCORES_NATS_PASSWORD_FILE", value_name = "FILE", requires = "nats_user")]
+    pub(crate) nats_password_file: Option<PathBuf>,
+    /// NATS over TLS: a PEM file of the certificates that may sign the servers' (besides the
+    /// system's). Implies TLS.
+    #[arg(long, env = "SCORES_NATS_TLS_CA", value_name = "FILE")]
+    pub(crate) nats_tls_ca: Option<PathBuf>,
+    /// NATS over mutual TLS: this replica's PEM certificate, with `--nats-tls-key`. Implies TLS.
+    #[arg(long, env = "SCORES_NATS_TLS_CERT", value_name = "FILE", requires = "nats_tls_key")]
+    pub(crate) nats_tls_cert: Option<PathBuf>,
+    /// NATS over mutual TLS: the key of `--nats-tls-cert`.
+    #[arg(long, env = "SCORES_NATS_TLS_KEY", value_name = "FILE", requires = "nats_tls_cert")]
+    pub(crate) nats_tls_key: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    /// Whether any option is given.
+    pub(crate) fn any(&self) -> bool {
+        let files = [
+            &self.nats_creds,
+            &self.nats_nkey,
+            &self.nats_token_file,
+            &self.nats_password_file,
+            &self.nats_tls_ca,
+            &self.nats_tls_cert,
+            &self.nats_tls_key,
+        ];
+        self.nats_user.is_some() || files.iter().any(|file| file.is_some())
+    }
+
+    /// The credentials and TLS for `servers`, the secret files read: an error names the
+    /// option and the file, never a secret.
+    pub(crate) fn resolve(&self, servers: &NatsServers) -> anyhow::Result<(NatsAuth, NatsTls)> {
+        let read = |option: &str, path: &Path| -> anyhow::Result<String> {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{option}: cannot read {}", path.display()))?;
+            let secret = text.trim();
+            anyhow::ensure!(!secret.is_empty(), "{option}: {} is empty", path.display());
+            Ok(secret.to_owned())
+        };
+        let auth = if let Some(path) = &self.nats_creds {
+            anyhow::ensure!(path.is_file(), "--nats-creds: cannot read {}", path.display());
+            NatsAuth::Credentials(path.clone())
+        } else if let Some(path) = &self.nats_nkey {
+            NatsAuth::NKey(read("--nats-nkey", path)?)
+        } else if let Some(path) = &self.nats_token_file {
+            NatsAuth::Token(read("--nats-token-file", path)?)
+        } else if let (Some(user), Some(path)) = (&self.nats_user, &self.nats_password_file) {
+            NatsAuth::UserPassword {
+                user: user.clone(),
+                password: read("--nats-password-file", path)?,
+            }
+        } else {
+            NatsAuth::None
+        };
+        let auth = match (&servers.auth, auth) {
+            (NatsAuth::None, auth) => auth,
+            (from_url, NatsAuth::None) => from_url.clone(),
+            _ => anyhow::bail!(
+                "NATS credentials are given twice, in the --log URL and in a --nats-* option: give them once"
+            ),
+        };
+        for (option, path) in [
+            ("--nats-tls-ca", &self.nats_tls_ca),
+            ("--nats-tls-cert", &self.nats_tls_cert),
+            ("--nats-tls-key", &self.nats_tls_key),
+        ] {
+            if let Some(path) = path {
+                std::fs::File::open(path)
+                    .with_context(|| format!("{option}: cannot read {}", path.display()))?;
+            }
+        }
+        let client = self.nats_tls_cert.clone().zip(self.nats_tls_key.clone());
+        let tls = NatsTls {
+            required: servers.tls || self.nats_tls_ca.is_some() || client.is_some(),
+            ca: self.nats_tls_ca.clone(),
+            client,
+        };
+        Ok((auth, tls))
+    }
 }
 
 /// A JetStream stream name: letters, digits, `-` and `_`.
@@ -334,6 +502,14 @@ fn parse_limit(text: &str) -> Result<usize, String> {
         Ok(limit) => Ok(limit.unwrap_or(usize::MAX)),
         Err(error) => Err(error.to_string()),
     }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text.parse()?;
+    if size.as_u64() == 0 {
+        return Err("must be more than 0 bytes".into());
+    }
+    Ok(size.as_u64())
 }
 
 fn parse_fsync(text: &str) -> Result<FsyncPolicy, String> {
@@ -401,6 +577,47 @@ mod tests {
         for bad in ["not-a-url", "ftp://host/scores", "http://", "file:///tmp/feed.sse"] {
             assert!(parse_feed_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn nats_urls_carry_servers_tls_and_credentials_never_printed() {
+        let plain = parse_log("nats://a:4222,b:4223").unwrap();
+        assert_eq!(plain.servers, ["nats://a:4222", "nats://b:4223"]);
+        assert_eq!((plain.auth, plain.tls), (NatsAuth::None, false));
+        let secured = parse_log("tls://scores:p%40ss@a:4222,tls://scores:p%40ss@b:4222").unwrap();
+        assert_eq!(secured.servers, ["tls://a:4222", "tls://b:4222"]);
+        let user = NatsAuth::UserPassword { user: "scores".into(), password: "p@ss".into() };
+        assert_eq!((secured.auth, secured.tls), (user, true));
+        let token = parse_log("nats://s3cret@a:4222,b:4222").unwrap();
+        assert_eq!(token.auth, NatsAuth::Token("s3cret".into()));
+        assert_eq!(token.servers, ["nats://a:4222", "nats://b:4222"]);
+        for bad in ["nats://s3cret@a", "http://s3cret@a:4222", "nats://s3cret@a:4222,tls://b:4222"]
+        {
+            let error = parse_log(bad).unwrap_err();
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+        let error = parse_log("nats://one@a:4222,nats://s3cret@b:4222").unwrap_err();
+        assert!(error.contains("same credentials") && !error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn nats_secrets_come_from_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let servers = parse_log("nats://a:4222").unwrap();
+        let args = NatsArgs { nats_token_file: Some(token.clone()), ..NatsArgs::default() };
+        let (auth, tls) = args.resolve(&servers).unwrap();
+        assert_eq!((auth, tls), (NatsAuth::Token("s3cret".into()), NatsTls::default()));
+        let twice = args.resolve(&parse_log("nats://other@a:4222").unwrap()).unwrap_err();
+        assert!(twice.to_string().contains("twice"), "{twice}");
+        let missing =
+            NatsArgs { nats_tls_ca: Some(dir.path().join("ca.pem")), ..NatsArgs::default() };
+        let error = missing.resolve(&servers).unwrap_err().to_string();
+        assert!(error.contains("--nats-tls-ca") && error.contains("ca.pem"), "{error}");
+        std::fs::write(dir.path().join("ca.pem"), "").unwrap();
+        let (_, tls) = missing.resolve(&servers).unwrap();
+        assert!(tls.required, "a CA implies TLS");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     #[cfg(feature = "heap-count")]
     heap::report_every(std::time::Duration::from_secs(1));
     let result = match cli.command {
-        cli::Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        cli::Command::Serve(args) => serve::run(*args).map(|()| ExitCode::SUCCESS),
         cli::Command::Simulate(args) => simulate::run(args).map(|()| ExitCode::SUCCESS),
         cli::Command::Tail(args) => tail::run(args),
         cli::Command::Record(args) => record::run(args),

@@ -22,7 +22,7 @@ use scores_sse::{EventRef, ItemRef, ParseError, Parser};
 use serde::Serialize;
 
 use crate::chunks::for_each_chunk;
-use crate::cli::ReplayArgs;
+use crate::cli::{NatsArgs, NatsServers, ReplayArgs};
 use crate::live::{RawEvent, stdout_failed, write_json_line};
 
 /// Inputs smaller than this finish before a progress bar would say anything useful.
@@ -71,7 +71,7 @@ enum Input {
     /// one an append may still be writing.
     Journal(PathBuf, Option<PathBuf>),
     /// A JetStream stream, on these NATS servers.
-    Stream(Vec<String>),
+    Stream(NatsServers),
 }
 
 impl Input {
@@ -79,9 +79,9 @@ impl Input {
         if arg == "-" {
             return Ok((Input::Stdin, 0));
         }
-        if arg.starts_with("nats://") {
+        if arg.starts_with("nats://") || arg.starts_with("tls://") {
             let servers = crate::cli::parse_log(arg).map_err(anyhow::Error::msg)?;
-            return Ok((Input::Stream(servers.0), 0));
+            return Ok((Input::Stream(servers), 0));
         }
         let path = PathBuf::from(arg);
         let metadata = std::fs::metadata(&path).with_context(|| format!("cannot read {arg}"))?;
@@ -151,7 +151,7 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 Ok(reader) => replay.journal(reader, last, *size),
                 Err(error) => Err(Stop::Io(error.into())),
             },
-            Input::Stream(servers) => replay.stream(servers, &args.stream),
+            Input::Stream(servers) => replay.stream(servers, &args.nats, &args.stream),
         };
         match done {
             Ok(()) => {}
@@ -446,15 +446,20 @@ impl Replay<'_> {
     }
 
     /// Folds (or prints) a JetStream stream, from its first event to its last at the time.
-    fn stream(&mut self, servers: &[String], stream: &str) -> Result<(), Stop> {
+    fn stream(&mut self, servers: &NatsServers, nats: &NatsArgs, stream: &str) -> Result<(), Stop> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|error| Stop::Io(error.into()))?;
-        let config =
-            JetStreamConfig { stream: stream.to_owned(), ..JetStreamConfig::new(servers.to_vec()) };
-        let context = || format!("cannot read stream {stream} on {}", servers.join(","));
+        let (auth, tls) = nats.resolve(servers).map_err(Stop::Io)?;
+        let config = JetStreamConfig {
+            stream: stream.to_owned(),
+            auth,
+            tls,
+            ..JetStreamConfig::new(servers.servers.clone())
+        };
+        let context = || format!("cannot read stream {stream} on {}", servers.servers.join(","));
         let (reader, last) = runtime
             .block_on(scores_pipeline::open_reader(config))
             .map_err(|error| Stop::Io(anyhow::Error::new(error).context(context())))?;

@@ -30,12 +30,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
                 Some(start_simulator(config, simulator_stopped).await?)
             }
         };
-        let jetstream = args.log.map(|servers| JetStreamConfig {
+        anyhow::ensure!(
+            args.log.is_some() || !args.nats.any(),
+            "the --nats-* options are for a NATS log: give --log nats://… too"
+        );
+        let connection = args.log.as_ref().map(|servers| args.nats.resolve(servers)).transpose()?;
+        let jetstream = args.log.zip(connection).map(|(servers, (auth, tls))| JetStreamConfig {
             stream: args.stream,
             replicas: args.stream_replicas,
             lease_ttl: args.lease_ttl,
-            standby: StandbyLimits { max_events: args.standby_events, max_age: args.standby_age },
-            ..JetStreamConfig::new(servers.0)
+            standby: StandbyLimits {
+                max_events: args.standby_events,
+                max_age: args.standby_age,
+                max_bytes: args.standby_size,
+            },
+            auth,
+            tls,
+            ..JetStreamConfig::new(servers.servers)
         });
         let connections = ConnectionLimits {
             header_read_timeout: args.header_read_timeout,

@@ -658,3 +658,87 @@ fn a_cluster_fed_without_ids_loses_nothing_through_its_ingesters_faults_and_nats
         }
     }
 }
+
+/// While NATS is away the ingester keeps reading the upstream into its standby window, spooled
+/// in its data directory: restarted meanwhile, it publishes what it heard before the restart
+/// once NATS is back. Without ids only what the upstream sent while the process was down is
+/// lost (another replica would have heard it).
+#[test]
+fn an_ingester_restarted_while_nats_is_away_publishes_what_it_spooled_before() {
+    let Some(mut server) = nats::start_one() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (rate, seconds) = (200, 40);
+    let upstream = free_address();
+    let _upstream = Running(
+        scores()
+            .args(["simulate", "--listen", &upstream.to_string(), "--broadcast"])
+            .args(["--rate", &rate.to_string(), "--students", "300", "--exams", "400"])
+            .args(["--count", &(rate * seconds).to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(upstream);
+    let recorder = std::thread::spawn(move || record_broadcast(upstream));
+    let mut replica = Replica {
+        address: free_address(),
+        data_dir: dir.path().join("replica"),
+        log: dir.path().join("replica.log"),
+        args: ["--log", &server.url(), "--lease-ttl", "2s"]
+            .iter()
+            .map(|arg| (*arg).to_owned())
+            .chain(["--upstream".to_owned(), format!("http://{upstream}/scores")])
+            .collect(),
+        process: None,
+    };
+    replica.start();
+    let one = std::slice::from_ref(&replica);
+    wait_until(Duration::from_secs(20), "ingest starts", one, || replica.seq() > 200);
+    server.kill();
+    // Nothing new is stored now; the window (every event since the replica connected) fills
+    // behind the log.
+    let stored_before = replica.seq();
+    let buffered = || replica.metric("scores_standby_buffered_events").unwrap_or(0);
+    wait_until(Duration::from_secs(20), "the window holds 3 s of unstored events", one, || {
+        buffered() > stored_before + 3 * rate
+    });
+    let spooled = buffered();
+    replica.stop();
+    replica.start();
+    sleep(Duration::from_secs(2));
+    server.start();
+    let one = std::slice::from_ref(&replica);
+    wait_until(Duration::from_secs(30), "ingest resumes", one, || {
+        replica.is_ingester() && replica.seq() > stored_before + 3 * rate
+    });
+
+    let heard = recorder.join().unwrap();
+    let mut settled = (0, Instant::now());
+    wait_until(Duration::from_secs(30), "the replica settles", one, || {
+        if replica.seq() != settled.0 {
+            settled = (replica.seq(), Instant::now());
+        }
+        settled.1.elapsed() > Duration::from_secs(3)
+    });
+    let stored: Vec<String> =
+        stream_of(&replica, settled.0).into_iter().map(|(_, data)| data).collect();
+    let decoded = |data: &String| match decode("score", data) {
+        Ok(Decoded::Event(event)) => event,
+        other => panic!("{data}: {other:?}"),
+    };
+    let heard: Vec<_> = heard.iter().map(decoded).collect();
+    let stored: Vec<_> = stored.iter().map(decoded).collect();
+    // The stream is what the upstream sent after its first event, less one run: what it sent
+    // while the replica was down.
+    let first = heard.iter().position(|event| *event == stored[0]).unwrap();
+    let heard = &heard[first..];
+    let gap_at = stored.iter().zip(heard).position(|(a, b)| a != b).unwrap_or(stored.len());
+    let gap = heard.len() - stored.len();
+    assert_eq!(stored[gap_at..], heard[gap_at + gap..], "one run missing, the rest in order");
+    assert!(
+        gap_at as u64 >= spooled,
+        "what was spooled before the restart ({spooled} events, {stored_before} of them stored \
+         then) is published: the stream breaks off at {gap_at}\n{}",
+        replica.log_tail()
+    );
+    assert!(gap < heard.len() / 2, "{gap} of {} missing", heard.len());
+}

@@ -243,7 +243,7 @@ impl Collector for PipelineCollector {
                 ),
                 (
                     "scores_standby_dropped_events",
-                    "Events that gave way in this replica's standby buffer, past its limits",
+                    "Events no log had that gave way in this replica's standby buffer, past its size limit",
                     load(&c.standby_dropped),
                 ),
                 (
@@ -267,6 +267,11 @@ impl Collector for PipelineCollector {
                     "scores_standby_buffered_events",
                     "Events this replica's standby buffer holds from its own upstream connection",
                     load(&c.standby_buffered),
+                ),
+                (
+                    "scores_standby_buffered_bytes",
+                    "Bytes those events take in the standby spool (bounded by --standby-size)",
+                    load(&c.standby_bytes),
                 ),
             ]);
         }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::error::JournalError;
 
 /// A service's data directory: its journal in `journal/`, its projection checkpoint in
-/// `checkpoint`. The one place that layout is written down; the service and `scores replay`
+/// `checkpoint`, and, for a replica of a shared log with an upstream, its standby spool in
+/// `standby/`. The one place that layout is written down; the service and `scores replay`
 /// both go through it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataDir {
@@ -33,6 +34,11 @@ impl DataDir {
     /// [`load_checkpoint`](crate::load_checkpoint).
     pub fn checkpoint_path(&self) -> PathBuf {
         self.root.join("checkpoint")
+    }
+
+    /// A replica's standby spool: what it heard from the upstream, in the journal format.
+    pub fn standby_dir(&self) -> PathBuf {
+        self.root.join("standby")
     }
 
     /// The journal directory `dir` names: the journal of a data directory, or `dir` itself when

@@ -3,7 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -237,6 +237,38 @@ impl Journal {
     /// feed resumes.
     pub fn last_upstream_id(&self) -> &str {
         &self.last_upstream_id
+    }
+
+    /// The sequence number of the first record the journal still holds (its first segment's
+    /// first), or [`next_seq`](Self::next_seq) when it holds none.
+    pub fn first_seq(&self) -> u64 {
+        let segments = self.segments.read().unwrap_or_else(PoisonError::into_inner);
+        segments.first().copied().unwrap_or(self.next_seq)
+    }
+
+    /// Deletes the segments whose records all come before `seq`, for a journal kept as a
+    /// window rather than a whole log (a replica's spool). With `seq` past the last record the
+    /// active segment is sealed first, so that everything goes. Records from a segment's start
+    /// up to `seq` stay until the whole segment can go. Readers open on a deleted segment read
+    /// on from their open file.
+    pub fn discard_before(&mut self, seq: u64) -> Result<(), JournalError> {
+        if seq >= self.next_seq && self.n_segment_records > 0 {
+            self.rotate()?;
+        }
+        let mut segments = self.segments.write().unwrap_or_else(PoisonError::into_inner);
+        // A segment can go when the next one starts at or before `seq`; the last never does.
+        let n_gone = segments.windows(2).take_while(|pair| pair[1] <= seq).count();
+        if n_gone == 0 {
+            return Ok(());
+        }
+        let gone: Vec<u64> = segments.drain(..n_gone).collect();
+        drop(segments);
+        for first_seq in gone {
+            let path = segment_path(&self.dir, first_seq);
+            fs::remove_file(&path)
+                .map_err(|e| JournalError::io("deleting journal segment", &path, e))?;
+        }
+        Ok(())
     }
 
     /// A cheap, cloneable handle for reading from other threads and for waiting on appends.

@@ -87,6 +87,32 @@ fn records_come_back_in_order_from_any_sequence_number_across_segments() {
 }
 
 #[test]
+fn a_journal_kept_as_a_window_lets_its_oldest_segments_go_and_reopens_from_the_first_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    journal_with(dir.path(), 500, SMALL_SEGMENTS);
+    let (mut journal, _) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(journal.first_seq(), 1);
+    let n_segments = segments(dir.path()).len();
+    journal.discard_before(237).unwrap();
+    let first = journal.first_seq();
+    assert!(first > 1 && first <= 237, "only whole segments before 237 go: {first}");
+    assert!(segments(dir.path()).len() < n_segments);
+    assert_eq!(read_all(&journal, first), (first..=500).collect::<Vec<_>>());
+    // Reopened, it holds the same window and appends after it.
+    drop(journal);
+    let (mut journal, recovery) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!((journal.first_seq(), recovery.last_seq), (first, 500));
+    // Past the end: everything goes, and numbering goes on.
+    journal.discard_before(501).unwrap();
+    assert_eq!(journal.first_seq(), 501);
+    assert!(read_all(&journal, 501).is_empty());
+    journal.append(&entries(501..=510)).unwrap();
+    drop(journal);
+    let (journal, _) = Journal::open(dir.path(), SMALL_SEGMENTS).unwrap();
+    assert_eq!(read_all(&journal, journal.first_seq()), (501..=510).collect::<Vec<_>>());
+}
+
+#[test]
 fn one_segment_file_reads_on_its_own_whatever_it_is_called() {
     let dir = tempfile::tempdir().unwrap();
     journal_with(dir.path(), 500, SMALL_SEGMENTS);

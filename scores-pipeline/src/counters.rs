@@ -40,7 +40,9 @@ pub struct Counters {
     pub fenced_publishes: AtomicU64,
     /// Events a standby replica's buffer holds (a shared log, with an upstream).
     pub standby_buffered: AtomicU64,
-    /// Events that gave way in a standby's buffer, past its limits.
+    /// The bytes those events take in the spool.
+    pub standby_bytes: AtomicU64,
+    /// Events no log had that gave way in a standby's buffer, past its size limit.
     pub standby_dropped: AtomicU64,
     /// Takeovers whose buffer was aligned after the stream's end.
     pub takeovers_aligned: AtomicU64,

@@ -128,17 +128,19 @@ fn append_each(
 }
 
 /// A shared log's writer, for an ingester: appends each batch of events from `events` until
-/// the channel closes or the log refuses for good (fenced); the replicas fold what the log
-/// holds, this one included.
+/// the channel closes or the log refuses for good (fenced), telling `stored` how many events
+/// each append stored; the replicas fold what the log holds, this one included.
 pub(crate) fn append_only(
     mut log: impl Log,
     mut events: mpsc::Receiver<Vec<Entry>>,
     pipeline: &Pipeline,
     stop: &watch::Receiver<bool>,
+    mut stored: impl FnMut(usize),
 ) -> Result<(), PipelineError> {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while next_batch(&mut events, &mut batch) {
         append_until_durable(&mut log, &batch, pipeline, stop)?;
+        stored(batch.len());
         batch.clear();
     }
     Ok(log.sync()?)

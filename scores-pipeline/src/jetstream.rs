@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::align::ALIGN_RUN;
 use crate::log::{Closed, Cursor, Entry, Log, LogError, LogRead, Record};
+use crate::nats::{self, ConnectProblem, NatsAuth, NatsTls};
 use crate::standby::StandbyLimits;
 
 /// Where the stream is and how it is made. [`JetStreamConfig::new`] gives the defaults.
@@ -51,10 +52,15 @@ pub struct JetStreamConfig {
     /// What a replica with an upstream keeps of it while another ingests (see
     /// [`StandbyLimits`]).
     pub standby: StandbyLimits,
+    /// How this replica proves who it is to NATS.
+    pub auth: NatsAuth,
+    /// TLS to NATS.
+    pub tls: NatsTls,
 }
 
 impl JetStreamConfig {
-    /// A stream named `scores`, one replica, a 3-second lease, [`StandbyLimits::default`].
+    /// A stream named `scores`, one replica, a 3-second lease, [`StandbyLimits::default`], no
+    /// credentials and no TLS.
     pub fn new(servers: Vec<String>) -> JetStreamConfig {
         JetStreamConfig {
             servers,
@@ -62,6 +68,8 @@ impl JetStreamConfig {
             replicas: 1,
             lease_ttl: Duration::from_secs(3),
             standby: StandbyLimits::default(),
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
         }
     }
 
@@ -81,20 +89,6 @@ impl JetStreamConfig {
 /// shorter wait retries sooner once a leader is there. A retried publish is stored once: its
 /// message id is deduplicated.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How often the client pings its server: a server that stopped answering (a host paused or
-/// cut off, where no connection reset tells) is given up after two unanswered pings, and
-/// another tried. async-nats pings every 60 s.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The wait before reconnection attempt `attempts`: at once, then doubling from 100 ms to at
-/// most 1 s, so that the client is back within a second of NATS (async-nats waits up to 4 s).
-fn reconnect_delay(attempts: usize) -> Duration {
-    match attempts {
-        0 | 1 => Duration::ZERO,
-        n => Duration::from_millis(100 << (n - 2).min(4)).min(Duration::from_secs(1)),
-    }
-}
 
 /// How long the tail watcher waits for a new message before it asks the stream how it is.
 const QUIET_CHECK: Duration = Duration::from_secs(2);
@@ -122,6 +116,8 @@ pub(crate) struct JetStream {
     tail: watch::Receiver<Tail>,
     /// Why the tail cannot be followed now (the stream is missing, say), while it cannot.
     problem: Arc<std::sync::Mutex<Option<String>>>,
+    /// Why the client cannot connect, while it cannot.
+    connect_problem: ConnectProblem,
     /// When the stream last answered: its state read, or a message of it seen.
     last_heard: Arc<std::sync::Mutex<Option<Instant>>>,
     runtime: Handle,
@@ -131,24 +127,25 @@ impl JetStream {
     /// Connects (in the background: a server that is down at start is retried until it is up)
     /// and starts following the stream's tail. Call on the runtime.
     pub(crate) async fn connect(config: JetStreamConfig) -> Result<JetStream, LogError> {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(reconnect_delay)
-            .ping_interval(PING_INTERVAL)
-            .connect(config.servers.clone())
+        let (client, connect_problem) = nats::connect(&config.servers, &config.auth, &config.tls)
             .await
-            .map_err(|error| {
-                LogError::Nats(format!("connecting to {:?}: {error}", config.servers))
-            })?;
+            .map_err(LogError::Nats)?;
         let mut context = jetstream::new(client);
         context.set_timeout(REQUEST_TIMEOUT);
         let (tail_tx, tail) = watch::channel(Tail::default());
         let subject = config.subject();
         let (problem, last_heard) = (Arc::default(), Arc::default());
         let runtime = Handle::current();
-        let js = JetStream { context, config, subject, tail, problem, last_heard, runtime };
+        let js = JetStream {
+            context,
+            config,
+            subject,
+            tail,
+            problem,
+            connect_problem,
+            last_heard,
+            runtime,
+        };
         tokio::spawn(watch_tail(js.clone(), tail_tx));
         Ok(js)
     }
@@ -169,6 +166,12 @@ impl JetStream {
     /// Why the stream's end cannot be followed now, while it cannot.
     pub(crate) fn problem(&self) -> Option<String> {
         self.problem.lock().map(|problem| problem.clone()).unwrap_or_default()
+    }
+
+    /// Why the client cannot connect to NATS (a refused credential, an untrusted certificate, a
+    /// server down), while it cannot.
+    pub(crate) fn connect_problem(&self) -> Option<String> {
+        self.connect_problem.get()
     }
 
     /// When the stream last answered; `None` before it first does.

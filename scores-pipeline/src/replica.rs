@@ -75,7 +75,8 @@ pub(crate) async fn start(
 ) -> Result<(Pipeline, Running), PipelineError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| PipelineError::Io { action: "creating the data directory", source })?;
-    let checkpoint = DataDir::new(&config.data_dir).checkpoint_path();
+    let data_dir = DataDir::new(&config.data_dir);
+    let checkpoint = data_dir.checkpoint_path();
     let servers = jetstream.servers.join(",");
     let js = JetStream::connect(jetstream).await?;
     let reader = Arc::new(JetStreamReader(js.clone()));
@@ -94,8 +95,10 @@ pub(crate) async fn start(
     })?;
     let ingesting = match config.upstream {
         Some(url) => {
-            let standby = Arc::new(Standby::new(js.config().standby));
-            let feed = FeedConfig { url, ..config.feed };
+            let standby = Arc::new(Standby::open(js.config().standby, &data_dir.standby_dir())?);
+            // With ids, a restarted replica resumes where its spool ends.
+            let last_event_id = standby.last_upstream_id();
+            let feed = FeedConfig { url, last_event_id, ..config.feed };
             let upstream = Upstream::connect(feed, standby, &pipeline, &halt)?;
             Some(tokio::spawn(ingest_while_leased(
                 js.clone(),
@@ -126,7 +129,10 @@ async fn report_status(
         pipeline.set_log_end(tail.borrow().event);
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         let problem = match js.problem() {
-            _ if !connected => Some(format!("cannot reach NATS at {servers}")),
+            _ if !connected => Some(match js.connect_problem() {
+                Some(why) => format!("cannot reach NATS at {servers}: {why}"),
+                None => format!("cannot reach NATS at {servers}"),
+            }),
             problem => problem,
         };
         if problem != pipeline.log_refusal() && pipeline.role() == Some(Role::Follower) {
@@ -433,6 +439,9 @@ async fn ingest_while_leased(
             _ = stopped.wait_for(|stopped| *stopped) => return,
         }
     };
+    // The stream's end when this replica first found another holding the lease since it last
+    // ingested: once that one has published past it, what this one kept unstored is let go.
+    let mut end_under_another = None;
     loop {
         if *halt.borrow() {
             return;
@@ -440,6 +449,12 @@ async fn ingest_while_leased(
         let lease = match bucket.try_acquire(&holder).await {
             Ok(Some(lease)) => lease,
             Ok(None) => {
+                let end = js.tail().borrow().event;
+                match end_under_another {
+                    None => end_under_another = Some(end),
+                    Some(before) if end > before => upstream.standby.release(),
+                    Some(_) => {}
+                }
                 wait(ACQUIRE_EVERY, &halt).await;
                 continue;
             }
@@ -460,6 +475,7 @@ async fn ingest_while_leased(
         tracing::info!(term, %holder, "took the ingester's lease: reading the upstream into the stream");
         let ended = ingest_term(&js, lease, &mut upstream, &pipeline, &halt).await;
         upstream.standby.step_down();
+        end_under_another = None;
         pipeline.set_role(Role::Follower);
         pipeline.counters().lease_changes.fetch_add(1, Ordering::Relaxed);
         match ended {
@@ -526,8 +542,9 @@ async fn ingest_term(
     let standby = upstream.standby.clone();
     let feeding = tokio::spawn(pump(standby, events_tx, pipeline.clone(), term_stop.clone()));
     let (writer_pipeline, writer_stop) = (pipeline.clone(), term_stop.clone());
+    let standby = upstream.standby.clone();
     let mut writing = tokio::task::spawn_blocking(move || {
-        append_only(writer, events_rx, &writer_pipeline, &writer_stop)
+        append_only(writer, events_rx, &writer_pipeline, &writer_stop, |n| standby.stored(n))
     });
     let mut stopped = halt.clone();
     let mut written = None;
