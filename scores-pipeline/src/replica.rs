@@ -130,7 +130,8 @@ async fn report_status(
         let connected = client.connection_state() == async_nats::connection::State::Connected;
         let problem = match js.problem() {
             _ if !connected => Some(match js.connect_problem() {
-                Some(why) => format!("cannot reach NATS at {servers}: {why}"),
+                // `why` names each server with its error.
+                Some(why) => format!("cannot reach NATS: {why}"),
                 None => format!("cannot reach NATS at {servers}"),
             }),
             problem => problem,

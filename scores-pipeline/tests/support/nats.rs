@@ -103,6 +103,15 @@ impl Drop for Server {
 }
 
 fn server(binary: PathBuf, name: &str, cluster: Option<(&str, u16, &[u16])>) -> Server {
+    configured(binary, name, cluster, "")
+}
+
+fn configured(
+    binary: PathBuf,
+    name: &str,
+    cluster: Option<(&str, u16, &[u16])>,
+    extra: &str,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let (port, monitor) = (free_port(), free_port());
     let store = dir.path().join("store");
@@ -118,6 +127,7 @@ fn server(binary: PathBuf, name: &str, cluster: Option<(&str, u16, &[u16])>) -> 
             routes.join(", ")
         ));
     }
+    config.push_str(extra);
     let path = dir.path().join("nats.conf");
     std::fs::write(&path, config).unwrap();
     Server { binary, config: path, port, monitor, child: None, _dir: dir }
@@ -132,6 +142,15 @@ pub(crate) fn not_started() -> Option<Server> {
 /// One server, started and healthy; `None` when the NATS tests are skipped.
 pub(crate) fn start_one() -> Option<Server> {
     let mut server = server(binary()?, "n1", None);
+    server.start();
+    server.wait_healthy(Duration::from_secs(10));
+    Some(server)
+}
+
+/// One server with `extra` added to its configuration (an `authorization` or `tls` block),
+/// started and healthy; `None` when the NATS tests are skipped.
+pub(crate) fn start_configured(extra: &str) -> Option<Server> {
+    let mut server = configured(binary()?, "n1", None, extra);
     server.start();
     server.wait_healthy(Duration::from_secs(10));
     Some(server)
