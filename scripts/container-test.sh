@@ -332,6 +332,8 @@ done
 cluster="scores-container-test-cluster-$$"
 projects+=("$cluster")
 cl() { "${compose[@]}" -p "$cluster" -f compose.cluster.yaml "$@"; }
+SCORES_NATS_PASSWORD=$(openssl rand -hex 16)
+export SCORES_NATS_PASSWORD
 cl build >"$work/cluster-build.log" 2>&1 || { tail -40 "$work/cluster-build.log" >&2; fail "cluster build"; }
 started=$(date +%s.%N)
 cl up -d >/dev/null 2>&1 || fail "compose -f compose.cluster.yaml up"
@@ -352,6 +354,15 @@ for n in 1 2 3; do
 done
 [ -n "$ingester" ] || fail "no replica ingests (roles: $roles)"
 say "cluster: every endpoint answers through the entry point; roles: $roles"
+
+# NATS lets in the replicas' user only.
+cl exec -T "scores-$ingester" timeout 20 scores replay nats://nats-1:4222 students >"$work/anonymous.log" 2>&1 &&
+    fail "NATS let an anonymous client read the stream"
+grep -q "authorization violation\|timed out" "$work/anonymous.log" ||
+    { cat "$work/anonymous.log" >&2; fail "an anonymous client was refused, but not by NATS"; }
+cl exec -T "scores-$ingester" scores replay "nats://scores:$SCORES_NATS_PASSWORD@nats-1:4222" students >/dev/null ||
+    fail "the replicas' user cannot read the stream"
+say "cluster: NATS refuses an anonymous client and lets in the replicas' user"
 
 # Kill the ingester's container while requests go on through the entry point: every request is
 # answered (HAProxy retries on another replica), and another replica takes the lease.

@@ -4,7 +4,7 @@
 //! one with a wrong secret is not ready and says why in `/readyz`.
 //!
 //! Needs nats-server 2.10 or later (see `scores-pipeline/tests/support/nats.rs`) and `openssl`
-//! for the certificates.
+//! for the certificates. And deploy/nats-authorization.conf, the example for operators.
 
 #![allow(clippy::unwrap_used)]
 
@@ -22,17 +22,16 @@ use common::{Running, free_address, scores, wait_for_port};
 /// Events each replica's simulated feed sends.
 const COUNT: u64 = 50;
 
-/// A `scores serve` on `log` with `args`, fed by its built-in simulator.
+/// A `scores serve` on `log` with `args`, fed by its built-in simulator unless it only follows.
 fn replica(dir: &Path, name: &str, log: &str, args: &[&str]) -> (SocketAddr, Running) {
     let address = free_address();
-    let child = scores()
-        .args(["serve", "--listen", &address.to_string(), "--log", log])
-        .arg("--data-dir")
-        .arg(dir.join(name))
-        .args(["--simulate-rate", "max", "--simulate-count", &COUNT.to_string()])
-        .args(args)
-        .spawn()
-        .unwrap();
+    let mut command = scores();
+    command.args(["serve", "--listen", &address.to_string(), "--log", log]);
+    command.arg("--data-dir").arg(dir.join(name)).args(args);
+    if !args.contains(&"--follow-only") {
+        command.args(["--simulate-rate", "max", "--simulate-count", &COUNT.to_string()]);
+    }
+    let child = command.spawn().unwrap();
     let running = Running(child);
     wait_for_port(address);
     (address, running)
@@ -191,4 +190,30 @@ fn replicas_connect_over_tls_and_mutual_tls_and_say_why_a_certificate_is_refused
         &["--nats-tls-ca", &ca, "--nats-tls-cert", &cert, "--nats-tls-key", &key];
     // Without a client certificate the server refuses the handshake.
     check(dir, "mtls", (&url, with_client), (&url, &["--nats-tls-ca", &ca]), "cannot reach NATS");
+}
+
+/// deploy/nats-authorization.conf grants the replicas' user exactly what a replica needs: one
+/// that makes the stream and ingests, one that follows it, `scores replay`; anyone else is
+/// refused.
+#[test]
+fn the_deploy_examples_authorization_lets_replicas_do_all_they_need_and_no_one_else_in() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/nats-authorization.conf"
+    ))
+    .unwrap();
+    let config = example.replace("$SCORES_NATS_PASSWORD", "\"pw-r1ght\"");
+    assert_ne!(config, example, "the password comes from the environment");
+    let Some(server) = nats::start_configured(&config) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let url = format!("nats://scores:pw-r1ght@127.0.0.1:{}", server.port);
+    let anonymous = format!("nats://127.0.0.1:{}", server.port);
+    check(dir, "deploy", (&url, &[]), (&anonymous, &[]), "authorization violation");
+    let (follower, _follower) = replica(dir, "follower", &url, &["--follow-only"]);
+    wait_for(follower, "a follower reads the stream", |status, body| {
+        status == 200 && body.contains(&format!(r#""seq":{COUNT}"#))
+    });
+    let replay = scores().args(["replay", &url, "students"]).output().unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
 }

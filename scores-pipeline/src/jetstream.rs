@@ -473,14 +473,23 @@ fn advance(seen: &mut Tail, now: Tail) -> bool {
 /// on a multi-threaded tokio runtime; read the cursors off it.
 pub async fn open_reader(config: JetStreamConfig) -> Result<(Arc<dyn LogRead>, u64), LogError> {
     let js = JetStream::connect(config).await?;
-    let stream = js.existing_stream().await?;
-    let (now, _) = js.read_tail(&stream).await?;
-    let mut tail = js.tail();
-    let seen = tokio::time::timeout(Duration::from_secs(10), tail.wait_for(|seen| *seen == now));
-    if !matches!(seen.await, Ok(Ok(_))) {
-        return Err(LogError::Nats("the stream's end could not be followed".to_owned()));
+    let opened = async {
+        let stream = js.existing_stream().await?;
+        let (now, _) = js.read_tail(&stream).await?;
+        let mut tail = js.tail();
+        let seen = tail.wait_for(|seen| *seen == now);
+        if !matches!(tokio::time::timeout(Duration::from_secs(10), seen).await, Ok(Ok(_))) {
+            return Err(LogError::Nats("the stream's end could not be followed".to_owned()));
+        }
+        Ok(now.event)
+    };
+    match opened.await {
+        Ok(last) => Ok((Arc::new(JetStreamReader(js)), last)),
+        // Not connected: why (a refused credential, say), rather than that a request timed out.
+        Err(error) => Err(js
+            .connect_problem()
+            .map_or(error, |why| LogError::Nats(format!("cannot connect: {why}")))),
     }
-    Ok((Arc::new(JetStreamReader(js)), now.event))
 }
 
 /// The read side of the stream.
