@@ -19,12 +19,18 @@ itself. Measures, each over an 8-second window after a 2-second warm-up:
    stall, from the fault until the next event is visible on every replica;
 7. what a hot standby costs: three replicas with an upstream (`simulate --broadcast`, no ids) and
    a fourth with `--follow-only`, on R3, at 200 events/s and at full speed: CPU-seconds over a
-   10-second window and resident memory of a standby beside the replica without an upstream.
+   10-second window and resident memory of a standby beside the replica without an upstream;
+8. an upstream without ids (`simulate --broadcast`, 200 events/s), three replicas on R3, through
+   the ingester killed (SIGKILL) twice, paused (SIGSTOP) for 4 s, stopped (SIGTERM) twice, the
+   stream leader's node killed and every node killed for 10 s: for each fault the stall until
+   every replica shows an event stored after it, and at the end the events the upstream sent
+   after the first stored that the stream lacks (a listener connected before the replicas
+   records what it sent).
 
 CPU-seconds (user + system, from /proc) of the scores processes and of the nats-servers are
 printed beside each figure. Usage: python3 scripts/jetstream-bench.py [BINARY]
 (default: this tree's release build, built first); PARTS=1,3 runs some parts only (default
-1,2,3,4,6; 5 comes with 3; 7 only when asked); KEEP=1 keeps the logs (RUST_LOG, default warn, sets their level). Needs nats-server 2.10+ on the PATH.
+1,2,3,4,6; 5 comes with 3; 7 and 8 only when asked); KEEP=1 keeps the logs (RUST_LOG, default warn, sets their level). Needs nats-server 2.10+ on the PATH.
 """
 
 import json
@@ -223,6 +229,120 @@ def window(ports, pids):
     return rate, cpu, elapsed
 
 
+def sse_events(port, until=None, stop_after=None):
+    """The data of each event `GET /scores` on `port` sends, as (studentId, exam, score), until
+    the server ends the stream or `stop_after` events have come; appended to `until` (a list)
+    as they arrive when one is given."""
+    events = until if until is not None else []
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/scores", timeout=600) as response:
+        for line in response:
+            if line.startswith(b"data:"):
+                data = json.loads(line[5:])
+                events.append((data["studentId"], data["exam"], data["score"]))
+                if stop_after is not None and len(events) >= stop_after:
+                    break
+    return events
+
+
+def faults_without_ids(run):
+    import threading
+    url, _ = run.nats(3)
+    upstream = free_port()
+    run.start([run.binary, "simulate", "--listen", f"127.0.0.1:{upstream}", "--rate", "200", "--broadcast",
+               "--students", "300", "--exams", "400"], os.path.join(run.scratch, "simulate.log"))
+    wait_port(upstream)
+    heard = []
+    threading.Thread(target=sse_events, args=(upstream, heard), daemon=True).start()
+    extra = ["--log", url, "--stream-replicas", "3", "--lease-ttl", "2s"]
+    replicas = [run.serve(f"ni-{i}", upstream, extra) for i in range(3)]
+    ports = [p for p, _ in replicas]
+    time.sleep(5)
+
+    def ingester():
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            for i, (p, _) in enumerate(replicas):
+                if (get(p, "/readyz") or {}).get("role") == "ingester":
+                    return i
+            time.sleep(0.05)
+        sys.exit("no ingester")
+
+    def stall(fault, within=120):
+        """Seconds from `fault()` until every running replica shows an event stored after it."""
+        end = max(seq(p) + (get(p, "/readyz") or {}).get("lag", 0) for p in ports)
+        t0 = time.time()
+        fault()
+        while time.time() - t0 < within:
+            running = [p for (p, proc) in replicas if proc.poll() is None]
+            if min(seq(p) for p in running) > end:
+                break
+            time.sleep(0.02)
+        return time.time() - t0
+
+    results = []
+    for fault in ["kill", "kill", "pause", "stop", "stop"]:
+        i = ingester()
+        proc = replicas[i][1]
+        if fault == "kill":
+            took = stall(lambda: (proc.send_signal(signal.SIGKILL), proc.wait()))
+        elif fault == "stop":
+            took = stall(lambda: (proc.send_signal(signal.SIGTERM), proc.wait()))
+        else:
+            took = stall(lambda: proc.send_signal(signal.SIGSTOP))
+            time.sleep(max(0, 4 - took))
+            proc.send_signal(signal.SIGCONT)
+        if fault != "pause":
+            replicas[i] = run.serve(f"ni-{i}", upstream, extra)
+        results.append((fault, took))
+        time.sleep(3)
+    leader = run.stream_leader()
+    if leader is None:
+        sys.exit("no stream leader found")
+    results.append(("leader node killed", stall(lambda: (leader[3].kill(), leader[3].wait()))))
+    run.restart_node(leader)
+    time.sleep(5)
+
+    def outage():
+        for node in run.nodes:
+            node[3].kill()
+            node[3].wait()
+        time.sleep(10)
+        for node in run.nodes:
+            name, path, _, _ = node
+            node[3] = run.start(["nats-server", "-c", path], os.path.join(run.scratch, f"{name}-again.log"))
+    results.append(("every node down 10 s", stall(outage)))
+    time.sleep(5)
+    print("without ids at 200 events/s, from the fault to the next event on every replica: "
+          + ", ".join(f"{fault} {took:.2f} s" for fault, took in results))
+    # What the stream holds against what the upstream sent after the first stored event.
+    stored = sse_events(ports[0], stop_after=seq(ports[0]))
+    first = heard.index(stored[0])
+    sent = heard[first:first + len(stored) + 400]
+    lost, j = 0, 0
+    for event in stored:
+        while j < len(sent) and sent[j] != event:
+            lost, j = lost + 1, j + 1
+        j += 1
+    in_order = j <= len(sent)
+    print(f"events lost: {lost} of {len(stored) + lost} sent after the first stored "
+          f"({'in order' if in_order else 'NOT a subsequence of what was sent'}); "
+          f"dropped from standby windows: "
+          + ", ".join(str(int(metric(p, "scores_standby_dropped_events_total") or 0)) for p in ports))
+    run.stop()
+
+
+def metric(port, name):
+    """One value of `/metrics` on `port`."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else None
     if not binary:
@@ -419,6 +539,9 @@ def main():
                                     for name, pid in pids.items())
                 print(f"standby cost at {rate} events/s over {elapsed:.1f} s (seq {seq(follower[0])}): {figures}")
                 run.stop()
+        # 8. Faults with an upstream without ids: the stall, and what is lost.
+        if "8" in parts:
+            faults_without_ids(run)
     except SystemExit:
         # A process that died says why in its log.
         for name in sorted(os.listdir(scratch)):

@@ -218,6 +218,11 @@ pub(crate) struct ServeArgs {
     /// requests here (e.g. `5s`).
     #[arg(long, env = "SCORES_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub(crate) shutdown_delay: Duration,
+    /// Access control: a file of bearer tokens, one a line. Every request but `/healthz`,
+    /// `/readyz` and the dashboard's page then needs `Authorization: Bearer TOKEN` (the
+    /// dashboard asks for one); without a known token, 401 `unauthorized`. Re-read on SIGHUP.
+    #[arg(long, env = "SCORES_API_TOKENS_FILE", value_name = "FILE")]
+    pub(crate) api_tokens: Option<PathBuf>,
     /// With `--log`: only follow the stream; never compete to ingest.
     #[arg(long, requires = "log", conflicts_with_all = ["upstream", "simulate_rate", "simulate_count"])]
     pub(crate) follow_only: bool,

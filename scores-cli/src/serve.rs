@@ -1,11 +1,12 @@
 //! `scores serve`: the service on a real socket, stopped by Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use scores_http::ConnectionLimits;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
+use scores_http::{ApiTokens, ConnectionLimits};
 use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig, StandbyLimits};
 use tokio::sync::watch;
 
@@ -60,7 +61,16 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             jetstream,
             ..PipelineConfig::new("", &args.data_dir)
         };
+        let api_tokens = match &args.api_tokens {
+            Some(path) => {
+                let tokens = Arc::new(ApiTokens::load(path).map_err(anyhow::Error::msg)?);
+                tokio::spawn(reload_on_hangup(tokens.clone()));
+                Some(tokens)
+            }
+            None => None,
+        };
         let config = ServiceConfig {
+            api_tokens,
             connections,
             max_streams: args.max_streams,
             min_seq_wait: args.min_seq_wait,
@@ -96,6 +106,25 @@ async fn start_simulator(
         }
     });
     Ok(url)
+}
+
+/// Reads the API tokens again on each SIGHUP; a file that cannot be read keeps those held.
+async fn reload_on_hangup(tokens: Arc<ApiTokens>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch for SIGHUP: the API tokens are read once");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match tokens.reload() {
+            Ok(n) => {
+                tracing::info!(file = %tokens.path().display(), tokens = n, "API tokens read again")
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: the API tokens held stay"),
+        }
+    }
 }
 
 /// Descriptors kept for what is not a client connection: the journal's segments, checkpoints,

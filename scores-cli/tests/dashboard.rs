@@ -4,7 +4,7 @@
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`).
 //! Set `SCORES_SKIP_BROWSER_TESTS=1` to skip it where they cannot be installed.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod common;
 
@@ -59,6 +59,11 @@ struct Service {
 
 impl Service {
     fn start(data_dir: &Path) -> Service {
+        Service::start_with(data_dir, &[])
+    }
+
+    /// Started with `extra` options for `serve`.
+    fn start_with(data_dir: &Path, extra: &[&str]) -> Service {
         let simulator_address = free_address();
         let simulator = Running(
             scores()
@@ -71,17 +76,23 @@ impl Service {
         wait_for_port(simulator_address);
         let upstream = format!("http://{simulator_address}/scores");
         let address = free_address();
-        let serve = Service::serve(&upstream, address, data_dir);
+        let serve = Service::serve(&upstream, address, data_dir, extra);
         Service { _simulator: simulator, serve, address, upstream, data_dir: data_dir.into() }
     }
 
-    fn serve(upstream: &str, address: std::net::SocketAddr, data_dir: &Path) -> Running {
+    fn serve(
+        upstream: &str,
+        address: std::net::SocketAddr,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Running {
         let serve = Running(
             scores()
                 .args(["serve", "--fsync", "never", "--upstream", upstream, "--listen"])
                 .arg(address.to_string())
                 .arg("--data-dir")
                 .arg(data_dir)
+                .args(extra)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap(),
@@ -94,7 +105,7 @@ impl Service {
     fn restart(&mut self) {
         self.serve.0.kill().unwrap();
         self.serve.0.wait().unwrap();
-        self.serve = Service::serve(&self.upstream, self.address, &self.data_dir);
+        self.serve = Service::serve(&self.upstream, self.address, &self.data_dir, &[]);
     }
 }
 
@@ -200,11 +211,12 @@ async fn click_an_exam(client: &Client) -> String {
     panic!("no exam's button could be clicked");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
+/// chromedriver and Chromium, or `None` when the browser tests are skipped; panics with an
+/// install hint when they are missing.
+fn chromium() -> Option<(PathBuf, PathBuf)> {
     if std::env::var_os(SKIP).is_some() {
         eprintln!("skipped: {SKIP} is set");
-        return;
+        return None;
     }
     let hint = format!(
         "is missing: apt-get install chromium chromium-driver (or set {SKIP}=1 to skip this test)"
@@ -212,6 +224,54 @@ async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
     let chromedriver = on_path(&["chromedriver"]).unwrap_or_else(|| panic!("chromedriver {hint}"));
     let chromium = on_path(&["chromium", "chromium-browser", "google-chrome"])
         .unwrap_or_else(|| panic!("chromium {hint}"));
+    Some((chromedriver, chromium))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_access_control_on_the_dashboard_asks_for_a_token_and_then_shows_live_results() {
+    let Some((chromedriver, chromium)) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "t0ken; with spaces\n").unwrap();
+    let service =
+        Service::start_with(&dir.path().join("data"), &["--api-tokens", tokens.to_str().unwrap()]);
+    let (_driver, client) = browser(&chromedriver, &chromium, &dir.path().join("profile")).await;
+    let base = format!("http://{}", service.address);
+    client.goto(&base).await.unwrap();
+    let sign_in_shown =
+        || async { js(&client, "return !document.getElementById('sign-in').hidden").await == true };
+    eventually("the sign-in form", sign_in_shown).await;
+    let sign_in = |token: &'static str| {
+        let client = client.clone();
+        async move {
+            let field = client.find(Locator::Id("token")).await.unwrap();
+            field.send_keys(token).await.unwrap();
+            field.send_keys(&Key::Enter.to_string()).await.unwrap();
+        }
+    };
+    sign_in("wrong").await;
+    eventually("a wrong token refused", || async {
+        text(&client, "#sign-in-message").await.contains("not accepted")
+    })
+    .await;
+    sign_in("t0ken; with spaces").await;
+    eventually("live results once signed in", || async {
+        counter(&client, "#seq").await > 0 && text(&client, "#link").await == "Live"
+    })
+    .await;
+    assert!(!sign_in_shown().await);
+    let url = js(&client, "return location.href").await;
+    assert!(!url.as_str().unwrap().contains("t0ken"), "{url}");
+    // The token goes in a cookie only this site's requests carry.
+    let cookie = js(&client, "return document.cookie").await;
+    assert!(cookie.as_str().unwrap().contains("scores_token="), "{cookie}");
+    assert!(severe_console_messages(&client).await.iter().all(|m| m.contains("401")));
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_live_counters_exams_histograms_and_students() {
+    let Some((chromedriver, chromium)) = chromium() else { return };
 
     let dir = tempfile::tempdir().unwrap();
     let mut service = Service::start(&dir.path().join("data"));

@@ -1,7 +1,7 @@
 //! [`ApiError`]: every request the service does not answer with a body, as a status and a
 //! JSON body `{"error": {"code": …, "message": …}}`.
 
-use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use scores_core::wire::{QueryError, error_json};
@@ -30,6 +30,9 @@ pub enum ApiError {
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
+    /// Access control is on and the request carries no token it knows.
+    #[error("this service needs a token: send Authorization: Bearer TOKEN")]
+    Unauthorized,
     /// The endpoint exists, but not for this method.
     #[error("method not allowed; this endpoint answers GET")]
     MethodNotAllowed,
@@ -95,6 +98,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotReady(_)
             | ApiError::Stale { .. }
             | ApiError::Draining
@@ -117,6 +121,7 @@ impl ApiError {
             ApiError::InvalidPath(_) => "invalid_path",
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized => "unauthorized",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Stale { .. } => "stale",
             ApiError::Draining => "draining",
@@ -161,6 +166,9 @@ impl IntoResponse for ApiError {
                 .into_response();
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if self == ApiError::Unauthorized {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

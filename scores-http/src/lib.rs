@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod access;
 pub mod api;
 mod dashboard;
 mod error;
@@ -65,6 +66,7 @@ use tracing::Level;
 
 use crate::finish::FinishLayer;
 
+pub use crate::access::{ApiTokens, TOKEN_COOKIE};
 pub use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(read_streamed_body))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
         .layer(FinishLayer::new(state.clone()))
         // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
         // at a limit is the service working as designed, not an error for the log.

@@ -15,6 +15,7 @@ use scores_pipeline::{PipelineConfig, PipelineError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access::ApiTokens;
 use crate::router;
 use crate::server::ConnectionLimits;
 use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
@@ -34,11 +35,14 @@ pub struct ServiceConfig {
     /// How long `/readyz` answers 503 `draining`, everything else served as usual, between the
     /// shutdown signal and the listener closing. Zero closes at once.
     pub shutdown_delay: Duration,
+    /// When set, only requests carrying one of these tokens are answered (health checks and
+    /// the dashboard's page excepted); the caller may reload them meanwhile.
+    pub api_tokens: Option<Arc<ApiTokens>>,
 }
 
 impl ServiceConfig {
     /// The pipeline's defaults, [`ConnectionLimits::default`], [`DEFAULT_MAX_STREAMS`] and
-    /// [`DEFAULT_MIN_SEQ_WAIT`]; no shutdown delay.
+    /// [`DEFAULT_MIN_SEQ_WAIT`]; no shutdown delay; no access control.
     pub fn new(pipeline: PipelineConfig) -> ServiceConfig {
         ServiceConfig {
             pipeline,
@@ -46,6 +50,7 @@ impl ServiceConfig {
             max_streams: DEFAULT_MAX_STREAMS,
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             shutdown_delay: Duration::ZERO,
+            api_tokens: None,
         }
     }
 }
@@ -78,8 +83,11 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let (pipeline, running) = scores_pipeline::start(config.pipeline, stop_rx.clone()).await?;
-    let state = AppState::new(pipeline, config.max_streams, stop_rx.clone())
+    let mut state = AppState::new(pipeline, config.max_streams, stop_rx.clone())
         .with_min_seq_wait(config.min_seq_wait);
+    if let Some(tokens) = config.api_tokens {
+        state = state.with_api_tokens(tokens);
+    }
     tracing::info!(url = %format!("http://{address}"), "scores is listening");
 
     let mut http_stop = stop_rx;

@@ -10,6 +10,7 @@ use scores_core::Snapshot;
 use scores_pipeline::{LogRead, Pipeline};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use crate::access::ApiTokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
@@ -35,6 +36,8 @@ struct Shared {
     shutdown: watch::Receiver<bool>,
     /// A shutdown is under way: `/readyz` says so while requests are still served.
     draining: AtomicBool,
+    /// When set, only requests carrying one of these tokens are answered (see `access`).
+    api_tokens: Option<Arc<ApiTokens>>,
 }
 
 /// How long [`AppState::new`] lets a request with `X-Scores-Min-Seq` wait.
@@ -63,6 +66,7 @@ impl AppState {
             exposition,
             shutdown,
             draining: AtomicBool::new(false),
+            api_tokens: None,
         }))
     }
 
@@ -73,6 +77,20 @@ impl AppState {
             shared.min_seq_wait = wait;
         }
         self
+    }
+
+    /// This state, answering only requests that carry one of `tokens` (when nothing else holds
+    /// it yet; otherwise unchanged).
+    pub fn with_api_tokens(mut self, tokens: Arc<ApiTokens>) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.api_tokens = Some(tokens);
+        }
+        self
+    }
+
+    /// The tokens a request must carry, when access control is on.
+    pub(crate) fn api_tokens(&self) -> Option<&ApiTokens> {
+        self.0.api_tokens.as_deref()
     }
 
     /// How long a request with `X-Scores-Min-Seq` waits at most.

@@ -478,3 +478,42 @@ async fn a_minimum_sequence_number_waits_for_the_snapshot_or_is_refused() {
         assert!(text.contains(r#""code":"invalid_header""#), "{bad:?}: {text}");
     }
 }
+
+#[tokio::test]
+async fn with_api_tokens_every_answer_but_health_and_the_page_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens");
+    std::fs::write(&path, "r1ght-token\n").unwrap();
+    let tokens = std::sync::Arc::new(scores_http::ApiTokens::load(&path).unwrap());
+    let state = state().with_api_tokens(tokens);
+    let send =
+        |uri: &'static str, authorization: Option<&'static str>, cookie: Option<&'static str>| {
+            let state = state.clone();
+            async move {
+                let mut request = Request::builder().uri(uri);
+                if let Some(value) = authorization {
+                    request = request.header("authorization", value);
+                }
+                if let Some(value) = cookie {
+                    request = request.header("cookie", value);
+                }
+                router(state).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+            }
+        };
+    for uri in ["/students", "/students/Marvin32", "/exams/9", "/scores", "/metrics", "/nowhere"] {
+        for authorization in [None, Some("Bearer wrong-token"), Some("Basic cjFnaHQtdG9rZW4=")] {
+            let response = send(uri, authorization, None).await;
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{uri} {authorization:?}");
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+            let text = body(response).await;
+            assert!(text.starts_with(r#"{"error":{"code":"unauthorized""#), "{text}");
+        }
+    }
+    let response = send("/students", Some("Bearer r1ght-token"), None).await;
+    assert_eq!((response.status(), body(response).await.as_str()), (StatusCode::OK, ALL_STUDENTS));
+    let response = send("/exams/9", None, Some("scores_token=r1ght-token")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for open in ["/healthz", "/readyz", "/", "/assets/dashboard.js"] {
+        assert_eq!(send(open, None, None).await.status(), StatusCode::OK, "{open}");
+    }
+}

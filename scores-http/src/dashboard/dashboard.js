@@ -470,6 +470,10 @@ async function start() {
   // the stream so that it replays the latest events.
   try {
     const [exams, ready] = await Promise.all([fetch('/exams'), fetch('/readyz')]);
+    if (exams.status === 401) {
+      signIn();
+      return;
+    }
     if (exams.ok) {
       for (const exam of (await exams.json()).exams) {
         live.recent.add(exam);
@@ -489,6 +493,30 @@ async function start() {
   connect();
   pollMetrics();
   setInterval(redraw, REDRAW_MS);
+}
+
+// With access control on, the service answers only requests that carry a token. The page keeps
+// it in a cookie, sent with every request of this page (the event stream's included, which
+// cannot carry headers) and with no other site's (SameSite=Strict); never in a URL.
+function signIn() {
+  const form = el('sign-in');
+  form.hidden = false;
+  el('link').dataset.state = 'down';
+  el('link').textContent = 'Sign in to see results';
+  if (document.cookie.split('; ').some((pair) => pair.startsWith('scores_token='))) {
+    el('sign-in-message').textContent = 'That token was not accepted. Try another.';
+  }
+  el('token').focus();
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const token = el('token').value.trim();
+    if (token === '') {
+      return;
+    }
+    const secure = location.protocol === 'https:' ? '; Secure' : '';
+    document.cookie = `scores_token=${encodeURIComponent(token)}; Path=/; SameSite=Strict${secure}`;
+    location.reload();
+  });
 }
 
 start();

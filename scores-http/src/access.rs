@@ -1,0 +1,172 @@
+//! Access control: [`ApiTokens`], bearer tokens read from a file, and the middleware that lets
+//! in only requests carrying one.
+//!
+//! A request carries its token in `Authorization: Bearer TOKEN`, or, for the dashboard (whose
+//! `EventSource` cannot set headers), in the cookie [`TOKEN_COOKIE`], which the dashboard sets
+//! `SameSite=Strict` once the token is typed in. Neither is ever logged, and a token never goes
+//! in a URL. `/healthz`, `/readyz` and the dashboard's page and assets (which hold no data) are
+//! open, so that load balancers and the sign-in form work.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use arc_swap::ArcSwap;
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The cookie the dashboard carries its token in.
+pub const TOKEN_COOKIE: &str = "scores_token";
+
+/// The paths anyone may ask: health checks, and the dashboard's page and assets.
+const OPEN_PATHS: [&str; 5] =
+    ["/healthz", "/readyz", "/", "/assets/dashboard.js", "/assets/dashboard.css"];
+
+/// The tokens that let a request in, from a file of one token a line (blank lines and lines
+/// starting with `#` skipped). Kept as SHA-256 digests, compared in constant time: neither a
+/// token's bytes nor its length show in how long a refusal takes.
+#[derive(Debug)]
+pub struct ApiTokens {
+    path: PathBuf,
+    digests: ArcSwap<Vec<[u8; 32]>>,
+}
+
+impl ApiTokens {
+    /// Reads the tokens in `path`. A file that cannot be read, or holds no token, is an error
+    /// naming the file (never a token).
+    pub fn load(path: impl Into<PathBuf>) -> Result<ApiTokens, String> {
+        let path = path.into();
+        let digests = read_digests(&path)?;
+        Ok(ApiTokens { path, digests: ArcSwap::from_pointee(digests) })
+    }
+
+    /// Reads the file again (on SIGHUP) and returns how many tokens it holds; on an error the
+    /// tokens held stay.
+    pub fn reload(&self) -> Result<usize, String> {
+        let digests = read_digests(&self.path)?;
+        let n = digests.len();
+        self.digests.store(digests.into());
+        Ok(n)
+    }
+
+    /// The file the tokens come from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `presented` is one of the tokens.
+    pub fn allows(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        // Every digest compared, whichever matches.
+        let digests = self.digests.load();
+        let found = digests
+            .iter()
+            .fold(subtle::Choice::from(0), |found, digest| found | digest.ct_eq(&presented));
+        found.into()
+    }
+}
+
+fn read_digests(path: &Path) -> Result<Vec<[u8; 32]>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read the API tokens in {}: {error}", path.display()))?;
+    let digests: Vec<[u8; 32]> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|token| Sha256::digest(token.as_bytes()).into())
+        .collect();
+    if digests.is_empty() {
+        return Err(format!("{} holds no API token (one a line)", path.display()));
+    }
+    Ok(digests)
+}
+
+/// The token a request carries: `Authorization: Bearer …`, else the dashboard's cookie
+/// (percent-encoded, as the dashboard writes it).
+fn presented(headers: &HeaderMap) -> Option<Cow<'_, [u8]>> {
+    let bearer = headers.get(AUTHORIZATION).and_then(|value| {
+        let value = value.as_bytes();
+        let (scheme, token) = value.split_at_checked(7)?;
+        scheme.eq_ignore_ascii_case(b"bearer ").then_some(Cow::Borrowed(token))
+    });
+    bearer.or_else(|| {
+        headers.get_all(COOKIE).iter().find_map(|value| {
+            value.as_bytes().split(|&b| b == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let token = pair.strip_prefix(TOKEN_COOKIE.as_bytes())?.strip_prefix(b"=")?;
+                Some(Cow::from(percent_decode(token)))
+            })
+        })
+    })
+}
+
+/// Lets a request through when no tokens are configured, when it asks an open path, or when it
+/// carries a token; answers 401 `unauthorized` otherwise.
+pub(crate) async fn authorize(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(tokens) = state.api_tokens() else { return next.run(request).await };
+    let open = OPEN_PATHS.contains(&request.uri().path());
+    if open || presented(request.headers()).is_some_and(|token| tokens.allows(&token)) {
+        return next.run(request).await;
+    }
+    ApiError::Unauthorized.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn tokens_come_one_a_line_and_are_found_by_header_or_cookie() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "# the dashboard\nt0ken-one\n\n  t0ken-two  \n").unwrap();
+        let tokens = ApiTokens::load(&path).unwrap();
+        assert!(tokens.allows(b"t0ken-one") && tokens.allows(b"t0ken-two"));
+        assert!(
+            !tokens.allows(b"t0ken-on")
+                && !tokens.allows(b"")
+                && !tokens.allows(b"# the dashboard")
+        );
+        std::fs::write(&path, "t0ken-three\n").unwrap();
+        assert_eq!(tokens.reload(), Ok(1));
+        assert!(!tokens.allows(b"t0ken-one") && tokens.allows(b"t0ken-three"));
+        std::fs::write(&path, "\n# none\n").unwrap();
+        assert!(tokens.reload().unwrap_err().contains("no API token"));
+        assert!(tokens.allows(b"t0ken-three"), "a failed reload keeps the tokens held");
+
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented(&headers), None);
+        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; scores_token=abc; x=1"));
+        assert_eq!(presented(&headers).as_deref(), Some(&b"abc"[..]));
+        headers.insert(COOKIE, HeaderValue::from_static("scores_token=a%3Bb%20c"));
+        assert_eq!(
+            presented(&headers).as_deref(),
+            Some(&b"a;b c"[..]),
+            "as the dashboard encodes it"
+        );
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("bearer xyz"));
+        assert_eq!(presented(&headers).as_deref(), Some(&b"xyz"[..]));
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic eHl6"));
+        assert_eq!(
+            presented(&headers).as_deref(),
+            Some(&b"a;b c"[..]),
+            "not a bearer token: the cookie"
+        );
+    }
+}
