@@ -223,6 +223,11 @@ pub(crate) struct ServeArgs {
     /// dashboard asks for one); without a known token, 401 `unauthorized`. Re-read on SIGHUP.
     #[arg(long, env = "SCORES_API_TOKENS_FILE", value_name = "FILE")]
     pub(crate) api_tokens: Option<PathBuf>,
+    /// The names a request's `Host` may carry (comma-separated; `*` for any), against DNS
+    /// rebinding. Default: on a loopback `--listen`, `localhost`, `127.0.0.1` and `::1`; else
+    /// any.
+    #[arg(long, env = "SCORES_ALLOWED_HOSTS", value_name = "NAME[,NAME…]", value_delimiter = ',')]
+    pub(crate) allowed_hosts: Option<Vec<String>>,
     /// With `--log`: only follow the stream; never compete to ingest.
     #[arg(long, requires = "log", conflicts_with_all = ["upstream", "simulate_rate", "simulate_count"])]
     pub(crate) follow_only: bool,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
-use scores_http::{ApiTokens, ConnectionLimits};
+use scores_http::{AllowedHosts, ApiTokens, ConnectionLimits};
 use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig, StandbyLimits};
 use tokio::sync::watch;
 
@@ -71,6 +71,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         let config = ServiceConfig {
             api_tokens,
+            allowed_hosts: args.allowed_hosts.map(AllowedHosts::only),
             connections,
             max_streams: args.max_streams,
             min_seq_wait: args.min_seq_wait,

@@ -647,7 +647,7 @@ fn idle_half_sent_and_kept_alive_connections_are_closed_after_the_header_deadlin
     assert!(until_closed(address, b"", within).is_some(), "an idle connection stays open");
     let half = until_closed(address, b"GET /healthz HTTP/1.1\r\nHo", within);
     assert!(half.is_some(), "a half-sent request stays open");
-    let kept = until_closed(address, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", within)
+    let kept = until_closed(address, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", within)
         .expect("a kept-alive connection stays open after its answer");
     assert!(kept.starts_with("HTTP/1.1 200 OK"), "{kept}");
 }
@@ -679,7 +679,7 @@ fn past_the_connection_cap_health_checks_are_still_answered() {
         sleep(Duration::from_millis(20));
     }
     let one_request = |path: &str| {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         until_closed(address, request.as_bytes(), Duration::from_secs(20))
             .unwrap_or_else(|| panic!("a connection past the cap stayed open"))
     };

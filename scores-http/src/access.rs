@@ -1,5 +1,5 @@
 //! Access control: [`ApiTokens`], bearer tokens read from a file, and the middleware that lets
-//! in only requests carrying one.
+//! in only requests carrying one; [`AllowedHosts`], the names a request's `Host` may carry.
 //!
 //! A request carries its token in `Authorization: Bearer TOKEN`, or, for the dashboard (whose
 //! `EventSource` cannot set headers), in the cookie [`TOKEN_COOKIE`], which the dashboard sets
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
@@ -121,6 +121,69 @@ pub(crate) async fn authorize(
         return next.run(request).await;
     }
     ApiError::Unauthorized.into_response()
+}
+
+/// The names (and addresses) a request's `Host` header may carry, the port aside: a page on
+/// another site that makes a browser ask this service under a name of its own (DNS
+/// rebinding) is refused, 403 `host_not_allowed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedHosts(Option<Vec<String>>);
+
+impl AllowedHosts {
+    /// Any host: the check is off.
+    pub fn any() -> AllowedHosts {
+        AllowedHosts(None)
+    }
+
+    /// `names`, compared without case; `*` among them allows any.
+    pub fn only(names: impl IntoIterator<Item = impl Into<String>>) -> AllowedHosts {
+        let names: Vec<String> =
+            names.into_iter().map(|name| name.into().to_ascii_lowercase()).collect();
+        if names.iter().any(|name| name == "*") {
+            AllowedHosts(None)
+        } else {
+            AllowedHosts(Some(names))
+        }
+    }
+
+    /// What a service listening on `listen` allows unless told: on a loopback address, the
+    /// loopback names and addresses only (a browser on this machine is the only client, and
+    /// the one a rebinding attack uses); elsewhere any, since the names it is reached by are not
+    /// known.
+    pub fn default_for(listen: std::net::SocketAddr) -> AllowedHosts {
+        if listen.ip().is_loopback() {
+            AllowedHosts::only(["localhost", "127.0.0.1", "::1"])
+        } else {
+            AllowedHosts::any()
+        }
+    }
+
+    /// Whether a request whose `Host` is `host` (a name or address, with or without a port) is
+    /// allowed. A request without one (HTTP/1.0) is.
+    fn allows(&self, host: Option<&str>) -> bool {
+        let (Some(names), Some(host)) = (&self.0, host) else { return true };
+        let name = match host.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        let name = name.trim_end_matches('.');
+        names.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Answers 403 `host_not_allowed` to a request whose `Host` is not allowed; health checks
+/// (which probes send under any name, and which hold nothing a page could want) pass.
+pub(crate) async fn check_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request.headers().get(HOST).map(|host| host.to_str().unwrap_or("\u{fffd}"));
+    let health = matches!(request.uri().path(), "/healthz" | "/readyz");
+    if health || state.allowed_hosts().allows(host) {
+        return next.run(request).await;
+    }
+    ApiError::HostNotAllowed.into_response()
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Access control is on and the request carries no token it knows.
     #[error("this service needs a token: send Authorization: Bearer TOKEN")]
     Unauthorized,
+    /// The request's `Host` is not a name this service answers to (see `--allowed-hosts`).
+    #[error("this service does not answer to that host name; see --allowed-hosts")]
+    HostNotAllowed,
     /// The endpoint exists, but not for this method.
     #[error("method not allowed; this endpoint answers GET")]
     MethodNotAllowed,
@@ -99,6 +102,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::HostNotAllowed => StatusCode::FORBIDDEN,
             ApiError::NotReady(_)
             | ApiError::Stale { .. }
             | ApiError::Draining
@@ -122,6 +126,7 @@ impl ApiError {
             ApiError::NoRoute(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::HostNotAllowed => "host_not_allowed",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Stale { .. } => "stale",
             ApiError::Draining => "draining",

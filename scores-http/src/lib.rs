@@ -66,7 +66,7 @@ use tracing::Level;
 
 use crate::finish::FinishLayer;
 
-pub use crate::access::{ApiTokens, TOKEN_COOKIE};
+pub use crate::access::{AllowedHosts, ApiTokens, TOKEN_COOKIE};
 pub use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(read_streamed_body))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), access::check_host))
         .layer(FinishLayer::new(state.clone()))
         // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
         // at a limit is the service working as designed, not an error for the log.

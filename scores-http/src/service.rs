@@ -15,7 +15,7 @@ use scores_pipeline::{PipelineConfig, PipelineError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::access::ApiTokens;
+use crate::access::{AllowedHosts, ApiTokens};
 use crate::router;
 use crate::server::ConnectionLimits;
 use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     /// When set, only requests carrying one of these tokens are answered (health checks and
     /// the dashboard's page excepted); the caller may reload them meanwhile.
     pub api_tokens: Option<Arc<ApiTokens>>,
+    /// The names a request's `Host` may carry; `None`: as [`AllowedHosts::default_for`] the
+    /// listen address says.
+    pub allowed_hosts: Option<AllowedHosts>,
 }
 
 impl ServiceConfig {
@@ -51,6 +54,7 @@ impl ServiceConfig {
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             shutdown_delay: Duration::ZERO,
             api_tokens: None,
+            allowed_hosts: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub async fn run(
     if let Some(tokens) = config.api_tokens {
         state = state.with_api_tokens(tokens);
     }
+    let allowed_hosts = config.allowed_hosts.unwrap_or_else(|| AllowedHosts::default_for(address));
+    state = state.with_allowed_hosts(allowed_hosts);
     tracing::info!(url = %format!("http://{address}"), "scores is listening");
 
     let mut http_stop = stop_rx;

@@ -10,7 +10,7 @@ use scores_core::Snapshot;
 use scores_pipeline::{LogRead, Pipeline};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::access::ApiTokens;
+use crate::access::{AllowedHosts, ApiTokens};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
@@ -38,6 +38,8 @@ struct Shared {
     draining: AtomicBool,
     /// When set, only requests carrying one of these tokens are answered (see `access`).
     api_tokens: Option<Arc<ApiTokens>>,
+    /// The names a request's `Host` may carry.
+    allowed_hosts: AllowedHosts,
 }
 
 /// How long [`AppState::new`] lets a request with `X-Scores-Min-Seq` wait.
@@ -67,6 +69,7 @@ impl AppState {
             shutdown,
             draining: AtomicBool::new(false),
             api_tokens: None,
+            allowed_hosts: AllowedHosts::any(),
         }))
     }
 
@@ -86,6 +89,19 @@ impl AppState {
             shared.api_tokens = Some(tokens);
         }
         self
+    }
+
+    /// This state, answering only requests whose `Host` is among `hosts` (when nothing else
+    /// holds it yet; otherwise unchanged).
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.allowed_hosts = hosts;
+        }
+        self
+    }
+
+    pub(crate) fn allowed_hosts(&self) -> &AllowedHosts {
+        &self.0.allowed_hosts
     }
 
     /// The tokens a request must carry, when access control is on.

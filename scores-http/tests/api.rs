@@ -517,3 +517,20 @@ async fn with_api_tokens_every_answer_but_health_and_the_page_needs_one() {
         assert_eq!(send(open, None, None).await.status(), StatusCode::OK, "{open}");
     }
 }
+
+#[tokio::test]
+async fn a_loopback_service_refuses_other_host_names() {
+    let listen = "127.0.0.1:8000".parse().unwrap();
+    let state = state().with_allowed_hosts(scores_http::AllowedHosts::default_for(listen));
+    let send = |host: &'static str| {
+        let request = Request::builder().uri("/students").header("host", host);
+        router(state.clone()).oneshot(request.body(Body::empty()).unwrap())
+    };
+    for host in ["127.0.0.1:8000", "localhost:8000", "[::1]:8000"] {
+        assert_eq!(send(host).await.unwrap().status(), StatusCode::OK, "{host}");
+    }
+    // A page of another site whose name was made to resolve to 127.0.0.1 (DNS rebinding).
+    let response = send("attacker.example:8000").await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(body(response).await.contains(r#""code":"host_not_allowed""#));
+}
