@@ -223,6 +223,11 @@ pub(crate) struct ServeArgs {
     /// dashboard asks for one); without a known token, 401 `unauthorized`. Re-read on SIGHUP.
     #[arg(long, env = "SCORES_API_TOKENS_FILE", value_name = "FILE")]
     pub(crate) api_tokens: Option<PathBuf>,
+    /// Serve `/metrics` on this address, `IP:PORT`, and not on `--listen`: a listener that can
+    /// stay internal, without access control. The dashboard's counters, read from `/metrics`,
+    /// are then blank.
+    #[arg(long, env = "SCORES_METRICS_LISTEN", value_parser = parse_listen)]
+    pub(crate) metrics_listen: Option<SocketAddr>,
     /// The names a request's `Host` may carry (comma-separated; `*` for any), against DNS
     /// rebinding. Default: on a loopback `--listen`, `localhost`, `127.0.0.1` and `::1`; else
     /// any.

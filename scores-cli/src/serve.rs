@@ -72,6 +72,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = ServiceConfig {
             api_tokens,
             allowed_hosts: args.allowed_hosts.map(AllowedHosts::only),
+            metrics_listen: args.metrics_listen,
             connections,
             max_streams: args.max_streams,
             min_seq_wait: args.min_seq_wait,

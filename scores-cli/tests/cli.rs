@@ -679,7 +679,8 @@ fn past_the_connection_cap_health_checks_are_still_answered() {
         sleep(Duration::from_millis(20));
     }
     let one_request = |path: &str| {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         until_closed(address, request.as_bytes(), Duration::from_secs(20))
             .unwrap_or_else(|| panic!("a connection past the cap stayed open"))
     };
@@ -725,4 +726,24 @@ fn probe_exits_0_while_the_service_answers_and_1_once_it_is_gone() {
     drop(service);
     let gone = probe("/healthz");
     assert_eq!(gone.status.code(), Some(1), "{}", stdout(&gone));
+}
+
+#[test]
+fn metrics_can_have_a_listener_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_address();
+    let (_serve, address) =
+        service_with(&dir.path().join("data"), &["--metrics-listen", &metrics.to_string()]);
+    wait_for_port(metrics);
+    let get = |url: String| {
+        let response = reqwest::blocking::get(url).unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    let (status, body) = get(format!("http://{metrics}/metrics"));
+    assert_eq!(status, 200);
+    assert!(body.contains("scores_events_accepted_total"), "{body}");
+    let (status, body) = get(format!("http://{address}/metrics"));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(get(format!("http://{address}/students")).0, 200);
+    assert_eq!(get(format!("http://{metrics}/students")).0, 404);
 }

@@ -81,12 +81,14 @@ const MAX_REQUEST_BODY: usize = 16 * 1024;
 pub fn router(state: AppState) -> Router {
     // Query answers arrive already encoded when the client asks for gzip (see `rendered`), and
     // the event stream is never compressed: the compression layer is for these alone.
-    let pages = Router::new()
+    let mut pages = Router::new()
         .route("/", get(dashboard::page))
         .route("/assets/dashboard.js", get(dashboard::script))
-        .route("/assets/dashboard.css", get(dashboard::style))
-        .route("/metrics", get(metrics))
-        .layer(CompressionLayer::new().compress_when(compressible()));
+        .route("/assets/dashboard.css", get(dashboard::style));
+    if !state.metrics_elsewhere() {
+        pages = pages.route("/metrics", get(metrics));
+    }
+    let pages = pages.layer(CompressionLayer::new().compress_when(compressible()));
     let queries = Router::new()
         .route("/students", get(api::students))
         .route("/students/{id}", get(api::student))
@@ -109,6 +111,17 @@ pub fn router(state: AppState) -> Router {
         // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
         // at a limit is the service working as designed, not an error for the log.
         .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for a listener of its own (`--metrics-listen`): no access control, since
+/// such a listener is meant to stay internal.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(no_route)
+        .layer(CompressionLayer::new().compress_when(compressible()))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .with_state(state)
 }

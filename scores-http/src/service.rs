@@ -8,6 +8,7 @@
 //! frontend too, and its error is the service's.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct ServiceConfig {
     /// The names a request's `Host` may carry; `None`: as [`AllowedHosts::default_for`] the
     /// listen address says.
     pub allowed_hosts: Option<AllowedHosts>,
+    /// Serve `/metrics` on a listener of its own at this address (and not on the main one), so
+    /// that it can stay internal.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServiceConfig {
@@ -55,6 +59,7 @@ impl ServiceConfig {
             shutdown_delay: Duration::ZERO,
             api_tokens: None,
             allowed_hosts: None,
+            metrics_listen: None,
         }
     }
 }
@@ -94,7 +99,29 @@ pub async fn run(
     }
     let allowed_hosts = config.allowed_hosts.unwrap_or_else(|| AllowedHosts::default_for(address));
     state = state.with_allowed_hosts(allowed_hosts);
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_address) => {
+            let bound = TcpListener::bind(metrics_address).await.map_err(ServiceError::Io)?;
+            state = state.with_metrics_elsewhere();
+            tracing::info!(url = %format!("http://{metrics_address}/metrics"), "metrics are served apart");
+            Some(bound)
+        }
+        None => None,
+    };
     tracing::info!(url = %format!("http://{address}"), "scores is listening");
+    let metrics_server = metrics_listener.map(|listener| {
+        let mut stop = stop_rx.clone();
+        let limits = ConnectionLimits { max_connections: 64, ..config.connections };
+        tokio::spawn(crate::server::serve(
+            listener,
+            crate::metrics_router(state.clone()),
+            state.clone(),
+            limits,
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        ))
+    });
 
     let mut http_stop = stop_rx;
     let server = tokio::spawn(crate::server::serve(
@@ -125,6 +152,9 @@ pub async fn run(
     let ran = running.wait().await;
     let _ = stop_tx.send(true);
     let served = server.await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     ran?;
     served.map_err(|_| ServiceError::Panicked)
 }

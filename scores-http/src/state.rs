@@ -40,6 +40,8 @@ struct Shared {
     api_tokens: Option<Arc<ApiTokens>>,
     /// The names a request's `Host` may carry.
     allowed_hosts: AllowedHosts,
+    /// `/metrics` has a listener of its own: the main router leaves it out.
+    metrics_elsewhere: bool,
 }
 
 /// How long [`AppState::new`] lets a request with `X-Scores-Min-Seq` wait.
@@ -70,6 +72,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             api_tokens: None,
             allowed_hosts: AllowedHosts::any(),
+            metrics_elsewhere: false,
         }))
     }
 
@@ -98,6 +101,19 @@ impl AppState {
             shared.allowed_hosts = hosts;
         }
         self
+    }
+
+    /// This state, for a service whose `/metrics` is on a listener of its own (when nothing
+    /// else holds it yet; otherwise unchanged).
+    pub fn with_metrics_elsewhere(mut self) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.metrics_elsewhere = true;
+        }
+        self
+    }
+
+    pub(crate) fn metrics_elsewhere(&self) -> bool {
+        self.0.metrics_elsewhere
     }
 
     pub(crate) fn allowed_hosts(&self) -> &AllowedHosts {
