@@ -223,6 +223,12 @@ pub(crate) struct ServeArgs {
     /// dashboard asks for one); without a known token, 401 `unauthorized`. Re-read on SIGHUP.
     #[arg(long, env = "SCORES_API_TOKENS_FILE", value_name = "FILE")]
     pub(crate) api_tokens: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM), with `--tls-key`. Re-read on SIGHUP.
+    #[arg(long, env = "SCORES_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "SCORES_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Serve `/metrics` on this address, `IP:PORT`, and not on `--listen`: a listener that can
     /// stay internal, without access control. The dashboard's counters, read from `/metrics`,
     /// are then blank.

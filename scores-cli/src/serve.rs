@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
-use scores_http::{AllowedHosts, ApiTokens, ConnectionLimits};
+use scores_http::{AllowedHosts, ApiTokens, ConnectionLimits, TlsFiles};
 use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig, StandbyLimits};
 use tokio::sync::watch;
 
@@ -62,17 +62,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             ..PipelineConfig::new("", &args.data_dir)
         };
         let api_tokens = match &args.api_tokens {
-            Some(path) => {
-                let tokens = Arc::new(ApiTokens::load(path).map_err(anyhow::Error::msg)?);
-                tokio::spawn(reload_on_hangup(tokens.clone()));
-                Some(tokens)
+            Some(path) => Some(Arc::new(ApiTokens::load(path).map_err(anyhow::Error::msg)?)),
+            None => None,
+        };
+        let tls = match args.tls_cert.as_ref().zip(args.tls_key.as_ref()) {
+            Some((cert, key)) => {
+                Some(Arc::new(TlsFiles::load(cert, key).map_err(anyhow::Error::msg)?))
             }
             None => None,
         };
+        if api_tokens.is_some() || tls.is_some() {
+            tokio::spawn(reload_on_hangup(api_tokens.clone(), tls.clone()));
+        }
         let config = ServiceConfig {
             api_tokens,
             allowed_hosts: args.allowed_hosts.map(AllowedHosts::only),
             metrics_listen: args.metrics_listen,
+            tls,
             connections,
             max_streams: args.max_streams,
             min_seq_wait: args.min_seq_wait,
@@ -110,21 +116,32 @@ async fn start_simulator(
     Ok(url)
 }
 
-/// Reads the API tokens again on each SIGHUP; a file that cannot be read keeps those held.
-async fn reload_on_hangup(tokens: Arc<ApiTokens>) {
+/// Reads the API tokens and the TLS certificate again on each SIGHUP; a file that cannot be
+/// read keeps what is held, and says so.
+async fn reload_on_hangup(tokens: Option<Arc<ApiTokens>>, tls: Option<Arc<TlsFiles>>) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(error) => {
-            tracing::warn!(%error, "cannot watch for SIGHUP: the API tokens are read once");
+            tracing::warn!(%error, "cannot watch for SIGHUP: the API tokens and the certificate are read once");
             return;
         }
     };
     while hangups.recv().await.is_some() {
-        match tokens.reload() {
-            Ok(n) => {
-                tracing::info!(file = %tokens.path().display(), tokens = n, "API tokens read again")
+        if let Some(tokens) = &tokens {
+            match tokens.reload() {
+                Ok(n) => {
+                    tracing::info!(file = %tokens.path().display(), tokens = n, "API tokens read again")
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: the API tokens held stay"),
             }
-            Err(error) => tracing::error!(%error, "SIGHUP: the API tokens held stay"),
+        }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(file = %tls.cert_path().display(), "TLS certificate read again")
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: the TLS certificate held stays"),
+            }
         }
     }
 }

@@ -14,10 +14,9 @@ mod nats;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Running, free_address, scores, wait_for_port};
+use common::{Running, certificates, free_address, scores, wait_for_port};
 
 /// Events each replica's simulated feed sends.
 const COUNT: u64 = 50;
@@ -117,48 +116,6 @@ fn replicas_connect_with_a_password_a_token_or_an_nkey_and_say_why_when_refused(
     let other_seed = write(dir, "other-seed", &other.seed().unwrap());
     let (good, bad): (&[&str], &[&str]) = (&["--nats-nkey", &seed], &["--nats-nkey", &other_seed]);
     check(dir, "nkey", (&url, good), (&url, bad), "authorization violation");
-}
-
-/// Runs openssl with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl").args(args).current_dir(dir).status();
-    let status = status.unwrap_or_else(|error| {
-        panic!("openssl is needed to make test certificates (apt install openssl): {error}")
-    });
-    assert!(status.success(), "openssl {args:?}");
-}
-
-/// A CA, and a certificate it signs for `name` (`server`: 127.0.0.1; `client`: for clients).
-fn certificates(dir: &Path) {
-    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let ca: Vec<&str> = ["req", "-x509"]
-        .into_iter()
-        .chain(key)
-        .chain(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=scores test CA"])
-        .chain(["-addext", "basicConstraints=critical,CA:TRUE"])
-        .chain(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-        .collect();
-    openssl(dir, &ca);
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for name in ["server", "client"] {
-        let (keyout, csr, subject) =
-            (format!("{name}.key"), format!("{name}.csr"), format!("/CN={name}"));
-        let request: Vec<&str> = ["req"]
-            .into_iter()
-            .chain(key)
-            .chain(["-keyout", &keyout, "-out", &csr, "-subj", &subject])
-            .collect();
-        openssl(dir, &request);
-        let (pem, ext) = (format!("{name}.pem"), format!("{name}.ext"));
-        openssl(
-            dir,
-            &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key"]
-                .into_iter()
-                .chain(["-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", &ext])
-                .collect::<Vec<_>>(),
-        );
-    }
 }
 
 #[test]

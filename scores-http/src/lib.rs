@@ -47,6 +47,7 @@ pub mod service;
 pub mod simulator;
 mod state;
 mod stream;
+mod tls;
 
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ pub use crate::error::ApiError;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
 pub use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
+pub use crate::tls::TlsFiles;
 
 /// How long a query may take before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -31,6 +31,7 @@ use tower::ServiceExt as _;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls::TlsFiles;
 
 /// How connections are bounded. [`Default`]: 10 s for headers, 4,096 connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,13 +57,15 @@ const SHED_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often reaching the cap is logged at most.
 const CAP_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stopped` completes, then lets open connections finish
-/// (live streams end on the same signal). Accept errors are logged and retried.
+/// Serves `app` on `listener`, over TLS when `tls` is given (the handshake within the header
+/// deadline), until `stopped` completes, then lets open connections finish (live streams end
+/// on the same signal). Accept errors are logged and retried.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     state: AppState,
     limits: ConnectionLimits,
+    tls: Option<Arc<TlsFiles>>,
     stopped: impl Future<Output = ()>,
 ) {
     let served = Arc::new(Semaphore::new(limits.max_connections));
@@ -90,12 +93,29 @@ pub(crate) async fn serve(
         if let Ok(permit) = served.clone().try_acquire_owned() {
             let metrics_state = state.clone();
             metrics_state.metrics().connections_open.inc();
-            let connection = builder.serve_connection(TokioIo::new(stream), service(app.clone()));
-            let connection = graceful.watch(connection);
+            let (builder, app, watcher) = (builder.clone(), app.clone(), graceful.watcher());
+            let acceptor = tls.as_deref().map(TlsFiles::acceptor);
+            let deadline = limits.header_read_timeout;
             tokio::spawn(async move {
-                // A connection that ends in an error (a reset, a header timeout) has nothing
-                // left to answer: hyper has said what it could to the client.
-                let _ = connection.await;
+                // A connection that ends in an error (a reset, a header timeout, a handshake
+                // refused or too slow) has nothing left to answer: hyper or rustls has said
+                // what it could to the client.
+                match acceptor {
+                    None => {
+                        let connection =
+                            builder.serve_connection(TokioIo::new(stream), service(app));
+                        let _ = watcher.watch(connection).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(Ok(stream)) =
+                            tokio::time::timeout(deadline, acceptor.accept(stream)).await
+                        {
+                            let connection =
+                                builder.serve_connection(TokioIo::new(stream), service(app));
+                            let _ = watcher.watch(connection).await;
+                        }
+                    }
+                }
                 metrics_state.metrics().connections_open.dec();
                 drop(permit);
             });
@@ -109,7 +129,11 @@ pub(crate) async fn serve(
                 "connection cap reached: new connections get /healthz and /readyz only, then close"
             );
         }
-        if let Ok(permit) = shed.clone().try_acquire_owned() {
+        // Past the cap over TLS, a connection is closed: its handshake would cost what the cap
+        // is there to save.
+        if tls.is_none()
+            && let Ok(permit) = shed.clone().try_acquire_owned()
+        {
             shed_connection(&builder, stream, app.clone(), &graceful, permit);
         }
     }

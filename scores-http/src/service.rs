@@ -20,6 +20,7 @@ use crate::access::{AllowedHosts, ApiTokens};
 use crate::router;
 use crate::server::ConnectionLimits;
 use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
+use crate::tls::TlsFiles;
 
 /// How the service runs. [`ServiceConfig::new`] gives the defaults.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ pub struct ServiceConfig {
     /// Serve `/metrics` on a listener of its own at this address (and not on the main one), so
     /// that it can stay internal.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate and key (the caller may reload them meanwhile).
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 impl ServiceConfig {
@@ -60,6 +63,7 @@ impl ServiceConfig {
             api_tokens: None,
             allowed_hosts: None,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -108,7 +112,8 @@ pub async fn run(
         }
         None => None,
     };
-    tracing::info!(url = %format!("http://{address}"), "scores is listening");
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(url = %format!("{scheme}://{address}"), "scores is listening");
     let metrics_server = metrics_listener.map(|listener| {
         let mut stop = stop_rx.clone();
         let limits = ConnectionLimits { max_connections: 64, ..config.connections };
@@ -117,6 +122,7 @@ pub async fn run(
             crate::metrics_router(state.clone()),
             state.clone(),
             limits,
+            None,
             async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             },
@@ -129,6 +135,7 @@ pub async fn run(
         router(state.clone()),
         state.clone(),
         config.connections,
+        config.tls,
         async move {
             let _ = http_stop.wait_for(|stopped| *stopped).await;
         },

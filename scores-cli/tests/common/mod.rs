@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -33,5 +34,48 @@ pub(crate) fn wait_for_port(address: SocketAddr) {
     while TcpStream::connect(address).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {address}");
         sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl").args(args).current_dir(dir).status();
+    let status = status.unwrap_or_else(|error| {
+        panic!("openssl is needed to make test certificates (apt install openssl): {error}")
+    });
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// In `dir`: a CA (`ca.pem`), and certificates it signs with their keys: `server.pem` for
+/// 127.0.0.1 and localhost, `client.pem` for clients.
+pub(crate) fn certificates(dir: &Path) {
+    let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ca: Vec<&str> = ["req", "-x509"]
+        .into_iter()
+        .chain(key)
+        .chain(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=scores test CA"])
+        .chain(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .chain(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .collect();
+    openssl(dir, &ca);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        let (keyout, csr, subject) =
+            (format!("{name}.key"), format!("{name}.csr"), format!("/CN={name}"));
+        let request: Vec<&str> = ["req"]
+            .into_iter()
+            .chain(key)
+            .chain(["-keyout", &keyout, "-out", &csr, "-subj", &subject])
+            .collect();
+        openssl(dir, &request);
+        let (pem, ext) = (format!("{name}.pem"), format!("{name}.ext"));
+        openssl(
+            dir,
+            &["x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key"]
+                .into_iter()
+                .chain(["-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", &ext])
+                .collect::<Vec<_>>(),
+        );
     }
 }
