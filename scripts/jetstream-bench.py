@@ -180,6 +180,16 @@ class Run:
                 sys.exit(f"nats-server {name} is not healthy again within 60 s")
             time.sleep(0.1)
 
+    def outage(self, seconds=10):
+        """Kills every node of the last cluster, waits `seconds`, and starts them again."""
+        for node in self.nodes:
+            node[3].kill()
+            node[3].wait()
+        time.sleep(seconds)
+        for node in self.nodes:
+            name, path, _, _ = node
+            node[3] = self.start(["nats-server", "-c", path], os.path.join(self.scratch, f"{name}-again.log"))
+
     def stream_leader(self, stream="scores"):
         """The node of the last cluster that leads `stream`, as its monitoring port says."""
         for name, _, monitor, proc in self.nodes:
@@ -301,15 +311,7 @@ def faults_without_ids(run):
     run.restart_node(leader)
     time.sleep(5)
 
-    def outage():
-        for node in run.nodes:
-            node[3].kill()
-            node[3].wait()
-        time.sleep(10)
-        for node in run.nodes:
-            name, path, _, _ = node
-            node[3] = run.start(["nats-server", "-c", path], os.path.join(run.scratch, f"{name}-again.log"))
-    results.append(("every node down 10 s", stall(outage)))
+    results.append(("every node down 10 s", stall(run.outage)))
     time.sleep(5)
     ports = [p for p, _ in replicas]
     print("without ids at 200 events/s, from the fault to the next event on every replica: "
@@ -504,16 +506,7 @@ def main():
                   + ", ".join(f"{t:.2f} s ({cpu:.1f} CPU-s)" for t, cpu in leader_losses))
             outages = []
             for _ in range(2):
-                def outage():
-                    for node in run.nodes:
-                        node[3].kill()
-                        node[3].wait()
-                    time.sleep(10)
-                    for node in run.nodes:
-                        name, path, _, _ = node
-                        node[3] = run.start(["nats-server", "-c", path],
-                                            os.path.join(run.scratch, f"{name}-again.log"))
-                outages.append(stall(outage))
+                outages.append(stall(run.outage))
                 time.sleep(5)
             print("every node killed for 10 s (to the next event on every replica, the 10 s included): "
                   + ", ".join(f"{t:.2f} s ({cpu:.1f} CPU-s)" for t, cpu in outages))

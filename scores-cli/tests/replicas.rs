@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::{Running, free_address, scores, wait_for_port};
 use scores_core::wire::{exam_json, exams_json, student_json, students_json};
-use scores_core::{Decoded, ExamId, Page, Scoreboard, decode};
+use scores_core::{Decoded, ExamId, Page, ScoreEvent, Scoreboard, decode};
 use serde_json::Value;
 
 /// Events the simulated upstream sends, malformed ones included.
@@ -524,6 +524,30 @@ fn a_replica_rides_out_nats_going_away_at_start_and_while_running() {
     assert_eq!(output.stdout.strip_suffix(b"\n").unwrap(), &students[..]);
 }
 
+/// `scores simulate --broadcast` without ids: `rate` events a second for `seconds`, on a free
+/// port.
+fn broadcast_upstream(rate: u64, seconds: u64) -> (SocketAddr, Running) {
+    let upstream = free_address();
+    let running = Running(
+        scores()
+            .args(["simulate", "--listen", &upstream.to_string(), "--broadcast"])
+            .args(["--rate", &rate.to_string(), "--students", "300", "--exams", "400"])
+            .args(["--count", &(rate * seconds).to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(upstream);
+    (upstream, running)
+}
+
+/// An event's data as the upstream or `GET /scores` sends it, decoded.
+fn decoded(data: &str) -> ScoreEvent {
+    match decode("score", data) {
+        Ok(Decoded::Event(event)) => event,
+        other => panic!("{data}: {other:?}"),
+    }
+}
+
 /// Every event's data a client of a broadcast upstream hears, from when it connects until the
 /// upstream ends.
 fn record_broadcast(upstream: SocketAddr) -> Vec<String> {
@@ -551,16 +575,7 @@ fn a_cluster_fed_without_ids_loses_nothing_through_its_ingesters_faults_and_nats
     let Some(mut cluster) = nats::start_cluster(3) else { return };
     let dir = tempfile::tempdir().unwrap();
     let (rate, seconds) = (200, 100);
-    let upstream = free_address();
-    let _upstream = Running(
-        scores()
-            .args(["simulate", "--listen", &upstream.to_string(), "--broadcast"])
-            .args(["--rate", &rate.to_string(), "--students", "300", "--exams", "400"])
-            .args(["--count", &(rate * seconds).to_string()])
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(upstream);
+    let (upstream, _upstream) = broadcast_upstream(rate, seconds);
     // Connected before any replica: it hears every event a replica can.
     let recorder = std::thread::spawn(move || record_broadcast(upstream));
     let mut replicas =
@@ -627,10 +642,6 @@ fn a_cluster_fed_without_ids_loses_nothing_through_its_ingesters_faults_and_nats
         settled.1.elapsed() > Duration::from_secs(3)
     });
     let stored = stream_of(&replicas[0], settled.0);
-    let decoded = |data: &str| match decode("score", data) {
-        Ok(Decoded::Event(event)) => event,
-        other => panic!("{data}: {other:?}"),
-    };
     let heard: Vec<_> = heard.iter().map(|data| decoded(data)).collect();
     let stored: Vec<_> = stored.iter().map(|(_, data)| decoded(data)).collect();
     let first = heard.iter().position(|event| *event == stored[0]).unwrap();
@@ -668,16 +679,7 @@ fn an_ingester_restarted_while_nats_is_away_publishes_what_it_spooled_before() {
     let Some(mut server) = nats::start_one() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (rate, seconds) = (200, 40);
-    let upstream = free_address();
-    let _upstream = Running(
-        scores()
-            .args(["simulate", "--listen", &upstream.to_string(), "--broadcast"])
-            .args(["--rate", &rate.to_string(), "--students", "300", "--exams", "400"])
-            .args(["--count", &(rate * seconds).to_string()])
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(upstream);
+    let (upstream, _upstream) = broadcast_upstream(rate, seconds);
     let recorder = std::thread::spawn(move || record_broadcast(upstream));
     let mut replica = Replica {
         address: free_address(),
@@ -721,12 +723,8 @@ fn an_ingester_restarted_while_nats_is_away_publishes_what_it_spooled_before() {
     });
     let stored: Vec<String> =
         stream_of(&replica, settled.0).into_iter().map(|(_, data)| data).collect();
-    let decoded = |data: &String| match decode("score", data) {
-        Ok(Decoded::Event(event)) => event,
-        other => panic!("{data}: {other:?}"),
-    };
-    let heard: Vec<_> = heard.iter().map(decoded).collect();
-    let stored: Vec<_> = stored.iter().map(decoded).collect();
+    let heard: Vec<_> = heard.iter().map(|data| decoded(data)).collect();
+    let stored: Vec<_> = stored.iter().map(|data| decoded(data)).collect();
     // The stream is what the upstream sent after its first event, less one run: what it sent
     // while the replica was down.
     let first = heard.iter().position(|event| *event == stored[0]).unwrap();
