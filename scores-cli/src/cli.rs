@@ -223,6 +223,17 @@ pub(crate) struct ServeArgs {
     /// dashboard asks for one); without a known token, 401 `unauthorized`. Re-read on SIGHUP.
     #[arg(long, env = "SCORES_API_TOKENS_FILE", value_name = "FILE")]
     pub(crate) api_tokens: Option<PathBuf>,
+    /// Single sign-on: a JSON Web Key Set file; a bearer token that is a JWT signed by one of
+    /// its keys (RS256, ES256, EdDSA), from `--api-issuer`, for `--api-audience`, within its
+    /// `exp` and `nbf`, is taken as an `--api-tokens` token is. Re-read on SIGHUP.
+    #[arg(long, env = "SCORES_API_JWKS", value_name = "FILE", requires_all = ["api_issuer", "api_audience"])]
+    pub(crate) api_jwks: Option<PathBuf>,
+    /// The `iss` a JWT must name (with `--api-jwks`).
+    #[arg(long, env = "SCORES_API_ISSUER", requires = "api_jwks")]
+    pub(crate) api_issuer: Option<String>,
+    /// An `aud` a JWT must name (with `--api-jwks`).
+    #[arg(long, env = "SCORES_API_AUDIENCE", requires = "api_jwks")]
+    pub(crate) api_audience: Option<String>,
     /// Serve HTTPS with this certificate chain (PEM), with `--tls-key`. Re-read on SIGHUP.
     #[arg(long, env = "SCORES_TLS_CERT", value_name = "FILE", requires = "tls_key")]
     pub(crate) tls_cert: Option<PathBuf>,

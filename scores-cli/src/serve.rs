@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use scores_http::service::{self, ServiceConfig};
 use scores_http::simulator::{self, SimulatorConfig};
-use scores_http::{AllowedHosts, ApiTokens, ConnectionLimits, TlsFiles};
+use scores_http::{AllowedHosts, ApiJwt, ApiTokens, ConnectionLimits, TlsFiles};
 use scores_pipeline::{FeedConfig, JetStreamConfig, JournalOptions, PipelineConfig, StandbyLimits};
 use tokio::sync::watch;
 
@@ -71,11 +71,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
-        if api_tokens.is_some() || tls.is_some() {
-            tokio::spawn(reload_on_hangup(api_tokens.clone(), tls.clone()));
+        let api_jwt = match (&args.api_jwks, &args.api_issuer, &args.api_audience) {
+            (Some(jwks), Some(issuer), Some(audience)) => {
+                Some(Arc::new(ApiJwt::load(jwks, issuer, audience).map_err(anyhow::Error::msg)?))
+            }
+            _ => None,
+        };
+        let reloaded =
+            Reloaded { tokens: api_tokens.clone(), jwt: api_jwt.clone(), tls: tls.clone() };
+        if reloaded.any() {
+            tokio::spawn(reload_on_hangup(reloaded));
         }
         let config = ServiceConfig {
             api_tokens,
+            api_jwt,
             allowed_hosts: args.allowed_hosts.map(AllowedHosts::only),
             metrics_listen: args.metrics_listen,
             tls,
@@ -116,18 +125,31 @@ async fn start_simulator(
     Ok(url)
 }
 
-/// Reads the API tokens and the TLS certificate again on each SIGHUP; a file that cannot be
-/// read keeps what is held, and says so.
-async fn reload_on_hangup(tokens: Option<Arc<ApiTokens>>, tls: Option<Arc<TlsFiles>>) {
+/// What SIGHUP reads again.
+struct Reloaded {
+    tokens: Option<Arc<ApiTokens>>,
+    jwt: Option<Arc<ApiJwt>>,
+    tls: Option<Arc<TlsFiles>>,
+}
+
+impl Reloaded {
+    fn any(&self) -> bool {
+        self.tokens.is_some() || self.jwt.is_some() || self.tls.is_some()
+    }
+}
+
+/// Reads the API tokens, the JWT keys and the TLS certificate again on each SIGHUP; a file that
+/// cannot be read keeps what is held, and says so.
+async fn reload_on_hangup(reloaded: Reloaded) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(error) => {
-            tracing::warn!(%error, "cannot watch for SIGHUP: the API tokens and the certificate are read once");
+            tracing::warn!(%error, "cannot watch for SIGHUP: tokens, keys and certificates are read once");
             return;
         }
     };
     while hangups.recv().await.is_some() {
-        if let Some(tokens) = &tokens {
+        if let Some(tokens) = &reloaded.tokens {
             match tokens.reload() {
                 Ok(n) => {
                     tracing::info!(file = %tokens.path().display(), tokens = n, "API tokens read again")
@@ -135,7 +157,15 @@ async fn reload_on_hangup(tokens: Option<Arc<ApiTokens>>, tls: Option<Arc<TlsFil
                 Err(error) => tracing::error!(%error, "SIGHUP: the API tokens held stay"),
             }
         }
-        if let Some(tls) = &tls {
+        if let Some(jwt) = &reloaded.jwt {
+            match jwt.reload() {
+                Ok(n) => {
+                    tracing::info!(file = %jwt.path().display(), keys = n, "JWT keys read again")
+                }
+                Err(error) => tracing::error!(%error, "SIGHUP: the JWT keys held stay"),
+            }
+        }
+        if let Some(tls) = &reloaded.tls {
             match tls.reload() {
                 Ok(()) => {
                     tracing::info!(file = %tls.cert_path().display(), "TLS certificate read again")

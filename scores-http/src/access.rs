@@ -108,16 +108,23 @@ fn presented(headers: &HeaderMap) -> Option<Cow<'_, [u8]>> {
     })
 }
 
-/// Lets a request through when no tokens are configured, when it asks an open path, or when it
-/// carries a token; answers 401 `unauthorized` otherwise.
+/// Lets a request through when access control is off (no tokens, no JWT keys), when it asks an
+/// open path, or when it carries a token or a JWT that is taken; answers 401 `unauthorized`
+/// otherwise.
 pub(crate) async fn authorize(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(tokens) = state.api_tokens() else { return next.run(request).await };
-    let open = OPEN_PATHS.contains(&request.uri().path());
-    if open || presented(request.headers()).is_some_and(|token| tokens.allows(&token)) {
+    let (tokens, jwt) = (state.api_tokens(), state.api_jwt());
+    if tokens.is_none() && jwt.is_none() || OPEN_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let taken = presented(request.headers()).is_some_and(|token| {
+        tokens.is_some_and(|tokens| tokens.allows(&token))
+            || jwt.is_some_and(|jwt| jwt.allows(&token))
+    });
+    if taken {
         return next.run(request).await;
     }
     ApiError::Unauthorized.into_response()

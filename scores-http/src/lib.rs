@@ -38,6 +38,7 @@ pub mod api;
 mod dashboard;
 mod error;
 mod finish;
+mod jwt;
 mod metrics;
 mod query;
 mod readiness;
@@ -69,6 +70,7 @@ use crate::finish::FinishLayer;
 
 pub use crate::access::{AllowedHosts, ApiTokens, TOKEN_COOKIE};
 pub use crate::error::ApiError;
+pub use crate::jwt::ApiJwt;
 pub use crate::metrics::Metrics;
 pub use crate::server::ConnectionLimits;
 pub use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access::{AllowedHosts, ApiTokens};
+use crate::jwt::ApiJwt;
 use crate::router;
 use crate::server::ConnectionLimits;
 use crate::state::{AppState, DEFAULT_MIN_SEQ_WAIT};
@@ -40,6 +41,8 @@ pub struct ServiceConfig {
     /// When set, only requests carrying one of these tokens are answered (health checks and
     /// the dashboard's page excepted); the caller may reload them meanwhile.
     pub api_tokens: Option<Arc<ApiTokens>>,
+    /// When set, requests carrying a JWT it takes are answered too.
+    pub api_jwt: Option<Arc<ApiJwt>>,
     /// The names a request's `Host` may carry; `None`: as [`AllowedHosts::default_for`] the
     /// listen address says.
     pub allowed_hosts: Option<AllowedHosts>,
@@ -61,6 +64,7 @@ impl ServiceConfig {
             min_seq_wait: DEFAULT_MIN_SEQ_WAIT,
             shutdown_delay: Duration::ZERO,
             api_tokens: None,
+            api_jwt: None,
             allowed_hosts: None,
             metrics_listen: None,
             tls: None,
@@ -100,6 +104,9 @@ pub async fn run(
         .with_min_seq_wait(config.min_seq_wait);
     if let Some(tokens) = config.api_tokens {
         state = state.with_api_tokens(tokens);
+    }
+    if let Some(jwt) = config.api_jwt {
+        state = state.with_api_jwt(jwt);
     }
     let allowed_hosts = config.allowed_hosts.unwrap_or_else(|| AllowedHosts::default_for(address));
     state = state.with_allowed_hosts(allowed_hosts);

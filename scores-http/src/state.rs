@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::access::{AllowedHosts, ApiTokens};
 use crate::error::ApiError;
+use crate::jwt::ApiJwt;
 use crate::metrics::Metrics;
 use crate::rendered::RenderCache;
 
@@ -38,6 +39,8 @@ struct Shared {
     draining: AtomicBool,
     /// When set, only requests carrying one of these tokens are answered (see `access`).
     api_tokens: Option<Arc<ApiTokens>>,
+    /// When set, requests carrying a JWT it takes are answered too (see `jwt`).
+    api_jwt: Option<Arc<ApiJwt>>,
     /// The names a request's `Host` may carry.
     allowed_hosts: AllowedHosts,
     /// `/metrics` has a listener of its own: the main router leaves it out.
@@ -71,6 +74,7 @@ impl AppState {
             shutdown,
             draining: AtomicBool::new(false),
             api_tokens: None,
+            api_jwt: None,
             allowed_hosts: AllowedHosts::any(),
             metrics_elsewhere: false,
         }))
@@ -118,6 +122,20 @@ impl AppState {
 
     pub(crate) fn allowed_hosts(&self) -> &AllowedHosts {
         &self.0.allowed_hosts
+    }
+
+    /// This state, answering requests that carry a JWT `jwt` takes (when nothing else holds it
+    /// yet; otherwise unchanged). Access control is then on.
+    pub fn with_api_jwt(mut self, jwt: Arc<ApiJwt>) -> AppState {
+        if let Some(shared) = Arc::get_mut(&mut self.0) {
+            shared.api_jwt = Some(jwt);
+        }
+        self
+    }
+
+    /// The JWTs a request may carry instead of a token, when set.
+    pub(crate) fn api_jwt(&self) -> Option<&ApiJwt> {
+        self.0.api_jwt.as_deref()
     }
 
     /// The tokens a request must carry, when access control is on.
