@@ -84,15 +84,22 @@ impl Server {
     /// Waits until the server's health check says JetStream is up (for a cluster member, that
     /// it has a meta leader), at most `within`.
     pub(crate) fn wait_healthy(&self, within: Duration) {
+        if !self.healthy_within(within) {
+            panic!("nats-server on port {} did not become healthy in {within:?}", self.port);
+        }
+    }
+
+    /// Whether the server is healthy within `within` (see [`wait_healthy`](Self::wait_healthy)).
+    fn healthy_within(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         let url = format!("http://127.0.0.1:{}/healthz", self.monitor);
         while Instant::now() < deadline {
             if reqwest::blocking::get(&url).is_ok_and(|response| response.status().is_success()) {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nats-server on port {} did not become healthy in {within:?}", self.port);
+        false
     }
 }
 
@@ -156,11 +163,30 @@ pub(crate) fn start_configured(extra: &str) -> Option<Server> {
     Some(server)
 }
 
-/// `n` servers in one JetStream cluster, started and healthy; `None` when skipped.
+/// `n` servers in one JetStream cluster, started and healthy; `None` when skipped. A port
+/// free when it was picked may be taken before a server binds it (by a test running beside
+/// this one): a cluster not healthy in time is started again on other ports, three times at
+/// most.
 pub(crate) fn start_cluster(n: usize) -> Option<Vec<Server>> {
     let binary = binary()?;
+    for attempt in 1..=3 {
+        let mut servers = cluster(&binary, n);
+        for server in &mut servers {
+            server.start();
+        }
+        if servers.iter().all(|server| server.healthy_within(Duration::from_secs(30))) {
+            return Some(servers);
+        }
+        eprintln!(
+            "a NATS cluster was not healthy within 30 s (attempt {attempt}); starting another"
+        );
+    }
+    panic!("no NATS cluster of {n} became healthy in three attempts");
+}
+
+fn cluster(binary: &std::path::Path, n: usize) -> Vec<Server> {
     let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let mut servers: Vec<Server> = (0..n)
+    (0..n)
         .map(|i| {
             let routes: Vec<u16> = cluster_ports
                 .iter()
@@ -169,19 +195,12 @@ pub(crate) fn start_cluster(n: usize) -> Option<Vec<Server>> {
                 .map(|(_, &p)| p)
                 .collect();
             server(
-                binary.clone(),
+                binary.to_path_buf(),
                 &format!("n{}", i + 1),
                 Some(("scores-test", cluster_ports[i], &routes)),
             )
         })
-        .collect();
-    for server in &mut servers {
-        server.start();
-    }
-    for server in &servers {
-        server.wait_healthy(Duration::from_secs(30));
-    }
-    Some(servers)
+        .collect()
 }
 
 /// `nats://…,…` for `servers`.
