@@ -1,5 +1,6 @@
-//! Access control: [`ApiTokens`], bearer tokens read from a file, and the middleware that lets
-//! in only requests carrying one; [`AllowedHosts`], the names a request's `Host` may carry.
+//! Access control: [`ApiTokens`], bearer tokens read from a file, and [`authorized`], whether a
+//! request carries one (or a JWT, see `jwt`); [`AllowedHosts`], the names a request's `Host`
+//! may carry. The router's middleware asks them (`lib.rs`).
 //!
 //! A request carries its token in `Authorization: Bearer TOKEN`, or, for the dashboard (whose
 //! `EventSource` cannot set headers), in the cookie [`TOKEN_COOKIE`], which the dashboard sets
@@ -11,17 +12,13 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use arc_swap::ArcSwap;
-use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::jwt::ApiJwt;
 
 /// The cookie the dashboard carries its token in.
 pub const TOKEN_COOKIE: &str = "scores_token";
@@ -108,26 +105,21 @@ fn presented(headers: &HeaderMap) -> Option<Cow<'_, [u8]>> {
     })
 }
 
-/// Lets a request through when access control is off (no tokens, no JWT keys), when it asks an
-/// open path, or when it carries a token or a JWT that is taken; answers 401 `unauthorized`
-/// otherwise.
-pub(crate) async fn authorize(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (tokens, jwt) = (state.api_tokens(), state.api_jwt());
-    if tokens.is_none() && jwt.is_none() || OPEN_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
+/// Whether a request for `path` with `headers` is let in: access control is off (no tokens, no
+/// JWT keys), the path is open, or it carries a token or a JWT that is taken.
+pub(crate) fn authorized(
+    tokens: Option<&ApiTokens>,
+    jwt: Option<&ApiJwt>,
+    path: &str,
+    headers: &HeaderMap,
+) -> bool {
+    if tokens.is_none() && jwt.is_none() || OPEN_PATHS.contains(&path) {
+        return true;
     }
-    let taken = presented(request.headers()).is_some_and(|token| {
+    presented(headers).is_some_and(|token| {
         tokens.is_some_and(|tokens| tokens.allows(&token))
             || jwt.is_some_and(|jwt| jwt.allows(&token))
-    });
-    if taken {
-        return next.run(request).await;
-    }
-    ApiError::Unauthorized.into_response()
+    })
 }
 
 /// The names (and addresses) a request's `Host` header may carry, the port aside: a page on
@@ -165,6 +157,14 @@ impl AllowedHosts {
         }
     }
 
+    /// Whether a request for `path` with `headers` is let in: its `Host` is allowed, or it is a
+    /// health check (which probes send under any name, and which holds nothing a page could
+    /// want).
+    pub(crate) fn admit(&self, path: &str, headers: &HeaderMap) -> bool {
+        let host = headers.get(HOST).map(|host| host.to_str().unwrap_or("\u{fffd}"));
+        matches!(path, "/healthz" | "/readyz") || self.allows(host)
+    }
+
     /// Whether a request whose `Host` is `host` (a name or address, with or without a port) is
     /// allowed. A request without one (HTTP/1.0) is.
     fn allows(&self, host: Option<&str>) -> bool {
@@ -176,21 +176,6 @@ impl AllowedHosts {
         let name = name.trim_end_matches('.');
         names.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
     }
-}
-
-/// Answers 403 `host_not_allowed` to a request whose `Host` is not allowed; health checks
-/// (which probes send under any name, and which hold nothing a page could want) pass.
-pub(crate) async fn check_host(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let host = request.headers().get(HOST).map(|host| host.to_str().unwrap_or("\u{fffd}"));
-    let health = matches!(request.uri().path(), "/healthz" | "/readyz");
-    if health || state.allowed_hosts().allows(host) {
-        return next.run(request).await;
-    }
-    ApiError::HostNotAllowed.into_response()
 }
 
 #[cfg(test)]

@@ -109,8 +109,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(read_streamed_body))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), access::check_host))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), check_host))
         .layer(FinishLayer::new(state.clone()))
         // Failures are logged where they happen (a 500 by `ApiError`); a 503 while restoring or
         // at a limit is the service working as designed, not an error for the log.
@@ -145,6 +145,31 @@ async fn health() -> impl IntoResponse {
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let body = metrics::render(state.exposition());
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
+}
+
+/// Answers 401 `unauthorized` to a request access control does not let in (see `access`).
+async fn authorize(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (path, headers) = (request.uri().path(), request.headers());
+    if access::authorized(state.api_tokens(), state.api_jwt(), path, headers) {
+        return next.run(request).await;
+    }
+    ApiError::Unauthorized.into_response()
+}
+
+/// Answers 403 `host_not_allowed` to a request whose `Host` is not allowed.
+async fn check_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.allowed_hosts().admit(request.uri().path(), request.headers()) {
+        return next.run(request).await;
+    }
+    ApiError::HostNotAllowed.into_response()
 }
 
 /// Reads a body whose length was not given (`Transfer-Encoding: chunked`) before any handler

@@ -521,7 +521,15 @@ async fn a_restarted_service_gives_the_same_answers_and_resumes_the_feed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damage_in_a_sealed_segment_is_found_named_and_told_to_stream_clients() {
     let mut model = Model::default();
-    let harness = Harness::new(Plan::Stream(events(1..=400, &mut model), End::Hang)).await;
+    // Four connections of 100 events each (about 4 KiB): at least one batch each, however
+    // slow the machine, so at least four segments.
+    let harness = Harness::new(Plan::Stream(events(1..=100, &mut model), End::Close)).await;
+    for wave in 1..4 {
+        let end = if wave == 3 { End::Hang } else { End::Close };
+        harness
+            .script
+            .push(Plan::Stream(events(wave * 100 + 1..=wave * 100 + 100, &mut model), end));
+    }
     let journal = Options { fsync: FsyncPolicy::Always, segment_bytes: 4096 };
     let service = harness.service_with(journal).await;
     service.wait_for_seq(400).await;
@@ -532,7 +540,9 @@ async fn damage_in_a_sealed_segment_is_found_named_and_told_to_stream_clients() 
     assert!(segments.len() >= 4, "{segments:?}");
     let damaged = &segments[1];
     let mut bytes = std::fs::read(&damaged.path).unwrap();
-    bytes[100] ^= 0x01;
+    // Inside the segment's first batch (it starts at byte 16, after the segment's header; its
+    // own header is 16 bytes, and one event's record is longer than 8).
+    bytes[40] ^= 0x01;
     std::fs::write(&damaged.path, &bytes).unwrap();
 
     // Restored from its checkpoint without reading the segment, then verified in the background.
