@@ -2,7 +2,8 @@
 # The test command: installs the system packages the tests need (when it can), then runs every
 # test of the workspace. Usage: bash scripts/test.sh [extra cargo test arguments]
 #
-# Needed beyond Rust: chromium and chromedriver (the dashboard's browser test), installed with
+# Needed beyond Rust: openssl (test certificates and keys), chromium and chromedriver (the
+# dashboard's browser test), installed with
 # apt-get when this runs as root or with passwordless sudo (otherwise it says what to install,
 # and the tests that need them fail with the same hint, or skip with SCORES_SKIP_BROWSER_TESTS=1);
 # and nats-server 2.10 or later (the JetStream tests), which Debian does not package recent
@@ -13,17 +14,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian package names, by the command each provides.
-declare -A packages=([chromium]=chromium [chromedriver]=chromium-driver)
+# Debian package names, by the command each provides: the browser's (unless
+# SCORES_SKIP_BROWSER_TESTS=1), and openssl, which makes the TLS and JWT tests' keys.
+declare -A packages=([openssl]=openssl)
+if [ "${SCORES_SKIP_BROWSER_TESTS:-}" = 1 ]; then
+    echo "test.sh: SCORES_SKIP_BROWSER_TESTS=1 skips the tests that need chromium"
+else
+    packages+=([chromium]=chromium [chromedriver]=chromium-driver)
+fi
 
 missing=()
 for command in "${!packages[@]}"; do
     command -v "$command" >/dev/null || missing+=("${packages[$command]}")
 done
 if ((${#missing[@]})); then
-    if [ "${SCORES_SKIP_BROWSER_TESTS:-}" = 1 ]; then
-        echo "test.sh: ${missing[*]} missing; SCORES_SKIP_BROWSER_TESTS=1 skips the tests that need them"
-    elif ! command -v apt-get >/dev/null; then
+    if ! command -v apt-get >/dev/null; then
         echo "test.sh: install ${missing[*]} with your package manager (no apt-get here), or set SCORES_SKIP_BROWSER_TESTS=1" >&2
         exit 2
     else

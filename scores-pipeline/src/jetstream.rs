@@ -386,7 +386,11 @@ async fn watch_tail(js: JetStream, tail: watch::Sender<Tail>) {
         match follow_tail(&js, &tail).await {
             Ok(()) => return,
             Err(error) => {
-                if js.problem().is_none() {
+                // Before the stream has ever answered, this is a cluster starting (the ingester
+                // has not made the stream yet): said, not warned of; `/readyz` names it.
+                if js.problem().is_none() && js.last_heard().is_none() {
+                    tracing::info!(%error, "the stream cannot be read yet; looking again every second");
+                } else if js.problem().is_none() {
                     tracing::warn!(%error, "cannot follow the stream; looking again every second");
                 }
                 js.set_problem(Some(error.to_string()));

@@ -541,9 +541,9 @@ async fn ingest_term(
     let (term_stop_tx, term_stop) = watch::channel(false);
     let (events_tx, events_rx) = mpsc::channel::<Vec<Entry>>(QUEUED_BATCHES);
     let standby = upstream.standby.clone();
-    let feeding = tokio::spawn(pump(standby, events_tx, pipeline.clone(), term_stop.clone()));
+    let feeding =
+        tokio::spawn(pump(standby.clone(), events_tx, pipeline.clone(), term_stop.clone()));
     let (writer_pipeline, writer_stop) = (pipeline.clone(), term_stop.clone());
-    let standby = upstream.standby.clone();
     let mut writing = tokio::task::spawn_blocking(move || {
         append_only(writer, events_rx, &writer_pipeline, &writer_stop, |n| standby.stored(n))
     });
